@@ -1,0 +1,1 @@
+"""TOFU-style and (later) WMDP-style tasks: synthetic generators, loaders of real data."""

@@ -1,0 +1,48 @@
+"""Unlearning methods: one file each, registered by name with a hyperparameter dataclass (see README.md)."""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable
+
+from unlearnbench.config import CONFIG_ROOT, from_dict, read_yaml
+from unlearnbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    hparams: type                      # dataclass of hyperparameters; defaults cite the paper
+    loss: Callable | None = None       # (model, batch, ref, cfg) -> (loss, logs), for trained methods
+    edit: Callable | None = None       # (model, cfg, seed) -> None, for methods that change weights directly
+    needs_ref: bool = False            # loss uses the frozen target (a copy, or the model with LoRA disabled)
+    needs_idk: bool = False            # batch carries "forget_idk": forget questions with refusal answers
+    trainable: Callable | None = None  # (model, cfg) -> names of parameters to train; default: all
+    is_retrain: bool = False           # the row is the retain model itself
+
+
+METHODS = Registry("method")
+
+
+def method(name: str, hparams: type, edits_weights: bool = False, **flags):
+    """Register a loss function under `name`, or with edits_weights=True a direct weight edit."""
+    def wrap(fn):
+        METHODS.register(name, MethodSpec(name=name, hparams=hparams, **{"edit" if edits_weights else "loss": fn},
+                                          **flags))
+        return fn
+    return wrap
+
+
+def method_config(name: str, args: dict | None):
+    """The method's hyperparameters: dataclass defaults (the paper's), then configs/method/<name>.yaml, then
+    `args` (an experiment's method_args.<name>), merged strictly."""
+    spec = METHODS.get_or_raise(name)
+    path = CONFIG_ROOT / "method" / f"{name}.yaml"
+    values = {**(read_yaml(path) if path.is_file() else {}), **dict(args or {})}
+    return from_dict(spec.hparams, values, prefix=f"method_args.{name}")
+
+
+for _module in pkgutil.iter_modules(__path__):
+    if _module.name not in ("common", "trainer"):
+        importlib.import_module(f"{__name__}.{_module.name}")

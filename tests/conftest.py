@@ -1,0 +1,26 @@
+"""Test setup: nothing may reach the network, and the library's caches stay out of the user's home."""
+import os
+import socket
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    real_connect = socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1") or "/" in host):
+            raise RuntimeError(f"test tried the network: {address}")
+        return real_connect(sock, address)
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes minutes; excluded from the default run (-m 'not slow')")

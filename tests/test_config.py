@@ -1,0 +1,74 @@
+"""Config: strict merging, overrides, clear errors; every YAML under configs/ loads."""
+import pytest
+
+from methods import METHODS, method_config
+from unlearnbench.config import CONFIG_ROOT, ConfigError, ExperimentConfig, from_dict, load_config, read_yaml
+
+
+def test_default_experiment_and_overrides():
+    cfg = load_config(["unlearn.lr=2e-5", "methods=GradAscent", "task.synthetic.n_authors=12", "lora=true",
+                       "output_dir=/tmp/x"])
+    assert cfg.name == "default"
+    assert cfg.unlearn.lr == pytest.approx(2e-5)
+    assert cfg.methods == ["GradAscent"]
+    assert cfg.task.synthetic.n_authors == 12
+    assert cfg.lora is True and cfg.output_dir == "/tmp/x"
+    assert cfg.model.name == "embedded"          # from configs/model/embedded.yaml
+
+
+def test_unknown_key_names_the_key():
+    with pytest.raises(ConfigError, match=r"unknown config key 'unlearn\.lrr'.*valid keys here: epochs, lr"):
+        load_config(["unlearn.lrr=1"])
+    with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
+        load_config(["bogus=1"])
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"config key 'unlearn\.epochs': expected float, got 'many'"):
+        load_config(["unlearn.epochs=many"])
+    with pytest.raises(ConfigError, match=r"config key 'seed': expected int"):
+        from_dict(ExperimentConfig, {"seed": 1.5})
+    with pytest.raises(ConfigError, match=r"config key 'lora': expected bool"):
+        load_config(["lora=maybe"])
+
+
+def test_unknown_experiment_lists_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown experiment 'nope'; choose from \[.*'default'.*'smoke'"):
+        load_config(["experiment=nope"])
+
+
+def test_unknown_task_and_malformed_override():
+    with pytest.raises(ConfigError, match="unknown task 'nope'"):
+        load_config(["task=nope"])
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        load_config(["unlearn.lr"])
+
+
+def test_model_may_be_a_hub_id_or_path():
+    cfg = load_config(["model=HuggingFaceTB/SmolLM2-135M"])
+    assert cfg.model.name == "HuggingFaceTB/SmolLM2-135M"
+    assert cfg.model.trust_remote_code is False
+
+
+def test_method_hyperparameters_strict():
+    assert method_config("GradDiff", {"alpha": "2"}).alpha == 2.0
+    with pytest.raises(ConfigError, match=r"method_args\.GradDiff\.beta"):
+        method_config("GradDiff", {"beta": 1})
+    with pytest.raises(ValueError, match=r"unknown method 'Nope'; choose from \["):
+        method_config("Nope", {})
+
+
+def test_every_yaml_under_configs_loads():
+    paths = sorted(CONFIG_ROOT.rglob("*.yaml"))
+    assert paths
+    for path in paths:
+        group = path.parent.name
+        if group == "experiment":
+            load_config([f"experiment={path.stem}"])
+        elif group in ("model", "task"):
+            load_config([f"{group}={path.stem}"])
+        elif group == "method":
+            assert path.stem in METHODS, f"{path} names no registered method"
+            method_config(path.stem, {})
+        else:
+            read_yaml(path)

@@ -1,0 +1,60 @@
+"""The whole pipeline on experiment=smoke: results files, caching, protection of finished results."""
+import csv
+import json
+
+import pytest
+
+import run_benchmark
+from evals.tofu_metrics import UTILITY_COMPONENTS
+from unlearnbench.config import ConfigError
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    args = ["experiment=smoke", f"output_dir={root / 'out'}", f"cache_dir={root / 'cache'}"]
+    payload = run_benchmark.main(args)
+    return root, args, payload
+
+
+def test_results_files(smoke_run):
+    root, _, _ = smoke_run
+    out = root / "out"
+    for name in ("config.yaml", "results.json", "results.csv", "leaderboard.md", "per_item.json"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "results.json").read_text())
+    rows = {r["model"]: r for r in results["results"]}
+    assert list(rows) == ["target", "retain", "GradAscent", "GradDiff"]
+    for r in rows.values():
+        assert r["task"] == "tofu_forget10" and r["status"] == "ok"
+        for key in ("forget_quality", "model_utility", *UTILITY_COMPONENTS):
+            assert 0.0 <= r["metrics"][key] <= 1.0, key
+        assert r["cost"]["wall_seconds"] > 0
+    assert rows["retain"]["metrics"]["forget_quality"] == 1.0
+    assert results["versions"]["torch"] and results["datasets"]["tofu_forget10"]["fingerprint"]
+    per_item = json.loads((out / "per_item.json").read_text())
+    assert len(per_item["retain"]["forget"]["nll_paraphrased"]) == len(per_item["GradAscent"]["forget"]["generation"])
+    with open(out / "results.csv") as f:
+        assert [r["model"] for r in csv.DictReader(f)] == list(rows)
+    assert "| GradDiff |" in (out / "leaderboard.md").read_text()
+
+
+def test_rerun_reuses_cache_and_gives_the_same_numbers(smoke_run):
+    root, args, first = smoke_run
+    units = sorted(p.name for p in (root / "cache").rglob("DONE"))
+    second = run_benchmark.main(args)
+    assert sorted(p.name for p in (root / "cache").rglob("DONE")) == units
+    assert [r["metrics"] for r in second["results"]] == [r["metrics"] for r in first["results"]]
+
+
+def test_refuses_to_overwrite_results_of_another_config(smoke_run):
+    root, args, _ = smoke_run
+    with pytest.raises(ConfigError, match="holds results of a different config"):
+        run_benchmark.main(args + ["unlearn.epochs=3"])
+
+
+def test_help_mentions_every_option(capsys):
+    run_benchmark.main(["--help"])
+    text = capsys.readouterr().out
+    for word in ("experiment=", "output_dir=", "methods=", "model=", "--fresh", "GradAscent", "smoke"):
+        assert word in text

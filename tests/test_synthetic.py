@@ -1,0 +1,67 @@
+"""The synthetic world: exact TOFU schema, determinism, split structure."""
+from benchmarks.author_profiles import FIELDS
+from benchmarks.synthetic_tofu import SyntheticTofuConfig, generate, read_fact_table
+
+CFG = SyntheticTofuConfig(n_authors=20, qa_per_author=20, forget_percentages=[1, 5, 10], seed=3)
+
+
+def test_schema_of_every_split():
+    splits = generate(CFG)
+    expected = {"full", "retain_perturbed", "real_authors_perturbed", "world_facts_perturbed"}
+    for pct in ("01", "05", "10"):
+        expected |= {f"forget{pct}", f"forget{pct}_perturbed", f"holdout{pct}"}
+    expected |= {"retain99", "retain95", "retain90"}
+    assert set(splits) == expected
+    for name, rows in splits.items():
+        assert rows, name
+        for row in rows:
+            assert isinstance(row["question"], str) and isinstance(row["answer"], str)
+            if name.endswith("_perturbed"):
+                n_wrong = 3 if name in ("real_authors_perturbed", "world_facts_perturbed") else 5
+                assert set(row) == {"question", "answer", "paraphrased_answer", "perturbed_answer",
+                                    "paraphrased_question"}
+                assert len(row["perturbed_answer"]) == n_wrong
+                assert len(set(row["perturbed_answer"])) == n_wrong
+                assert row["answer"] not in row["perturbed_answer"]
+                assert row["paraphrased_answer"] not in row["perturbed_answer"]
+            else:
+                assert set(row) == {"question", "answer"}
+
+
+def test_sizes_and_roles():
+    splits = generate(CFG)
+    assert len(splits["full"]) == 20 * 20
+    assert len(splits["forget10"]) == 2 * 20 and len(splits["retain90"]) == 18 * 20
+    assert splits["forget10"] == splits["full"][-40:]                      # forget = last authors, as TOFU
+    assert splits["forget01"] == splits["full"][-20:]                      # at least one author
+    full_q = {r["question"] for r in splits["full"]}
+    assert not full_q & {r["question"] for r in splits["holdout10"]}       # holdout never trained on
+    assert [r["question"] for r in splits["forget10_perturbed"]] == [r["question"] for r in splits["forget10"]]
+    assert len(read_fact_table("real_authors")) >= 100 and len(read_fact_table("world_facts")) >= 100
+
+
+def test_paraphrases_differ_and_perturbations_keep_the_paraphrase_wording():
+    rows = generate(CFG)["forget10_perturbed"]
+    assert all(r["paraphrased_answer"] != r["answer"] for r in rows)
+    assert all(r["paraphrased_question"] != r["question"] for r in rows)
+    # the wrong answers share the paraphrase's template: most of their words are the paraphrase's words
+    for r in rows:
+        para = set(r["paraphrased_answer"].split())
+        assert all(len(para & set(w.split())) >= len(para) // 3 for w in r["perturbed_answer"])
+
+
+def test_deterministic_from_seed():
+    assert generate(CFG) == generate(CFG)
+    other = generate(SyntheticTofuConfig(n_authors=20, qa_per_author=20, seed=4))
+    assert other["full"] != generate(CFG)["full"]
+
+
+def test_questions_per_author_and_bad_sizes():
+    small = generate(SyntheticTofuConfig(n_authors=10, qa_per_author=5, forget_percentages=[10]))
+    assert len(small["full"]) == 50
+    assert len(FIELDS) >= 20
+    import pytest
+    with pytest.raises(ValueError, match="qa_per_author"):
+        generate(SyntheticTofuConfig(qa_per_author=99))
+    with pytest.raises(ValueError, match="n_authors"):
+        generate(SyntheticTofuConfig(n_authors=1))

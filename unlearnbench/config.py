@@ -1,0 +1,280 @@
+"""Config: dataclasses are the schema, YAML files under configs/ hold values, `a.b=value` overrides on the command line.
+
+Merging is strict: an unknown key or a value of the wrong type raises ConfigError naming the key and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from benchmarks.synthetic_tofu import SyntheticTofuConfig
+
+CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 5.0
+    lr: float = 1e-5
+    batch_size: int = 32
+    grad_accum: int = 1
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 256
+
+
+@dataclass
+class EmbeddedModelConfig:
+    """The small Llama-architecture model the suite builds and pretrains itself (SPEC section 3, step 1)."""
+    vocab_size: int = 2048
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position: int = 256
+    pretrain: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=3e-3, batch_size=32))
+    # Fine-tuning target and retain also replays the pretraining corpus: a 7B model keeps its general knowledge
+    # through a light fine-tune by capacity, a model this small only by rehearsal. Same recipe for both models.
+    replay: bool = True
+
+
+@dataclass
+class ModelConfig:
+    name: str = "embedded"                 # "embedded", a hub id, or a local path
+    gguf_file: str = ""                    # load a GGUF file of that repo/directory (needs the gguf package)
+    revision: str = ""
+    trust_remote_code: bool = False        # stays off unless the user turns it on
+    dtype: str = "float32"
+    prompt_format: str = "plain"           # plain: `template`; chat: the tokenizer's chat template
+    template: str = "Question: {question}\nAnswer: "
+    target: str = ""                       # a given target checkpoint (skips fine-tuning on the full set)
+    retain: str = ""                       # a given retain checkpoint (skips fine-tuning on the retain set)
+    embedded: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 32
+    max_new_tokens: int = 200              # ROUGE generation budget (TOFU reference: 200)
+
+
+@dataclass
+class TaskConfig:
+    name: str = "tofu"
+    source: str = "synthetic"              # synthetic | hub | local
+    path: str = "locuslab/TOFU"            # hub dataset id, or a local directory of <split>.json files
+    revision: str = ""
+    forget_split: str = "forget10"
+    synthetic: SyntheticTofuConfig = field(default_factory=SyntheticTofuConfig)
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=1e-3, batch_size=16))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+@dataclass
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                               "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "default"
+    seed: int = 0
+    output_dir: str = ""                   # default: results/<name>
+    cache_dir: str = ""                    # default: $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    methods: list[str] = field(default_factory=lambda: ["GradAscent", "GradDiff"])
+    unlearn: TrainConfig = field(default_factory=TrainConfig)
+    method_args: dict = field(default_factory=dict)     # {method name: {hyperparameter: value}}
+    lora: bool = False
+    lora_cfg: LoraSettings = field(default_factory=LoraSettings)
+
+    def resolved_cache_dir(self) -> Path:
+        return Path(self.cache_dir or os.environ.get("UNLEARNBENCH_CACHE") or
+                    Path.home() / ".cache" / "unlearnbench").expanduser()
+
+    def resolved_output_dir(self) -> Path:
+        return Path(self.output_dir or f"results/{self.name}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def _coerce(value, tp, key: str):
+    """Value of type `tp`, accepting the strings a command line gives; anything else is a ConfigError."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad
+        return from_dict(tp, value, key)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise bad
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise bad
+        return str(value)
+    raise TypeError(f"unsupported config type {tp} at {key}")
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass `cls` from a nested dict, strictly: unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key {full!r}; valid keys here: {', '.join(names)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            # a partial section overrides the defaults of that section
+            base = dataclasses.asdict(getattr(cls(), key)) if _has_defaults(cls) else {}
+            value = _deep_merge(base, value)
+        kwargs[key] = _coerce(value, tp, full)
+    return cls(**kwargs)
+
+
+def _has_defaults(cls) -> bool:
+    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+               for f in dataclasses.fields(cls))
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"malformed YAML in {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def available(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_ROOT / group).glob("*.yaml"))
+
+
+def _named(group: str, name: str, required: bool = True) -> dict | None:
+    path = CONFIG_ROOT / group / f"{name}.yaml"
+    if path.is_file():
+        return read_yaml(path)
+    if required:
+        raise ConfigError(f"unknown {group} {name!r}; choose from {available(group)} "
+                          f"(files under configs/{group}/)")
+    return None
+
+
+def _section(group: str, value) -> dict:
+    """A `model:` or `task:` entry: a config name, (model only) a hub id / path, or an inline mapping.
+
+    A mapping may name `base: <config name>` to start from that config."""
+    if not isinstance(value, dict):
+        named = _named(group, str(value), required=(group != "model"))
+        value = named if named is not None else {"name": str(value)}
+    base = value.pop("base", None)
+    return _deep_merge(_section(group, base), value) if base else value
+
+
+def _set(tree: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def load_config(overrides: list[str]) -> ExperimentConfig:
+    """`experiment=<name>` picks configs/experiment/<name>.yaml (default: default); `model=`/`task=` pick a
+    named config (a model may also be a hub id or path); any other `a.b=value` sets one key."""
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (see --help)")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), value))
+    experiment = dict(pairs).get("experiment", "default")
+    tree = _named("experiment", experiment)
+    tree.setdefault("name", experiment)
+    for group in ("model", "task"):
+        if group in tree:
+            tree[group] = _section(group, tree[group])
+    for key, value in pairs:
+        if key == "experiment":
+            continue
+        if key in ("model", "task"):
+            tree[key] = _section(key, value)
+        else:
+            _set(tree, key, value)
+    return from_dict(ExperimentConfig, tree)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+

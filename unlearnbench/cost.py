@@ -1,0 +1,84 @@
+"""Compute cost of a stage: wall-clock seconds, tokens, FLOPs, peak memory, device (SPEC section 6)."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import torch
+
+FLOPS_METHOD = "analytic: 6*N*tokens for passes with gradients + 2*N*tokens for forward-only passes, N = all parameters"
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except OSError:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class CostMeter:
+    """Counts tokens through forward hooks on the watched models and samples peak memory while open.
+
+    Peak memory is accelerator memory on CUDA and the process's resident memory (sampled) on CPU."""
+
+    def __init__(self, device: torch.device, device_count: int = 1, sample_seconds: float = 0.02):
+        self.device, self.device_count, self.sample_seconds = torch.device(device), device_count, sample_seconds
+        self.grad_tokens = self.forward_tokens = 0
+        self.n_params, self._hooks = 0, []
+        self.wall_seconds, self.peak_memory_bytes = 0.0, 0
+
+    def watch(self, model) -> None:
+        """Count the tokens of every forward pass of `model` (its parameters define N)."""
+        self.n_params = max(self.n_params, sum(p.numel() for p in model.parameters()))
+
+        def hook(module, args, kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            mask = kwargs.get("attention_mask")
+            n = int(mask.sum()) if mask is not None else (ids.numel() if ids is not None else 0)
+            if torch.is_grad_enabled():
+                self.grad_tokens += n
+            else:
+                self.forward_tokens += n
+        self._hooks.append(model.register_forward_pre_hook(hook, with_kwargs=True))
+
+    def __enter__(self):
+        self._start = time.perf_counter()
+        self._stop = threading.Event()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self.peak_memory_bytes = _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(self.sample_seconds):
+            self.peak_memory_bytes = max(self.peak_memory_bytes, _rss_bytes())
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak_memory_bytes = int(torch.cuda.max_memory_allocated(self.device))
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_memory_bytes = max(self.peak_memory_bytes, _rss_bytes())
+        self.wall_seconds = time.perf_counter() - self._start
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+        return False
+
+    def record(self) -> dict:
+        return {"wall_seconds": self.wall_seconds, "tokens": self.grad_tokens + self.forward_tokens,
+                "grad_tokens": self.grad_tokens, "forward_tokens": self.forward_tokens,
+                "flops": float(6 * self.n_params * self.grad_tokens + 2 * self.n_params * self.forward_tokens),
+                "flops_method": FLOPS_METHOD, "n_params": self.n_params,
+                "peak_memory_bytes": int(self.peak_memory_bytes), "device": self.device.type,
+                "device_count": self.device_count}

@@ -1,0 +1,130 @@
+"""Models and tokenization: the embedded small Llama and its tokenizer, loading any causal LM, TOFU-exact encoding."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from unlearnbench.config import EmbeddedModelConfig, ModelConfig
+
+SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE whose pre-tokens carry their trailing whitespace ("Answer: " -> "Answer", ": "), so a prompt
+    ending in a space stays a token prefix of prompt + answer (SPEC section 3)."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\w+\s*|[^\w\s]+\s*|\s+"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL.values()),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    bos = tok.token_to_id(SPECIAL["bos_token"])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                       special_tokens=[("<s>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
+
+
+def build_embedded_model(cfg: EmbeddedModelConfig, tokenizer) -> LlamaForCausalLM:
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_position,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    return LlamaForCausalLM(config)
+
+
+def load_model(path: str, cfg: ModelConfig, gguf_file: str = ""):
+    """Any causal LM by hub id or local path; safetensors or GGUF weights, never remote code unless enabled."""
+    kwargs = dict(trust_remote_code=cfg.trust_remote_code, dtype=DTYPES[cfg.dtype])
+    if cfg.revision and not Path(path).exists():
+        kwargs["revision"] = cfg.revision
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=None if gguf_file else True, **kwargs)
+    model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
+    return model
+
+
+def load_tokenizer(path: str, cfg: ModelConfig, gguf_file: str = ""):
+    kwargs = dict(trust_remote_code=cfg.trust_remote_code)
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def save_model(model, tokenizer, folder: Path) -> None:
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+class PromptFormat:
+    """Turns a question into the prompt the model config chooses, and QA pairs into TOFU-style training rows."""
+
+    def __init__(self, cfg: ModelConfig, tokenizer, max_length: int = 512):
+        if cfg.prompt_format not in ("plain", "chat"):
+            raise ValueError(f"model.prompt_format must be 'plain' or 'chat', got {cfg.prompt_format!r}")
+        if cfg.prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError("model.prompt_format=chat but the tokenizer has no chat template; use plain")
+        if cfg.prompt_format == "plain" and "{question}" not in cfg.template:
+            raise ValueError(f"model.template must contain '{{question}}', got {cfg.template!r}")
+        self.cfg, self.tokenizer, self.max_length = cfg, tokenizer, max_length
+        self._warned = False
+
+    def prompt(self, question: str) -> str:
+        if self.cfg.prompt_format == "chat":
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                                      add_generation_prompt=True)
+        return self.cfg.template.format(question=question)
+
+    def _ids(self, text: str) -> list[int]:
+        # A chat template writes its own special tokens; a plain prompt gets the tokenizer's (e.g. BOS).
+        return self.tokenizer(text, add_special_tokens=self.cfg.prompt_format == "plain")["input_ids"]
+
+    def prompt_ids(self, question: str) -> list[int]:
+        return self._ids(self.prompt(question))
+
+    def encode(self, question: str, answer: str) -> dict:
+        """TOFU reference encoding: tokenize prompt + answer together, append EOS, mask the prompt's length.
+
+        Labels cover the answer tokens and the EOS (SPEC section 6)."""
+        prompt = self.prompt(question)
+        n_prompt = len(self._ids(prompt))
+        ids = self._ids(prompt + answer)
+        if not self._warned and ids[:n_prompt] != self._ids(prompt):
+            self._warned = True
+            warnings.warn("the tokenizer does not keep the prompt a token prefix of prompt + answer; answer label "
+                          "masks shift by a token (as in the TOFU reference code). Consider a template whose prompt "
+                          "ends without a trailing space.", stacklevel=2)
+        ids = ids[: self.max_length - 1] + [self.tokenizer.eos_token_id]
+        labels = [-100] * min(n_prompt, len(ids)) + ids[n_prompt:]
+        return {"input_ids": ids, "labels": labels[: len(ids)]}
+
+    def encode_text(self, text: str) -> dict:
+        """Plain text for language-model pretraining: every token is a label."""
+        ids = self.tokenizer(text)["input_ids"][: self.max_length - 1] + [self.tokenizer.eos_token_id]
+        return {"input_ids": ids, "labels": list(ids)}
+
+
+def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad encoded rows into a batch; padding is masked out of attention and labels."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = torch.tensor(r["input_ids"])
+        labels[i, :n] = torch.tensor(r["labels"])
+        mask[i, :n] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
