@@ -1,0 +1,30 @@
+"""DPO towards "I don't know" (TOFU's preference baseline; Rafailov et al. 2023 loss, Maini et al. 2024 setup):
+the refusal is preferred over the forget answer, plus a retain NLL term."""
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from methods import method
+from methods.common import nll, sequence_logprob
+
+
+@dataclass
+class IdkDPOConfig:
+    lr: float = 1e-5        # TOFU
+    beta: float = 0.1       # DPO / open-unlearning default
+    alpha: float = 1.0      # retain weight
+
+
+def dpo_loss(win_logp, win_ref, lose_logp, lose_ref, beta: float):
+    """-(2/beta) log sigmoid(beta [(log pi - log pi_ref)(win) - (log pi - log pi_ref)(lose)])."""
+    return -2.0 / beta * F.logsigmoid(beta * ((win_logp - win_ref) - (lose_logp - lose_ref))).mean()
+
+
+@method("IdkDPO", IdkDPOConfig, needs_ref=True, needs_idk=True)
+def idk_dpo(model, batch, ref, cfg: IdkDPOConfig):
+    win, lose = batch["forget_idk"], batch["forget"]
+    logp = lambda b: sequence_logprob(  # noqa: E731
+        model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+    pref = dpo_loss(logp(win), ref.sequence_logprob(win), logp(lose), ref.sequence_logprob(lose), cfg.beta)
+    retain = nll(model, batch["retain"])
+    return pref + cfg.alpha * retain, {"dpo": pref.item(), "retain_nll": retain.item()}
