@@ -21,6 +21,7 @@ from evals.report import leaderboard, write_results
 from evals.tofu_metrics import all_metrics
 from methods import METHODS, method_config
 from unlearnbench.cache import UnitStore, atomic_write_text
+from unlearnbench.cost import COST_FIELDS
 from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
 from unlearnbench.stages import Pipeline
 
@@ -116,9 +117,10 @@ def main(argv: list[str] | None = None) -> dict:
     retain_cost = (retain.cost or {}).get("wall_seconds")
     records = []
     for row, unit in units.items():
-        cost = dict(unit.get("cost") or {})
+        # a given checkpoint's training cost is unknown: its fields stay present, as null
+        cost = {**dict.fromkeys(COST_FIELDS), **(unit.get("cost") or {})}
         cost.pop("train_log", None)
-        cost["relative_cost"] = cost["wall_seconds"] / retain_cost if retain_cost and "wall_seconds" in cost else None
+        cost["relative_cost"] = cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] else None
         record = {"task": task, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
                   "eval_cost": unit.get("eval_cost")}
         if unit["status"] == "ok":

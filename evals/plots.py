@@ -16,11 +16,12 @@ def _slug(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", task)
 
 
-def _scatter(ax, points, xlog=False, ylog=False):
-    for label, x, y in points:
+def _scatter(ax, points, colours: dict, xlog=False, ylog=False):
+    for i, (label, x, y) in enumerate(points):
         marker = "*" if label in ("target", "retain", "Retrain") else "o"
-        ax.scatter(x, y, marker=marker, s=90 if marker == "*" else 40)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.scatter(x, y, marker=marker, s=90 if marker == "*" else 40, color=colours[label])
+        # alternate label offsets so that neighbouring points stay readable
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, (4, -11, 12)[i % 3]), fontsize=8)
     if xlog:
         ax.set_xscale("log")
     if ylog:
@@ -37,8 +38,10 @@ def write_plots(records: list[dict], folder: Path) -> list[Path]:
         if not ok:
             continue
         fq = lambda r: max(r["metrics"]["forget_quality"], FLOOR)  # noqa: E731
+        palette = plt.get_cmap("tab20").colors
+        colours = {r["model"]: palette[i % len(palette)] for i, r in enumerate(ok)}  # one colour per model
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        _scatter(ax, [(r["model"], fq(r), r["metrics"]["model_utility"]) for r in ok], xlog=True)
+        _scatter(ax, [(r["model"], fq(r), r["metrics"]["model_utility"]) for r in ok], colours, xlog=True)
         ax.set_xlabel("forget quality (KS p-value vs retain model, log) →")
         ax.set_ylabel("model utility →")
         ax.set_title(f"{task}: forgetting vs utility (top right is best)")
@@ -50,7 +53,7 @@ def write_plots(records: list[dict], folder: Path) -> list[Path]:
         if costed:
             fig, ax = plt.subplots(figsize=(6.5, 4.5))
             _scatter(ax, [(r["model"], max(r["cost"]["relative_cost"], 1e-6), fq(r)) for r in costed],
-                     xlog=True, ylog=True)
+                     colours, xlog=True, ylog=True)
             ax.axvline(0.2, color="grey", linestyle="--", linewidth=1)
             ax.text(0.2, ax.get_ylim()[0], " 20% of retraining", color="grey", fontsize=8, va="bottom")
             ax.set_xlabel("relative cost (unlearning wall time / retain-model training, log)")

@@ -58,6 +58,8 @@ def test_method_trains(setup, name, lora):
     assert moved and moved <= trainable
     if lora:
         assert all("lora_" in n for n in moved)
+        if spec.needs_ref:   # the reference is the same network with the adapter off: no second copy
+            assert ref.model is None and ref.adapter_of is model
         # with the adapter disabled the network is exactly the target
         ids = torch.tensor([roles["forget"][0]["input_ids"]])
         with torch.no_grad(), model.disable_adapter():

@@ -8,6 +8,8 @@ import time
 import torch
 
 FLOPS_METHOD = "analytic: 6*N*tokens for passes with gradients + 2*N*tokens for forward-only passes, N = all parameters"
+COST_FIELDS = ("wall_seconds", "tokens", "grad_tokens", "forward_tokens", "flops", "flops_method", "n_params",
+               "peak_memory_bytes", "device", "device_count")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 

@@ -1,0 +1,101 @@
+"""Peak memory of NPO on full weights vs NPO through LoRA, measured side by side in one run.
+
+    python scripts/lora_memory.py [--hidden 1024 --layers 8 --steps 4]
+
+Each variant runs in its own fresh subprocess (the same code path as the benchmark: methods.trainer.prepare and
+train), on a Llama-architecture model of the given size built from a config, so process peaks do not mix. It
+prints the peak memory (GPU allocator on CUDA, sampled RSS on CPU), the memory held before training starts, the
+parameter bytes of every distinct model tensor alive during training (a second copy of the model shows here), and
+the ratio LoRA / full.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def one_variant(args) -> dict:
+    import gc
+
+    import torch
+    from accelerate import Accelerator
+
+    from benchmarks.synthetic_tofu import SyntheticTofuConfig, general_corpus, generate
+    from methods import METHODS, method_config
+    from methods.trainer import prepare, train
+    from unlearnbench.config import EmbeddedModelConfig, LoraSettings, ModelConfig, TrainConfig
+    from unlearnbench.cost import CostMeter, _rss_bytes
+    from unlearnbench.models import PromptFormat, build_embedded_model, train_tokenizer
+
+    acc = Accelerator()
+    splits = generate(SyntheticTofuConfig(n_authors=20, qa_per_author=20, forget_percentages=[10]))
+    qa, text = general_corpus()
+    tok = train_tokenizer(text + [r["question"] + " " + r["answer"] for r in splits["full"]], 2048)
+    fmt = PromptFormat(ModelConfig(), tok)
+    torch.manual_seed(0)
+    model = build_embedded_model(EmbeddedModelConfig(hidden_size=args.hidden, num_layers=args.layers,
+                                                     num_heads=args.hidden // 64, intermediate_size=args.hidden * 3),
+                                 tok).to(acc.device)
+    roles = {"forget": [fmt.encode(r["question"], r["answer"]) for r in splits["forget10"]],
+             "retain": [fmt.encode(r["question"], r["answer"]) for r in splits["retain90"]]}
+    spec, hp = METHODS["NPO"], method_config("NPO", {"lr": 1e-5})
+    n_params = sum(p.numel() for p in model.parameters())
+    gc.collect()
+    held_before = (torch.cuda.memory_allocated() if acc.device.type == "cuda" else _rss_bytes())
+    seen = {}
+    meter = CostMeter(acc.device)
+    with meter:
+        model, ref = prepare(model, spec, hp, LoraSettings() if args.lora else None)
+
+        def loss_fn(m, b):
+            if not seen:   # every distinct parameter tensor of the model and its reference, counted once
+                tensors = {id(p): p for p in m.parameters()}
+                if ref is not None and ref.model is not None:
+                    tensors.update({id(p): p for p in ref.model.parameters()})
+                seen["param_bytes"] = sum(p.numel() * p.element_size() for p in tensors.values())
+            return spec.loss(m, b, ref, hp)
+        steps = args.steps
+        train(model, roles, loss_fn, TrainConfig(epochs=steps * 8 / len(roles["forget"]), batch_size=8), hp.lr,
+              0, acc, tok.pad_token_id, lead="forget", desc="NPO+lora" if args.lora else "NPO")
+    return {"variant": "NPO+lora" if args.lora else "NPO", "device": acc.device.type, "n_params": n_params,
+            "held_before_bytes": held_before, "peak_bytes": meter.peak_memory_bytes,
+            "model_param_bytes_alive": seen["param_bytes"], "wall_seconds": meter.wall_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--lora", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(one_variant(args)))
+        return
+    rows = []
+    for lora in (False, True):
+        cmd = [sys.executable, __file__, "--child", f"--hidden={args.hidden}", f"--layers={args.layers}",
+               f"--steps={args.steps}"] + (["--lora"] if lora else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    mib = lambda b: f"{b / 2**20:9.1f} MiB"  # noqa: E731
+    print(f"model: {rows[0]['n_params'] / 1e6:.1f}M parameters, device {rows[0]['device']}, {args.steps} steps")
+    print(f"{'variant':10} {'peak':>13} {'held before':>13} {'peak - before':>13} {'model tensors alive':>20}")
+    for r in rows:
+        print(f"{r['variant']:10} {mib(r['peak_bytes'])} {mib(r['held_before_bytes'])} "
+              f"{mib(r['peak_bytes'] - r['held_before_bytes'])} {mib(r['model_param_bytes_alive']):>20}")
+    full, lora = rows
+    print(f"ratio LoRA/full: peak {lora['peak_bytes'] / full['peak_bytes']:.2f}, "
+          f"training overhead {(lora['peak_bytes'] - lora['held_before_bytes']) / (full['peak_bytes'] - full['held_before_bytes']):.2f}, "
+          f"model tensors alive {lora['model_param_bytes_alive'] / full['model_param_bytes_alive']:.2f} "
+          f"(full NPO holds the model and a frozen reference copy; LoRA holds one network)")
+
+
+if __name__ == "__main__":
+    main()
