@@ -58,9 +58,9 @@ def library_versions() -> dict:
 
 
 def check_output_dir(out, resolved: dict) -> None:
-    """Refuse to overwrite a results folder produced by a different config."""
+    """Refuse to overwrite finished results of a different config (a crashed run's folder holds none)."""
     saved = out / "config.yaml"
-    if saved.is_file():
+    if saved.is_file() and (out / "results.json").is_file():
         ignore = ("output_dir", "cache_dir")
         old = {k: v for k, v in read_yaml(saved).items() if k not in ignore}
         if old != {k: v for k, v in resolved.items() if k not in ignore}:

@@ -1,6 +1,7 @@
 """Plots of a results table: forget quality (log) vs model utility, relative cost vs forget quality, per task."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -29,6 +30,16 @@ def _scatter(ax, points, colours: dict, xlog=False, ylog=False):
     ax.grid(alpha=0.3)
 
 
+def _save(fig, path: Path) -> Path:
+    """Write the figure atomically (a temporary file renamed into place) and close it."""
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
 def write_plots(records: list[dict], folder: Path) -> list[Path]:
     """One PNG per task and plot; returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -45,10 +56,7 @@ def write_plots(records: list[dict], folder: Path) -> list[Path]:
         ax.set_xlabel("forget quality (KS p-value vs retain model, log) →")
         ax.set_ylabel("model utility →")
         ax.set_title(f"{task}: forgetting vs utility (top right is best)")
-        written.append(folder / f"{_slug(task)}_quality_vs_utility.png")
-        fig.tight_layout()
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+        written.append(_save(fig, folder / f"{_slug(task)}_quality_vs_utility.png"))
         costed = [r for r in ok if r["cost"].get("relative_cost") is not None and r["model"] not in ("target",)]
         if costed:
             fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -59,8 +67,5 @@ def write_plots(records: list[dict], folder: Path) -> list[Path]:
             ax.set_xlabel("relative cost (unlearning wall time / retain-model training, log)")
             ax.set_ylabel("forget quality (log) →")
             ax.set_title(f"{task}: cost vs forgetting (top left is best)")
-            written.append(folder / f"{_slug(task)}_cost_vs_quality.png")
-            fig.tight_layout()
-            fig.savefig(written[-1], dpi=120)
-            plt.close(fig)
+            written.append(_save(fig, folder / f"{_slug(task)}_cost_vs_quality.png"))
     return written

@@ -137,24 +137,16 @@ def _coerce(value, tp, key: str):
         if not isinstance(value, bool):
             raise bad
         return value
-    if tp is int:
+    if tp in (int, float):
         if isinstance(value, str):
             try:
-                return int(value)
+                return tp(value)
             except ValueError:
                 raise bad from None
-        if isinstance(value, bool) or not isinstance(value, int):
+        # bool is an int in Python, and an int is no float's wrong type, but never the other way round
+        if isinstance(value, bool) or not isinstance(value, (int, float) if tp is float else int):
             raise bad
-        return value
-    if tp is float:
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
+        return tp(value)
     if tp is str:
         if value is None:
             return ""

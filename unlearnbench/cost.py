@@ -38,6 +38,8 @@ class CostMeter:
         self.n_params = max(self.n_params, sum(p.numel() for p in model.parameters()))
 
         def hook(module, args, kwargs):
+            if module is not model:   # a deep copy of `model` carries this hook along; it counts its own passes
+                return
             ids = kwargs.get("input_ids", args[0] if args else None)
             mask = kwargs.get("attention_mask")
             n = int(mask.sum()) if mask is not None else (ids.numel() if ids is not None else 0)

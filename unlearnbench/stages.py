@@ -146,7 +146,8 @@ class Pipeline:
         un = self.cfg.unlearn
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(un),
                           self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), self.cfg.seed,
-                          self.data.splits["forget"], self.data.splits["retain"], *self._eval_key(target.key))
+                          self.data.splits["forget"], self.data.splits["retain"],
+                          read_refusals() if spec.needs_idk else None, *self._eval_key(target.key))
         build = lambda tmp: write_json(tmp / "unit.json", self._run_method(target, spec, hp))  # noqa: E731
         return read_json(self._unit("row", key, build) / "unit.json")
 
