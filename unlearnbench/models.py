@@ -1,6 +1,7 @@
 """Models and tokenization: the embedded small Llama and its tokenizer, loading any causal LM, TOFU-exact encoding."""
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def load_model(path: str, cfg: ModelConfig, gguf_file: str = ""):
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=None if gguf_file else True, **kwargs)
+    if gguf_file:
+        # GGUF weights arrive dequantized, but the model stays marked as quantized and cannot be saved; rebuild a
+        # plain model of the same architecture around the same (float) weights.
+        config = copy.deepcopy(model.config)
+        config.__dict__.pop("quantization_config", None)
+        plain = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code,
+                                                 dtype=DTYPES[cfg.dtype])
+        plain.load_state_dict(model.state_dict())
+        plain.generation_config = model.generation_config
+        model = plain
     model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
     return model
 
