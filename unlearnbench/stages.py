@@ -63,6 +63,9 @@ class Pipeline:
 
     def base(self) -> ModelRef:
         m = self.cfg.model
+        if not m.name:
+            raise ValueError("model.name is empty; set it to 'embedded', a hub id or a local path "
+                             "(configs/model/smollm2.yaml needs model.name=<folder holding the GGUF file>)")
         if m.name != "embedded":
             return ModelRef(m.name, stable_hash("hub", m.name, m.revision, m.gguf_file, m.dtype), m.gguf_file)
         qa, text = general_corpus()
