@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+REFERENCE_ROWS = ("target", "retain", "Retrain")   # baselines to read against, not contenders
 FLOOR = 1e-300   # a KS p-value can underflow to 0; it is drawn at the floor of the log axis
 
 
@@ -19,7 +20,7 @@ def _slug(task: str) -> str:
 
 def _scatter(ax, points, colours: dict, xlog=False, ylog=False):
     for i, (label, x, y) in enumerate(points):
-        marker = "*" if label in ("target", "retain", "Retrain") else "o"
+        marker = "*" if label in REFERENCE_ROWS else "o"
         ax.scatter(x, y, marker=marker, s=90 if marker == "*" else 40, color=colours[label])
         # alternate label offsets so that neighbouring points stay readable
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, (4, -11, 12)[i % 3]), fontsize=8)

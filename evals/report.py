@@ -6,11 +6,10 @@ import io
 import math
 from pathlib import Path
 
-from evals.plots import write_plots
+from evals.plots import REFERENCE_ROWS, write_plots
 from evals.tofu_metrics import HIGHER_IS_BETTER, UTILITY_COMPONENTS
 from unlearnbench.cache import atomic_write_text, write_json
 
-REFERENCE_ROWS = ("target", "retain", "Retrain")   # baselines to read against, not contenders
 HEADLINE = ["forget_quality", "model_utility", "forget_prob", "forget_rougeL", "forget_truth_ratio"]
 COST_COLUMNS = ["wall_seconds", "relative_cost", "tokens", "flops", "peak_memory_bytes"]
 
