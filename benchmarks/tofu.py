@@ -1,4 +1,5 @@
-"""The TOFU task: splits from the synthetic world, the real `locuslab/TOFU` on the hub, or a local folder.
+"""The TOFU task (Maini et al. 2024): splits from the synthetic world, the real `locuslab/TOFU` on the hub, or a
+local folder; evaluation and metrics as in the reference code (evals/stats.py, evals/tofu_metrics.py).
 
 A local folder holds one file per split, `<split>.json` (JSON lines or one JSON array), `.jsonl` or `.parquet`,
 with the `locuslab/TOFU` fields, so the real data drops in.
@@ -8,23 +9,42 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.synthetic_tofu import generate
+from benchmarks.synthetic_tofu import SyntheticTofuConfig, generate
+from evals.stats import split_stats
+from evals.tofu_metrics import HIGHER_IS_BETTER, all_metrics
+from unlearnbench.config import TaskConfig
+from unlearnbench.tasks import TaskData, task
 
 VERSION = 1
 QA_FIELDS = ("question", "answer")
-PERTURBED_FIELDS = ("question", "answer", "paraphrased_answer", "perturbed_answer")
+# Fields each evaluation role needs, as the real release has them: forget/retain perturbed rows carry a
+# paraphrased answer (the truth ratio's "correct" side there); real_authors / world_facts rows only question,
+# answer and perturbed_answer (TOFU scores them against `answer`).
+REQUIRED = {"forget_eval": QA_FIELDS + ("paraphrased_answer", "perturbed_answer"),
+            "retain_eval": QA_FIELDS + ("paraphrased_answer", "perturbed_answer"),
+            "real_authors": QA_FIELDS + ("perturbed_answer",), "world_facts": QA_FIELDS + ("perturbed_answer",)}
+OPTIONAL_ROLES = {"holdout": "membership attacks (forget vs holdout)"}
+SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
 @dataclass
 class TofuData:
-    """Rows by role: full, forget, retain, holdout (plain QA) and forget_eval, retain_eval, real_authors,
-    world_facts (perturbed QA), with the fingerprint of exactly these rows."""
+    """Rows by role: full, forget, retain, holdout (plain QA; holdout only where the source has it) and
+    forget_eval, retain_eval, real_authors, world_facts (perturbed QA), with the fingerprint of these rows."""
     splits: dict[str, list[dict]]
     names: dict[str, str]
     fingerprint: str
+
+    def require(self, role: str, feature: str) -> list[dict]:
+        """The rows of an optional role, or an error naming the feature that needs it."""
+        if role not in self.splits:
+            raise ValueError(f"{feature} needs the TOFU split {self.names[role]!r}, which this data source does not "
+                             f"have (the classic locuslab/TOFU release has no holdout splits); add the file "
+                             f"{self.names[role]}.json to task.path, or use task.source=synthetic")
+        return self.splits[role]
 
 
 def split_names(forget_split: str) -> dict[str, str]:
@@ -40,20 +60,37 @@ def split_names(forget_split: str) -> dict[str, str]:
             "world_facts": "world_facts_perturbed"}
 
 
-def _read_local(folder: Path, split: str) -> list[dict]:
-    for suffix in (".json", ".jsonl", ".parquet"):
-        path = folder / f"{split}{suffix}"
-        if not path.is_file():
-            continue
-        if suffix == ".parquet":
-            import pandas as pd
-            return pd.read_parquet(path).to_dict("records")
-        text = path.read_text(encoding="utf-8").strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    raise FileNotFoundError(f"task.path={str(folder)!r} has no file for TOFU split {split!r} "
-                            f"(looked for {split}.json, {split}.jsonl, {split}.parquet)")
+def read_records(path: Path) -> list[dict]:
+    """Rows of one file: a JSON array or JSON Lines (whatever the suffix says; the real TOFU release ships JSON
+    Lines as `.json`), or parquet. Errors name the file and the line."""
+    if path.suffix == ".parquet":
+        import pandas as pd
+        return pd.read_parquet(path).to_dict("records")
+    text = path.read_text(encoding="utf-8-sig")
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: line {err.lineno}: malformed JSON ({err.msg}); fix that line") from None
+        numbered = list(enumerate(rows, 1))
+    else:
+        numbered = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {lineno}: malformed JSON ({err.msg} at column {err.colno}); "
+                                 f"each line must be one JSON object") from None
+    for lineno, row in numbered:
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: record {lineno} is a {type(row).__name__}, not a JSON object with fields")
+    return [row for _, row in numbered]
+
+
+def _local_file(folder: Path, split: str) -> Path | None:
+    return next((folder / f"{split}{s}" for s in SUFFIXES if (folder / f"{split}{s}").is_file()), None)
 
 
 def _read_hub(path: str, revision: str, split: str) -> list[dict]:
@@ -62,41 +99,128 @@ def _read_hub(path: str, revision: str, split: str) -> list[dict]:
     return [dict(row) for row in ds]
 
 
-def _check(split: str, rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
+def _check(where: str, rows: list[dict], fields: tuple[str, ...]) -> list[dict]:
+    """Rows with the fields and types the metrics need; errors name the source, the row, the field and the fix."""
     if not rows:
-        raise ValueError(f"TOFU split {split!r} is empty; the forget, retain and evaluation sets need rows")
+        raise ValueError(f"TOFU split {where} is empty; the forget, retain and evaluation sets need rows")
+    n_wrong = None
     for i, row in enumerate(rows):
         for name in fields:
-            if name not in row or row[name] is None:
-                raise ValueError(f"TOFU split {split!r} row {i} lacks field {name!r}; rows need {list(fields)} "
+            value = row.get(name)
+            if value is None:
+                raise ValueError(f"TOFU split {where} row {i} lacks field {name!r}; rows need {list(fields)} "
                                  f"(the locuslab/TOFU schema)")
-        if "perturbed_answer" in fields:
-            row["perturbed_answer"] = list(row["perturbed_answer"])
-            if not row["perturbed_answer"]:
-                raise ValueError(f"TOFU split {split!r} row {i} has no perturbed answers")
+            if name == "perturbed_answer":
+                if isinstance(value, str) or not all(isinstance(v, str) and v.strip() for v in list(value)):
+                    raise ValueError(f"TOFU split {where} row {i}: 'perturbed_answer' must be a list of non-empty "
+                                     f"strings, got {value!r:.80}")
+                row[name] = list(value)
+                if not row[name]:
+                    raise ValueError(f"TOFU split {where} row {i} has no perturbed answers")
+                if n_wrong is not None and len(row[name]) != n_wrong:
+                    raise ValueError(f"TOFU split {where} row {i} has {len(row[name])} perturbed answers, earlier "
+                                     f"rows {n_wrong}; every row of a split needs the same number")
+                n_wrong = len(row[name])
+            elif not isinstance(value, str) or not value.strip():
+                raise ValueError(f"TOFU split {where} row {i}: {name!r} must be a non-empty string, got {value!r:.80}")
     return rows
 
 
 def load_tofu(cfg) -> TofuData:
     """Rows of every split the benchmark uses, checked against the TOFU schema."""
     names = split_names(cfg.forget_split)
+    folder = Path(cfg.path).expanduser()
     if cfg.source == "synthetic":
         everything = generate(cfg.synthetic)
+        where = lambda split: repr(split)  # noqa: E731
+        exists = lambda split: split in everything  # noqa: E731
         fetch = lambda split: everything[split] if split in everything else _missing_synthetic(split, everything)  # noqa: E731
     elif cfg.source == "local":
-        fetch = lambda split: _read_local(Path(cfg.path).expanduser(), split)  # noqa: E731
+        if not folder.is_dir():
+            raise FileNotFoundError(f"task.path={str(folder)!r} is not a folder; point it at a folder of TOFU "
+                                    f"split files (<split>.json / .jsonl / .parquet)")
+        where = lambda split: f"{split!r} ({_local_file(folder, split)})"  # noqa: E731
+        exists = lambda split: _local_file(folder, split) is not None  # noqa: E731
+        fetch = lambda split: read_records(_local_file(folder, split) or _missing_local(folder, split))  # noqa: E731
     elif cfg.source == "hub":
+        where, exists = repr, lambda split: True  # noqa: E731
         fetch = lambda split: _read_hub(cfg.path, cfg.revision, split)  # noqa: E731
     else:
         raise ValueError(f"task.source must be synthetic, local or hub, got {cfg.source!r}")
     splits = {}
     for role, split in names.items():
-        fields = PERTURBED_FIELDS if role in ("forget_eval", "retain_eval", "real_authors", "world_facts") else QA_FIELDS
-        splits[role] = _check(split, fetch(split), fields)
-    blob = json.dumps([VERSION, names, splits], sort_keys=True, ensure_ascii=False)
+        if role in OPTIONAL_ROLES and not exists(split):
+            continue
+        splits[role] = _check(where(split), fetch(split), REQUIRED.get(role, QA_FIELDS))
+    present = {role: split for role, split in names.items() if role in splits}
+    blob = json.dumps([VERSION, present, splits], sort_keys=True, ensure_ascii=False)
     return TofuData(splits=splits, names=names, fingerprint=hashlib.sha256(blob.encode()).hexdigest()[:16])
+
+
+def _missing_local(folder: Path, split: str):
+    raise FileNotFoundError(f"task.path={str(folder)!r} has no file for TOFU split {split!r} "
+                            f"(looked for {', '.join(split + s for s in SUFFIXES)})")
 
 
 def _missing_synthetic(split: str, everything: dict) -> list[dict]:
     raise ValueError(f"the synthetic world has no split {split!r}; it has {sorted(everything)} "
                      f"(set task.synthetic.forget_percentages to include it)")
+
+
+# -- the task ------------------------------------------------------------------------------------------------------
+EVAL_SPLITS = {"forget": "forget_eval", "retain": "retain_eval", "real_authors": "real_authors",
+               "world_facts": "world_facts"}
+
+
+@dataclass
+class TofuConfig(TaskConfig):
+    source: str = "synthetic"              # synthetic | hub | local
+    path: str = "locuslab/TOFU"            # hub dataset id, or a local folder of <split>.json files
+    forget_split: str = "forget10"
+    synthetic: SyntheticTofuConfig = field(default_factory=SyntheticTofuConfig)
+
+
+@task("tofu", TofuConfig)
+class TofuTask:
+    """Forget some fictitious authors, keep the others, real authors and world facts (SPEC sections 4, 6)."""
+    version = VERSION
+    forget_score, utility = "forget_quality", "model_utility"
+    higher_is_better = HIGHER_IS_BETTER
+    headline = ["forget_quality", "model_utility", "forget_prob", "forget_rougeL", "forget_truth_ratio"]
+    log_scale = {"forget_quality"}
+
+    def __init__(self, cfg: TofuConfig):
+        split_names(cfg.forget_split)  # fail on a bad split name before anything runs
+        self.cfg = cfg
+        self.label = f"tofu_{cfg.forget_split}"
+        self.rows: dict[str, list[dict]] = {}
+
+    def load(self, cache_dir: Path | None = None) -> TaskData:
+        data = load_tofu(self.cfg)
+        self.rows = data.splits
+        # every text of the world, in split order (the embedded tokenizer is trained on them)
+        texts = [v for rows in data.splits.values() for r in rows for v in _texts(r)]
+        return TaskData(train={"target": data.splits["full"], "retain": data.splits["retain"]},
+                        forget=data.splits["forget"], retain=data.splits["retain"], fingerprint=data.fingerprint,
+                        texts=texts, describe={"splits": data.names, "source": self.cfg.source,
+                                               "sizes": {k: len(v) for k, v in data.splits.items()}})
+
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int) -> dict:
+        ev = self.cfg.eval
+        return {split: split_stats(model, fmt, self.rows[role], batch_size, ev.max_new_tokens, name=f"{name}/{split}",
+                                   paraphrased=split in ("forget", "retain"))
+                for split, role in EVAL_SPLITS.items()}
+
+    def metrics(self, stats: dict, retain_stats: dict | None) -> dict:
+        if retain_stats is None:
+            raise ValueError("TOFU's forget quality needs a retain model; give model.retain=<path> or let the "
+                             "suite fine-tune one")
+        return all_metrics(stats, retain_stats)
+
+
+def _texts(row: dict) -> list[str]:
+    out = [row["question"], row["answer"]]
+    for key in ("paraphrased_answer", "paraphrased_question"):
+        if row.get(key):
+            out.append(row[key])
+    return out + list(row.get("perturbed_answer") or [])

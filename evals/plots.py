@@ -41,32 +41,60 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_plots(records: list[dict], folder: Path) -> list[Path]:
-    """One PNG per task and plot; returns the paths written."""
+def _axis_value(r: dict, metric: str, log: bool) -> float:
+    value = r["metrics"][metric]
+    return max(value, FLOOR) if log else value
+
+
+def _label(metric: str, meta: dict) -> str:
+    direction = "→" if meta["higher_is_better"].get(metric, True) else "← (lower is better)"
+    return f"{metric}{' (log)' if metric in meta['log_scale'] else ''} {direction}"
+
+
+def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
+    """One PNG per task and plot (forget score vs utility; relative cost vs forget score), plus one figure with
+    every task side by side when there are several. `meta_of(task)` gives the task's forget score, utility,
+    directions and log-scale metrics. Returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for task in dict.fromkeys(r["task"] for r in records):
+    tasks = [t for t in dict.fromkeys(r["task"] for r in records)
+             if any(r["task"] == t and r["status"] == "ok" for r in records)]
+    palette = plt.get_cmap("tab20").colors
+    models = list(dict.fromkeys(r["model"] for r in records))
+    colours = {m: palette[i % len(palette)] for i, m in enumerate(models)}   # one colour per model, every plot
+    for task in tasks:
+        meta = meta_of(task)
+        fs, ut = meta["forget_score"], meta["utility"]
+        fs_log = fs in meta["log_scale"]
         ok = [r for r in records if r["task"] == task and r["status"] == "ok"]
-        if not ok:
-            continue
-        fq = lambda r: max(r["metrics"]["forget_quality"], FLOOR)  # noqa: E731
-        palette = plt.get_cmap("tab20").colors
-        colours = {r["model"]: palette[i % len(palette)] for i, r in enumerate(ok)}  # one colour per model
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        _scatter(ax, [(r["model"], fq(r), r["metrics"]["model_utility"]) for r in ok], colours, xlog=True)
-        ax.set_xlabel("forget quality (KS p-value vs retain model, log) →")
-        ax.set_ylabel("model utility →")
-        ax.set_title(f"{task}: forgetting vs utility (top right is best)")
+        _scatter(ax, [(r["model"], _axis_value(r, fs, fs_log), r["metrics"][ut]) for r in ok], colours, xlog=fs_log)
+        ax.set_xlabel(_label(fs, meta))
+        ax.set_ylabel(_label(ut, meta))
+        ax.set_title(f"{task}: forgetting vs utility")
         written.append(_save(fig, folder / f"{_slug(task)}_quality_vs_utility.png"))
         costed = [r for r in ok if r["cost"].get("relative_cost") is not None and r["model"] not in ("target",)]
         if costed:
             fig, ax = plt.subplots(figsize=(6.5, 4.5))
-            _scatter(ax, [(r["model"], max(r["cost"]["relative_cost"], 1e-6), fq(r)) for r in costed],
-                     colours, xlog=True, ylog=True)
+            _scatter(ax, [(r["model"], max(r["cost"]["relative_cost"], 1e-6), _axis_value(r, fs, fs_log))
+                          for r in costed], colours, xlog=True, ylog=fs_log)
             ax.axvline(0.2, color="grey", linestyle="--", linewidth=1)
             ax.text(0.2, ax.get_ylim()[0], " 20% of retraining", color="grey", fontsize=8, va="bottom")
             ax.set_xlabel("relative cost (unlearning wall time / retain-model training, log)")
-            ax.set_ylabel("forget quality (log) →")
-            ax.set_title(f"{task}: cost vs forgetting (top left is best)")
+            ax.set_ylabel(_label(fs, meta))
+            ax.set_title(f"{task}: cost vs forgetting")
             written.append(_save(fig, folder / f"{_slug(task)}_cost_vs_quality.png"))
+    if len(tasks) > 1:
+        fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5))
+        for ax, task in zip(axes, tasks):
+            meta = meta_of(task)
+            fs, ut = meta["forget_score"], meta["utility"]
+            ok = [r for r in records if r["task"] == task and r["status"] == "ok"]
+            _scatter(ax, [(r["model"], _axis_value(r, fs, fs in meta["log_scale"]), r["metrics"][ut]) for r in ok],
+                     colours, xlog=fs in meta["log_scale"])
+            ax.set_xlabel(_label(fs, meta))
+            ax.set_ylabel(_label(ut, meta))
+            ax.set_title(task)
+        fig.suptitle("every method on every task (same colour = same method)")
+        written.append(_save(fig, folder / "across_tasks.png"))
     return written

@@ -1,4 +1,7 @@
-"""Results files of an experiment: results.json, results.csv, leaderboard.md (SPEC section 7). Writes are atomic."""
+"""Results files of an experiment: results.json, results.csv, leaderboard.md (SPEC section 7). Writes are atomic.
+
+Each task's section of results.json (`datasets`) says which metrics it reports, their directions, and which one
+is its forget score and which its utility; the reports read those, so they know no task by name."""
 from __future__ import annotations
 
 import csv
@@ -7,11 +10,25 @@ import math
 from pathlib import Path
 
 from evals.plots import REFERENCE_ROWS, write_plots
-from evals.tofu_metrics import HIGHER_IS_BETTER, UTILITY_COMPONENTS
+from evals.tofu_metrics import HIGHER_IS_BETTER as TOFU_DIRECTIONS
 from unlearnbench.cache import atomic_write_text, write_json
 
-HEADLINE = ["forget_quality", "model_utility", "forget_prob", "forget_rougeL", "forget_truth_ratio"]
 COST_COLUMNS = ["wall_seconds", "relative_cost", "tokens", "flops", "peak_memory_bytes"]
+# results.json files written before tasks declared their metrics were all TOFU
+TOFU_META = {"headline": ["forget_quality", "model_utility", "forget_prob", "forget_rougeL", "forget_truth_ratio"],
+             "higher_is_better": TOFU_DIRECTIONS, "forget_score": "forget_quality", "utility": "model_utility",
+             "log_scale": ["forget_quality"]}
+INTRO = ("↑ higher is better, ↓ lower is better; **bold** marks the best unlearned row per task. TOFU: forget quality "
+         "is the KS-test p-value against the retain model (1.0 = indistinguishable from retraining); model utility is "
+         "the harmonic mean of nine retain / real-author / world-fact scores. On the forget set, lower Prob and ROUGE "
+         "mean more forgotten, but the retain model's values are the goal: far below them is over-forgetting, which "
+         "the truth ratio and forget quality expose. WMDP: accuracies (lm-eval) on the forget domain (chance 0.25 is "
+         "the goal), the neighbouring domain and general knowledge. `relative_cost` is the row's unlearning wall time "
+         "over the retain model's training time.")
+
+
+def task_meta(datasets: dict | None, task: str) -> dict:
+    return {**TOFU_META, **((datasets or {}).get(task) or {})}
 
 
 def _fmt(value) -> str:
@@ -24,47 +41,70 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _best(records: list[dict], task: str, metric: str):
+def _best(records: list[dict], task: str, metric: str, directions: dict):
     """Best value of `metric` among a task's unlearned rows (target/retain are references, not contenders)."""
     values = [r["metrics"][metric] for r in records if r["task"] == task and r["status"] == "ok"
-              and r["model"] not in REFERENCE_ROWS and metric in r["metrics"]]
-    if not values or metric not in HIGHER_IS_BETTER:
+              and r["model"] not in REFERENCE_ROWS and r["metrics"].get(metric) is not None]
+    if not values or metric not in directions:
         return None
-    return max(values) if HIGHER_IS_BETTER[metric] else min(values)
+    return max(values) if directions[metric] else min(values)
 
 
-def leaderboard(records: list[dict]) -> str:
-    out = ["# Leaderboard", "",
-           "↑ higher is better, ↓ lower is better; **bold** marks the best unlearned row per task. Forget quality "
-           "is the KS-test p-value against the retain model (1.0 = indistinguishable from retraining); model utility "
-           "is the harmonic mean of nine retain / real-author / world-fact scores (TOFU). `relative_cost` is the "
-           "row's unlearning wall time over the retain model's training time. On the forget set, lower Prob and ROUGE "
-           "mean more forgotten, but the retain model's values are the goal: far below them is over-forgetting, "
-           "which the truth ratio and forget quality expose.", ""]
-    for task in dict.fromkeys(r["task"] for r in records):
-        arrow = lambda m: "↑" if HIGHER_IS_BETTER.get(m, True) else "↓"  # noqa: E731
-        cols = HEADLINE + ["wall_seconds", "relative_cost"]
-        out += [f"## {task}", "", "| model | " + " | ".join(
-            f"{c} {arrow(c)}" if c in HIGHER_IS_BETTER else c for c in cols) + " |",
-            "|" + "---|" * (len(cols) + 1)]
+def _arrow(metric: str, directions: dict) -> str:
+    return f"{metric} {'↑' if directions[metric] else '↓'}" if metric in directions else metric
+
+
+def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
+    out = ["# Leaderboard", "", INTRO, ""]
+    tasks = list(dict.fromkeys(r["task"] for r in records))
+    for task in tasks:
+        meta = task_meta(datasets, task)
+        directions, cols = meta["higher_is_better"], meta["headline"] + ["wall_seconds", "relative_cost"]
+        out += [f"## {task}", "", "| model | " + " | ".join(_arrow(c, directions) for c in cols) + " |",
+                "|" + "---|" * (len(cols) + 1)]
         for r in (r for r in records if r["task"] == task):
             if r["status"] != "ok":
-                out.append(f"| {r['model']} | failed: {r.get('error', '')} |" + " |" * (len(cols) - 1))
+                out.append(f"| {r['model']} | {r['status']}: {r.get('error', '')} |" + " |" * (len(cols) - 1))
                 continue
             cells = []
             for c in cols:
                 value = r["metrics"].get(c, r["cost"].get(c))
                 text = _fmt(value)
-                best = value is not None and r["model"] not in REFERENCE_ROWS and value == _best(records, task, c)
+                best = value is not None and r["model"] not in REFERENCE_ROWS and \
+                    value == _best(records, task, c, directions)
                 cells.append(f"**{text}**" if best else text)
             out.append(f"| {r['model']} | " + " | ".join(cells) + " |")
         out.append("")
+    if len(tasks) > 1:
+        out += cross_task_table(records, datasets, tasks)
     return "\n".join(out)
 
 
+def cross_task_table(records: list[dict], datasets: dict | None, tasks: list[str]) -> list[str]:
+    """One row per method; per task its forget score, utility and relative cost, side by side."""
+    metas = {t: task_meta(datasets, t) for t in tasks}
+    head = ["model"]
+    for t in tasks:
+        d = metas[t]["higher_is_better"]
+        head += [f"{t} {_arrow(metas[t]['forget_score'], d)}", f"{t} {_arrow(metas[t]['utility'], d)}",
+                 f"{t} relative_cost"]
+    out = ["## Across tasks", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by = {(r["task"], r["model"]): r for r in records}
+    for model in dict.fromkeys(r["model"] for r in records):
+        cells = [model]
+        for t in tasks:
+            r = by.get((t, model))
+            if r is None or r["status"] != "ok":
+                cells += ["—" if r is None else r["status"], "—", "—"]
+                continue
+            cells += [_fmt(r["metrics"].get(metas[t]["forget_score"])), _fmt(r["metrics"].get(metas[t]["utility"])),
+                      _fmt(r["cost"].get("relative_cost"))]
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def results_csv(records: list[dict]) -> str:
-    ordered = HEADLINE + UTILITY_COMPONENTS + [k for r in records for k in r.get("metrics", {})]
-    metrics = list(dict.fromkeys(ordered))
+    metrics = list(dict.fromkeys(k for r in records for k in r.get("metrics", {})))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["task", "model", "status", *metrics, *COST_COLUMNS, "error"])
@@ -75,14 +115,15 @@ def results_csv(records: list[dict]) -> str:
 
 
 def write_results(out: Path, payload: dict) -> None:
-    """results.json, per_item.json (per-item statistics of every row, when given), results.csv, leaderboard.md
-    and plots/, each file written atomically."""
+    """results.json, per_item.json (per-item statistics of every task and row, when given), results.csv,
+    leaderboard.md and plots/, each file written atomically."""
     out.mkdir(parents=True, exist_ok=True)
     payload = dict(payload)
     per_item = payload.pop("per_item", None)
     if per_item is not None:
         write_json(out / "per_item.json", per_item)
     write_json(out / "results.json", payload)
-    write_plots(payload["results"], out / "plots")
+    datasets = payload.get("datasets")
+    write_plots(payload["results"], out / "plots", lambda task: task_meta(datasets, task))
     atomic_write_text(out / "results.csv", results_csv(payload["results"]))
-    atomic_write_text(out / "leaderboard.md", leaderboard(payload["results"]))
+    atomic_write_text(out / "leaderboard.md", leaderboard(payload["results"], datasets))

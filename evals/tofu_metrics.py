@@ -31,16 +31,22 @@ def normalised_prob(nll_answer, nll_perturbed) -> float:
     return float(np.mean(p / (p + p_wrong + 1e-10)))
 
 
+# The reference code's numerical guard (open-unlearning, truth_ratio): R = wrong / (correct + EPS) and
+# min(R, 1 / (R + EPS)). It matters only where p(correct) is tiny (a collapsed model): there it caps R near
+# wrong / EPS instead of letting it grow without bound, and moves the forget truth ratio by up to ~1e-3.
+EPS = 1e-10
+
+
 def truth_ratios(nll_correct, nll_perturbed) -> np.ndarray:
-    """Per item R = exp(-mean_i NLLbar(perturbed_i)) / exp(-NLLbar(correct)): wrong over right."""
-    mean_wrong = np.asarray(nll_perturbed, dtype=np.float64).mean(axis=1)
-    return np.exp(np.asarray(nll_correct, dtype=np.float64) - mean_wrong)
+    """Per item R = exp(-mean_i NLLbar(perturbed_i)) / (exp(-NLLbar(correct)) + 1e-10): wrong over right."""
+    wrong = np.exp(-np.asarray(nll_perturbed, dtype=np.float64).mean(axis=1))
+    return wrong / (np.exp(-np.asarray(nll_correct, dtype=np.float64)) + EPS)
 
 
 def forget_truth_ratio(ratios) -> float:
-    """Mean min(R, 1/R) on the forget set: 1 when the model cannot tell right from wrong."""
+    """Mean min(R, 1/(R + 1e-10)) on the forget set: 1 when the model cannot tell right from wrong."""
     r = np.asarray(ratios, dtype=np.float64)
-    return float(np.mean(np.minimum(r, 1.0 / r)))
+    return float(np.mean(np.minimum(r, 1.0 / (r + EPS))))
 
 
 def kept_truth_ratio(ratios) -> float:

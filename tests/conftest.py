@@ -1,6 +1,7 @@
 """Test setup: nothing may reach the network, and the library's caches stay out of the user's home."""
 import os
 import socket
+import tempfile
 
 import pytest
 
@@ -8,6 +9,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# lm-eval reads its local JSON question sets through `datasets`, which caches them: keep that out of the home folder
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="ub-hf-datasets-")
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,14 @@
 """Config: strict merging, overrides, clear errors; every YAML under configs/ loads."""
 import pytest
 
+import pipeline  # noqa: F401  (registers the task families, as a run does)
 from methods import METHODS, method_config
 from unlearnbench.config import CONFIG_ROOT, ConfigError, ExperimentConfig, from_dict, load_config, read_yaml
+from unlearnbench.tasks import build_task
+
+
+def tasks_of(cfg):
+    return {label: build_task(label, section) for label, section in cfg.tasks.items()}
 
 
 def test_default_experiment_and_overrides():
@@ -11,7 +17,7 @@ def test_default_experiment_and_overrides():
     assert cfg.name == "default"
     assert cfg.unlearn.lr == pytest.approx(2e-5)
     assert cfg.methods == ["GradAscent"]
-    assert cfg.task.synthetic.n_authors == 12
+    assert tasks_of(cfg)["tofu_embedded"].cfg.synthetic.n_authors == 12
     assert cfg.lora is True and cfg.output_dir == "/tmp/x"
     assert cfg.model.name == "embedded"          # from configs/model/embedded.yaml
 
@@ -38,10 +44,23 @@ def test_unknown_experiment_lists_the_choices():
 
 
 def test_unknown_task_and_malformed_override():
-    with pytest.raises(ConfigError, match="unknown task 'nope'"):
-        load_config(["task=nope"])
+    with pytest.raises(ConfigError, match=r"unknown task 'nope'; choose from \['tofu', 'wmdp'.*tofu_embedded"):
+        tasks_of(load_config(["task=nope"]))
     with pytest.raises(ConfigError, match="not of the form key=value"):
         load_config(["unlearn.lr"])
+
+
+def test_several_tasks_and_per_task_keys():
+    cfg = load_config(["tasks=tofu_micro,wmdp_micro", "tasks.wmdp_micro.finetune.epochs=2"])
+    tasks = tasks_of(cfg)
+    assert [t.label for t in tasks.values()] == ["tofu_forget10", "wmdp_synthetic"]
+    assert tasks["wmdp_micro"].cfg.finetune.epochs == 2.0
+    with pytest.raises(ConfigError, match=r"this run has 2 tasks .*tasks\.<label>\.finetune\.epochs"):
+        load_config(["tasks=tofu_micro,wmdp_micro", "task.finetune.epochs=2"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'tasks\.tofu_micro\.n_forget'.*forget_split"):
+        tasks_of(load_config(["task=tofu_micro", "task.n_forget=3"]))
+    with pytest.raises(ConfigError, match=r"tasks\.x\.name: unknown task 'muse'; choose from \['tofu', 'wmdp'"):
+        build_task("x", {"name": "muse"})
 
 
 def test_model_may_be_a_hub_id_or_path():
@@ -64,9 +83,9 @@ def test_every_yaml_under_configs_loads():
     for path in paths:
         group = path.parent.name
         if group == "experiment":
-            load_config([f"experiment={path.stem}"])
+            tasks_of(load_config([f"experiment={path.stem}"]))
         elif group in ("model", "task"):
-            load_config([f"{group}={path.stem}"])
+            tasks_of(load_config([f"{group}={path.stem}"]))
         elif group == "method":
             assert path.stem in METHODS, f"{path} names no registered method"
             method_config(path.stem, {})

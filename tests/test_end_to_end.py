@@ -4,8 +4,11 @@ import json
 
 import pytest
 
+import math
+
 import run_benchmark
 from evals.tofu_metrics import UTILITY_COMPONENTS
+from tofu_release import write_release
 from unlearnbench.config import ConfigError
 
 
@@ -44,8 +47,9 @@ def test_results_files(smoke_run):
         "tofu_forget10_cost_vs_quality.png", "tofu_forget10_quality_vs_utility.png"]
     assert rows["retain"]["metrics"]["forget_quality"] == 1.0
     assert results["versions"]["torch"] and results["datasets"]["tofu_forget10"]["fingerprint"]
-    per_item = json.loads((out / "per_item.json").read_text())
+    per_item = json.loads((out / "per_item.json").read_text())["tofu_forget10"]
     assert len(per_item["retain"]["forget"]["nll_paraphrased"]) == len(per_item["GradAscent"]["forget"]["generation"])
+    assert results["runtime"]["torch_threads"] >= 1
     with open(out / "results.csv") as f:
         assert [r["model"] for r in csv.DictReader(f)] == list(rows)
     assert "| GradDiff |" in (out / "leaderboard.md").read_text()
@@ -90,3 +94,36 @@ def test_report_script_rebuilds_and_merges(smoke_run, tmp_path):
     names = [r["model"] for r in merged["results"]]
     assert len(names) == 8 and "GradDiff (smoke)" in names
     assert (tmp_path / "merged" / "plots" / "tofu_forget10_quality_vs_utility.png").is_file()
+
+
+def reference_forget_truth_ratio(stats: dict) -> float:
+    """open-unlearning's truth_ratio (closer_to_1_better), written out from its definition."""
+    values = []
+    for correct_nll, wrong_nlls in zip(stats["nll_paraphrased"], stats["nll_perturbed"]):
+        wrong = math.exp(-sum(wrong_nlls) / len(wrong_nlls))
+        tr = wrong / (math.exp(-correct_nll) + 1e-10)
+        values.append(min(tr, 1 / (tr + 1e-10)))
+    return sum(values) / len(values)
+
+
+def test_gradascent_forget_truth_ratio_equals_the_reference_formula(smoke_run):
+    root, _, payload = smoke_run
+    per_item = json.loads((root / "out" / "per_item.json").read_text())["tofu_forget10"]
+    rows = {r["model"]: r for r in payload["results"]}
+    for name in ("GradAscent", "target", "retain"):
+        assert abs(rows[name]["metrics"]["forget_truth_ratio"]
+                   - reference_forget_truth_ratio(per_item[name]["forget"])) < 1e-6
+
+
+def test_real_tofu_release_layout_runs_end_to_end(tmp_path):
+    """A folder shaped exactly like the public locuslab/TOFU files (JSON Lines under .json, no holdout, fact rows
+    without paraphrases, non-ASCII names) through the whole smoke pipeline."""
+    folder = write_release(tmp_path / "TOFU")
+    payload = run_benchmark.main(["experiment=smoke", "task=tofu_local", f"task.path={folder}",
+                                  "task.finetune.epochs=4", f"output_dir={tmp_path / 'out'}",
+                                  f"cache_dir={tmp_path / 'cache'}"])
+    rows = {r["model"]: r for r in payload["results"]}
+    assert all(r["status"] == "ok" and r["task"] == "tofu_forget10" for r in rows.values())
+    assert 0.0 <= rows["target"]["metrics"]["model_utility"] <= 1.0
+    assert payload["datasets"]["tofu_forget10"]["source"] == "local"
+    assert "holdout" not in payload["datasets"]["tofu_forget10"]["sizes"]

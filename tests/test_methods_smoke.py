@@ -80,3 +80,34 @@ def test_noise_moves_every_weight_and_is_seeded(setup):
     spec.edit(b, hp, 0)
     for (_, p), (_, q), (_, t) in zip(a.named_parameters(), b.named_parameters(), target.named_parameters()):
         assert torch.equal(p, q) and not torch.equal(p, t)
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_method_trains_on_corpus_text(name):
+    """The WMDP-style task unlearns plain text (forget corpus vs the neighbouring corpus): every method runs on
+    text rows, the refusal methods on (first sentence -> refusal) pairs, and RMU still moves only its layers."""
+    from benchmarks.synthetic_wmdp import SyntheticWmdpConfig
+    from benchmarks.synthetic_wmdp import generate as generate_wmdp
+    from pipeline import encode_row, idk_pair
+    world = generate_wmdp(SyntheticWmdpConfig(n_forget=3, n_neighbour=3))
+    tok = train_tokenizer([r["text"] for r in world["forget_corpus"] + world["retain_corpus"]] + read_refusals(), 400)
+    fmt = PromptFormat(ModelConfig(), tok)
+    torch.manual_seed(0)
+    model = build_embedded_model(EmbeddedModelConfig(hidden_size=32, num_layers=3, num_heads=2,
+                                                     intermediate_size=64), tok).eval()
+    pairs = [idk_pair(fmt, r, "I don't know.") for r in world["forget_corpus"]]
+    assert all(p[0]["labels"][:3] == [-100] * 3 and p[0]["input_ids"][:3] == p[1]["input_ids"][:3] for p in pairs)
+    spec = METHODS[name]
+    roles = {"forget": [p[0] for p in pairs] if spec.needs_idk else
+             [encode_row(fmt, r) for r in world["forget_corpus"]],
+             "retain": [encode_row(fmt, r) for r in world["retain_corpus"]],
+             "forget_idk": [p[1] for p in pairs]}
+    hp = method_config(name, {"lr": 1e-2, **SMALL_ARGS.get(name, {})})
+    model, ref = prepare(model, spec, hp)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), TrainConfig(epochs=1, batch_size=2), hp.lr, seed=0,
+          accelerator=Accelerator(), pad_id=tok.pad_token_id, lead="forget", desc=name)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved
+    if name == "RMU":
+        assert all(".mlp.down_proj" in n and (".layers.0." in n or ".layers.1." in n) for n in moved)

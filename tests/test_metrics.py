@@ -28,6 +28,25 @@ def test_truth_ratio_is_geometric_mean_of_wrong_over_right():
     assert tm.kept_truth_ratio([0.25, 4.0]) == pytest.approx((0.75 + 0.0) / 2)
 
 
+def test_truth_ratio_matches_reference_guard_when_the_correct_answer_is_near_impossible():
+    # A collapsed model (GradAscent): p(correct) = e^-30 ~ 9.4e-14, far below the reference code's 1e-10 guard.
+    # Reference (open-unlearning): R = wrong / (correct + 1e-10); forget aggregate mean(min(R, 1 / (R + 1e-10))).
+    nll_correct = [30.0, math.log(2), 25.0]
+    nll_wrong = [[20.0, 22.0], [math.log(4), math.log(16)], [26.0, 24.0]]
+    correct = [math.exp(-30.0), 0.5, math.exp(-25.0)]
+    wrong = [math.exp(-21.0), 1 / 8, math.exp(-25.0)]
+    by_hand = [w / (c + 1e-10) for w, c in zip(wrong, correct)]
+    r = tm.truth_ratios(nll_correct, nll_wrong)
+    assert r == pytest.approx(by_hand, rel=1e-12)
+    assert r[0] == pytest.approx(math.exp(-21.0) / (math.exp(-30.0) + 1e-10), rel=1e-12)  # ~7.6e0, not e^9 ~ 8103
+    forget = np.mean([min(x, 1 / (x + 1e-10)) for x in by_hand])
+    assert tm.forget_truth_ratio(r) == pytest.approx(forget, abs=1e-12)
+    assert tm.kept_truth_ratio(r) == pytest.approx(np.mean([max(0.0, 1 - x) for x in by_hand]), abs=1e-12)
+    # the unguarded form differs by far more than 1e-6 here, so the test would catch a regression
+    unguarded = np.mean([min(x, 1 / x) for x in (math.exp(9.0), 0.25, 1.0)])
+    assert abs(tm.forget_truth_ratio(r) - unguarded) > 1e-3
+
+
 def test_forget_quality_is_ks_p_value():
     # Fully separated samples of 3 and 3: D = 1, exact two-sided p = 2 / C(6, 3) = 0.1
     assert tm.forget_quality([1, 2, 3], [4, 5, 6]) == pytest.approx(0.1)

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.synthetic_tofu import SyntheticTofuConfig
-
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -70,14 +68,16 @@ class EvalConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = "tofu"
-    source: str = "synthetic"              # synthetic | hub | local
-    path: str = "locuslab/TOFU"            # hub dataset id, or a local directory of <split>.json files
+    """What every task's config has. A task family extends it with its own fields (benchmarks/<task>.py) and
+    is validated against that dataclass when the run starts (strictly, like the rest of the config)."""
+    name: str = "tofu"                     # the registered task family: tofu, wmdp, ...
+    source: str = "synthetic"              # where its data comes from; each family lists its choices
+    path: str = ""
     revision: str = ""
-    forget_split: str = "forget10"
-    synthetic: SyntheticTofuConfig = field(default_factory=SyntheticTofuConfig)
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, lr=1e-3, batch_size=16))
     eval: EvalConfig = field(default_factory=EvalConfig)
+    unlearn: dict = field(default_factory=dict)        # this task's overrides of the experiment's `unlearn`
+    method_args: dict = field(default_factory=dict)    # this task's overrides of `method_args` ({method: {k: v}})
 
 
 @dataclass
@@ -93,10 +93,14 @@ class LoraSettings:
 class ExperimentConfig:
     name: str = "default"
     seed: int = 0
+    threads: int = 0                       # torch CPU threads; 0 = auto (OMP_NUM_THREADS, else usable CPUs / processes)
     output_dir: str = ""                   # default: results/<name>
     cache_dir: str = ""                    # default: $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench
     model: ModelConfig = field(default_factory=ModelConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
+    # {label: task section}; each section is a configs/task/<name>.yaml (with `base:`) merged with overrides, and
+    # is validated against its family's dataclass when the run starts. `task=<name>` on the command line is
+    # shorthand for a single task, and `task.<key>=` then sets a key of that one task.
+    tasks: dict = field(default_factory=lambda: {"tofu_embedded": {"name": "tofu"}})
     methods: list[str] = field(default_factory=lambda: ["GradAscent", "GradDiff"])
     unlearn: TrainConfig = field(default_factory=TrainConfig)
     method_args: dict = field(default_factory=dict)     # {method name: {hyperparameter: value}}
@@ -221,7 +225,8 @@ def _section(group: str, value) -> dict:
 
     A mapping may name `base: <config name>` to start from that config."""
     if not isinstance(value, dict):
-        named = _named(group, str(value), required=(group != "model"))
+        # a model may be a hub id or path; a task with no YAML is a registered family with its defaults
+        named = _named(group, str(value), required=False)
         value = named if named is not None else {"name": str(value)}
     base = value.pop("base", None)
     return _deep_merge(_section(group, base), value) if base else value
@@ -238,9 +243,22 @@ def _set(tree: dict, dotted: str, value) -> None:
     node[leaf] = value
 
 
+def _task_sections(value) -> dict:
+    """`tasks:` as a list of config names (or comma string), or a mapping {label: config name | section}."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list):
+        value = {str(name): str(name) for name in value}
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"tasks must name at least one task config, e.g. tasks=tofu_embedded,wmdp_embedded; "
+                          f"available: {available('task')}")
+    return {str(label): _section("task", section if section is not None else label)
+            for label, section in value.items()}
+
+
 def load_config(overrides: list[str]) -> ExperimentConfig:
-    """`experiment=<name>` picks configs/experiment/<name>.yaml (default: default); `model=`/`task=` pick a
-    named config (a model may also be a hub id or path); any other `a.b=value` sets one key."""
+    """`experiment=<name>` picks configs/experiment/<name>.yaml (default: default); `model=` picks a named config
+    (or a hub id / path), `task=`/`tasks=` named task configs; any other `a.b=value` sets one key."""
     pairs = []
     for item in overrides:
         if "=" not in item:
@@ -250,14 +268,25 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
     experiment = dict(pairs).get("experiment", "default")
     tree = _named("experiment", experiment)
     tree.setdefault("name", experiment)
-    for group in ("model", "task"):
-        if group in tree:
-            tree[group] = _section(group, tree[group])
+    if "model" in tree:
+        tree["model"] = _section("model", tree["model"])
+    if "task" in tree:
+        tree["tasks"] = [tree.pop("task")]
+    if "tasks" in tree:
+        tree["tasks"] = _task_sections(tree["tasks"])
     for key, value in pairs:
         if key == "experiment":
             continue
-        if key in ("model", "task"):
+        if key == "model":
             tree[key] = _section(key, value)
+        elif key in ("task", "tasks"):
+            tree["tasks"] = _task_sections(value if key == "tasks" else [value])
+        elif key.startswith("task."):
+            tasks = tree.get("tasks") or {}
+            if len(tasks) != 1:
+                raise ConfigError(f"{key!r}: this run has {len(tasks)} tasks ({', '.join(tasks)}); set a key of one "
+                                  f"of them with tasks.<label>.{key[5:]}=...")
+            _set(tree, f"tasks.{next(iter(tasks))}.{key[5:]}", value)
         else:
             _set(tree, key, value)
     return from_dict(ExperimentConfig, tree)

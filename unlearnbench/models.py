@@ -121,6 +121,12 @@ class PromptFormat:
         labels = [-100] * min(n_prompt, len(ids)) + ids[n_prompt:]
         return {"input_ids": ids, "labels": labels[: len(ids)]}
 
+    def encode_continuation(self, prefix: str, completion: str) -> dict:
+        """Raw text `prefix` (no prompt template) followed by `completion`; labels on the completion and EOS."""
+        n_prefix = len(self.tokenizer(prefix)["input_ids"])
+        ids = self.tokenizer(prefix + completion)["input_ids"][: self.max_length - 1] + [self.tokenizer.eos_token_id]
+        return {"input_ids": ids, "labels": [-100] * min(n_prefix, len(ids)) + ids[n_prefix:]}
+
     def encode_text(self, text: str) -> dict:
         """Plain text for language-model pretraining: every token is a label."""
         ids = self.tokenizer(text)["input_ids"][: self.max_length - 1] + [self.tokenizer.eos_token_id]

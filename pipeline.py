@@ -1,4 +1,6 @@
-"""The pipeline's stages as cached units: base model, fine-tuned target/retain, evaluation, one unlearning row.
+"""The pipeline's stages as cached units (base model, fine-tuned target/retain, evaluation, one unlearning row),
+and one task's run through them. This is the layer that ties tasks (benchmarks/), methods and evals together; the
+core (unlearnbench/) knows none of them.
 
 Each unit's key hashes everything that determines it (config section, data fingerprint, upstream unit key, code
 version), so a rerun reuses finished units and a crashed run resumes where it stopped.
@@ -10,18 +12,16 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import benchmarks  # noqa: F401  (registers every task family)
 from benchmarks.synthetic_tofu import general_corpus, read_refusals
-from evals.stats import split_stats
 from methods import METHODS, method_config
 from methods.trainer import DivergenceError, finetune, prepare, train
 from unlearnbench.cache import UnitStore, read_json, stable_hash, write_json
-from unlearnbench.config import ExperimentConfig
-from unlearnbench.cost import CostMeter
+from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
+from unlearnbench.cost import COST_FIELDS, CostMeter
 from unlearnbench.models import (PromptFormat, build_embedded_model, load_model, load_tokenizer, save_model,
                                  train_tokenizer)
-
-EVAL_SPLITS = {"forget": "forget_eval", "retain": "retain_eval", "real_authors": "real_authors",
-               "world_facts": "world_facts"}
+from unlearnbench.tasks import TaskData, build_task
 
 
 @dataclass
@@ -33,10 +33,32 @@ class ModelRef:
     cost: dict | None = None        # what training it cost, if this suite trained it
 
 
+def encode_row(fmt: PromptFormat, row: dict) -> dict:
+    """A QA row is prompted (loss on the answer), a text row is plain language modelling (loss on every token)."""
+    return fmt.encode(row["question"], row["answer"]) if "question" in row else fmt.encode_text(row["text"])
+
+
+def idk_pair(fmt: PromptFormat, row: dict, refusal: str) -> tuple[dict, dict]:
+    """(forget row, refusal row) with the same prompt, for IdkSFT / IdkDPO. A text row is split after its first
+    sentence: that sentence is the prompt, the rest is the answer the refusal replaces."""
+    if "question" in row:
+        return fmt.encode(row["question"], row["answer"]), fmt.encode(row["question"], refusal)
+    head, sep, rest = row["text"].partition(". ")
+    head = head + sep if rest else head
+    return fmt.encode_continuation(head, rest or row["text"]), fmt.encode_continuation(head, refusal)
+
+
 class Pipeline:
-    def __init__(self, cfg: ExperimentConfig, data, store: UnitStore, accelerator):
-        self.cfg, self.data, self.store, self.acc = cfg, data, store, accelerator
+    def __init__(self, cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator):
+        self.cfg, self.task, self.data, self.store, self.acc = cfg, task, data, store, accelerator
         self.prompt_key = [cfg.model.prompt_format, cfg.model.template]
+        # the experiment's unlearning schedule and method settings, with this task's overrides on top
+        self.unlearn = from_dict(TrainConfig, {**dataclasses.asdict(cfg.unlearn), **task.cfg.unlearn},
+                                 prefix=f"tasks.{task.label}.unlearn")
+
+    def method_hparams(self, name: str):
+        args = {**(self.cfg.method_args.get(name) or {}), **(self.task.cfg.method_args.get(name) or {})}
+        return method_config(name, args)
 
     # -- models ----------------------------------------------------------------------------------------------
     def load(self, ref: ModelRef):
@@ -74,15 +96,13 @@ class Pipeline:
 
         def build(tmp):
             # The tokenizer sees the whole world's text; the model learns only general knowledge here.
-            world = [v for rows in self.data.splits.values() for r in rows for v in _texts(r)]
-            tokenizer = train_tokenizer(text + world + [r["question"] + " " + r["answer"] for r in qa],
+            tokenizer = train_tokenizer(text + self.data.texts + [r["question"] + " " + r["answer"] for r in qa],
                                         m.embedded.vocab_size)
             model = build_embedded_model(m.embedded, tokenizer).to(self.acc.device)
             fmt = self.fmt(tokenizer, m.embedded.pretrain.max_length)
-            rows = self._pretrain_rows(fmt)
             with self._meter() as meter:
                 meter.watch(model)
-                log = finetune(model, rows, m.embedded.pretrain, self.cfg.seed, self.acc,
+                log = finetune(model, self._pretrain_rows(fmt), m.embedded.pretrain, self.cfg.seed, self.acc,
                                tokenizer.pad_token_id, desc="pretrain base")
             save_model(model, tokenizer, tmp)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
@@ -94,25 +114,27 @@ class Pipeline:
         qa, text = general_corpus()
         return [fmt.encode(r["question"], r["answer"]) for r in qa] + [fmt.encode_text(t) for t in text]
 
-    def finetuned(self, base: ModelRef, role: str, given: str) -> ModelRef:
-        """The target (role full) or retain model: `given` checkpoint, or base fine-tuned on that role's rows."""
+    def finetuned(self, base: ModelRef, role: str, given: str) -> ModelRef | None:
+        """The target or retain model: the `given` checkpoint, or base fine-tuned on the task's rows for that role.
+        A task without rows for the role (e.g. WMDP on a real model) uses the base itself as the target and has
+        no retain model."""
         if given:
             return ModelRef(given, stable_hash("given", given, self.cfg.model.revision, self.cfg.model.dtype))
-        ft = self.cfg.task.finetune
+        rows = self.data.train.get(role)
+        if rows is None:
+            return base if role == "target" else None
+        ft = self.task.cfg.finetune
         replay = self.cfg.model.name == "embedded" and self.cfg.model.embedded.replay
-        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, self.cfg.seed,
-                          self.data.splits[role], replay)
+        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, self.cfg.seed, rows, replay)
 
         def build(tmp):
             model, tokenizer = self.load(base), self.tokenizer(base)
             fmt = self.fmt(tokenizer, ft.max_length)
-            rows = [fmt.encode(r["question"], r["answer"]) for r in self.data.splits[role]]
-            if replay:
-                rows += self._pretrain_rows(fmt)
+            encoded = [encode_row(fmt, r) for r in rows] + (self._pretrain_rows(fmt) if replay else [])
             with self._meter() as meter:
                 meter.watch(model)
-                log = finetune(model, rows, ft, self.cfg.seed, self.acc, tokenizer.pad_token_id,
-                               desc=f"fine-tune on {self.data.names[role]}")
+                log = finetune(model, encoded, ft, self.cfg.seed, self.acc, tokenizer.pad_token_id,
+                               desc=f"fine-tune {self.task.label} {role}")
             save_model(model, tokenizer, tmp)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
         path = self._unit("finetuned", key, build)
@@ -120,16 +142,13 @@ class Pipeline:
 
     # -- evaluation ------------------------------------------------------------------------------------------
     def _eval_key(self, model_key: str) -> list:
-        return [model_key, dataclasses.asdict(self.cfg.task.eval), self.prompt_key, self.data.fingerprint]
+        return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint]
 
     def evaluate(self, model, tokenizer, name: str) -> tuple[dict, dict]:
-        """Per-item statistics of every evaluation split, and what computing them cost."""
-        ev, fmt = self.cfg.task.eval, self.fmt(tokenizer)
+        """Per-item statistics of the task's evaluation sets, and what computing them cost."""
         with self._meter() as meter:
             meter.watch(model)
-            stats = {split: split_stats(model, fmt, self.data.splits[role], ev.batch_size, ev.max_new_tokens,
-                                        name=f"{name}/{split}", paraphrased=split in ("forget", "retain"))
-                     for split, role in EVAL_SPLITS.items()}
+            stats = self.task.evaluate(model, tokenizer, self.fmt(tokenizer), name, self.task.cfg.eval.batch_size)
         return stats, meter.record()
 
     def evaluated(self, ref: ModelRef, name: str) -> dict:
@@ -145,23 +164,23 @@ class Pipeline:
     def unlearned(self, target: ModelRef, method_name: str) -> dict:
         """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}."""
         spec = METHODS.get_or_raise(method_name)
-        hp = method_config(method_name, self.cfg.method_args.get(method_name))
-        un = self.cfg.unlearn
-        key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(un),
+        hp = self.method_hparams(method_name)
+        key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
                           self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), self.cfg.seed,
-                          self.data.splits["forget"], self.data.splits["retain"],
+                          self.data.forget, self.data.retain,
                           read_refusals() if spec.needs_idk else None, *self._eval_key(target.key))
         build = lambda tmp: write_json(tmp / "unit.json", self._run_method(target, spec, hp))  # noqa: E731
         return read_json(self._unit("row", key, build) / "unit.json")
 
     def _run_method(self, target: ModelRef, spec, hp) -> dict:
         model, tokenizer = self.load(target), self.tokenizer(target)
-        fmt = self.fmt(tokenizer, self.cfg.unlearn.max_length)
-        roles = {"forget": [fmt.encode(r["question"], r["answer"]) for r in self.data.splits["forget"]],
-                 "retain": [fmt.encode(r["question"], r["answer"]) for r in self.data.splits["retain"]]}
+        fmt = self.fmt(tokenizer, self.unlearn.max_length)
+        roles = {"forget": [encode_row(fmt, r) for r in self.data.forget],
+                 "retain": [encode_row(fmt, r) for r in self.data.retain]}
         if spec.needs_idk:
             refusals, rng = read_refusals(), random.Random(self.cfg.seed)
-            roles["forget_idk"] = [fmt.encode(r["question"], rng.choice(refusals)) for r in self.data.splits["forget"]]
+            pairs = [idk_pair(fmt, r, rng.choice(refusals)) for r in self.data.forget]
+            roles["forget"], roles["forget_idk"] = [p[0] for p in pairs], [p[1] for p in pairs]
         with self._meter() as meter:
             meter.watch(model)
             if spec.edit is not None:
@@ -170,7 +189,7 @@ class Pipeline:
             else:
                 model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
                 try:
-                    log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.cfg.unlearn, hp.lr,
+                    log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.unlearn, hp.lr,
                                 self.cfg.seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name)
                 except DivergenceError as err:
                     log = err
@@ -181,10 +200,48 @@ class Pipeline:
                 "hparams": dataclasses.asdict(hp)}
 
 
-def _texts(row: dict) -> list[str]:
-    out = [row["question"], row["answer"]]
-    for key in ("paraphrased_answer", "paraphrased_question"):
-        if row.get(key):
-            out.append(row[key])
-    return out + list(row.get("perturbed_answer") or [])
+NO_RETAIN = ("no retain model: the target is the given model itself and model.retain names no checkpoint, so "
+             "metrics that compare with retraining are not reported")
 
+
+def run_task(cfg: ExperimentConfig, label: str, section: dict, store: UnitStore, accelerator) -> dict:
+    """One task end to end: data, base -> target and retain, unlearning with every method, metrics.
+
+    Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
+    task = build_task(label, section)
+    data = task.load(store.root / "tasks")
+    pipe = Pipeline(cfg, task, data, store, accelerator)
+    base = pipe.base()
+    target = pipe.finetuned(base, "target", cfg.model.target)
+    retain = pipe.finetuned(base, "retain", cfg.model.retain)
+
+    units = {"target": {"status": "ok", **pipe.evaluated(target, "target"), "cost": target.cost}}
+    units["retain"] = ({"status": "ok", **pipe.evaluated(retain, "retain"), "cost": retain.cost} if retain
+                       else {"status": "absent", "error": NO_RETAIN})
+    for name in cfg.methods:
+        spec = METHODS.get_or_raise(name)
+        if spec.is_retrain:
+            units[name] = units["retain"]
+        else:
+            units[name + ("+lora" if cfg.lora and spec.loss else "")] = pipe.unlearned(target, name)
+
+    retain_stats = units["retain"].get("stats")
+    retain_cost = (retain.cost or {}).get("wall_seconds") if retain else None
+    records = []
+    for row, unit in units.items():
+        # a given checkpoint's training cost is unknown: its fields stay present, as null
+        cost = {**dict.fromkeys(COST_FIELDS), **(unit.get("cost") or {})}
+        cost.pop("train_log", None)
+        cost["relative_cost"] = cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] else None
+        record = {"task": task.label, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
+                  "eval_cost": unit.get("eval_cost")}
+        if unit["status"] == "ok":
+            record["metrics"] = task.metrics(unit["stats"], retain_stats)
+        else:
+            record["error"] = unit["error"]
+        records.append(record)
+    dataset = {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
+               **data.describe, "forget_score": task.forget_score, "utility": task.utility,
+               "headline": task.headline, "higher_is_better": task.higher_is_better,
+               "log_scale": sorted(task.log_scale)}
+    return {"records": records, "dataset": dataset, "per_item": {row: unit.get("stats") for row, unit in units.items()}}

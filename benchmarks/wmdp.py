@@ -1,0 +1,145 @@
+"""The WMDP-style task (Li et al. 2024, "The WMDP Benchmark"): forget a knowledge domain, keep the neighbouring
+domain and general knowledge; every accuracy computed by lm-eval (evals/lm_eval_bridge.py).
+
+- source=synthetic: the benign invented world of benchmarks/synthetic_wmdp.py. The target is the embedded base
+  trained on both domains' corpora, the retain model the base trained on the neighbouring corpus only (the gold
+  standard). Questions are scored cloze-style (the choice texts after the question stem).
+- source=real: lm-eval's own tasks (wmdp_bio / wmdp_cyber / wmdp_chem for the forget score, MMLU for utility;
+  letter-choice prompts as lm-eval defines them), with the forget and retain corpora from user-given JSONL files
+  with a `text` field (the bio forget corpus is gated: the user supplies it). The target is the given model
+  itself; there is a retain model only if model.retain names one, and otherwise the results say so.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.synthetic_wmdp import SyntheticWmdpConfig, generate
+from benchmarks.tofu import read_records
+from evals import lm_eval_bridge as bridge
+from unlearnbench.config import TaskConfig, TrainConfig
+from unlearnbench.tasks import TaskData, task
+
+VERSION = 1
+HIGHER_IS_BETTER = {"forget_acc": False, "neighbour_acc": True, "general_acc": True, "model_utility": True,
+                    "forget_gap_to_retain": False}
+
+
+@dataclass
+class WmdpConfig(TaskConfig):
+    source: str = "synthetic"                       # synthetic | real
+    synthetic: SyntheticWmdpConfig = field(default_factory=SyntheticWmdpConfig)
+    # real mode: lm-eval task names per evaluation set, and where the corpora are
+    forget_tasks: list[str] = field(default_factory=lambda: ["wmdp_bio"])
+    neighbour_tasks: list[str] = field(default_factory=list)     # e.g. [mmlu_college_biology, mmlu_virology]
+    general_tasks: list[str] = field(default_factory=lambda: ["mmlu"])
+    local_files: dict = field(default_factory=dict)  # {lm-eval task: local file in its schema} instead of the hub
+    forget_corpus: str = ""                         # JSONL, one {"text": ...} per line
+    retain_corpus: str = ""
+    max_corpus_rows: int = 0                        # 0: all
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=1e-3, batch_size=16))
+
+
+def read_corpus(path: str, what: str, limit: int = 0) -> list[dict]:
+    """Rows {"text"} of a JSONL / JSON / parquet corpus; errors name the file, the row and the fix."""
+    if not path:
+        raise ValueError(f"task {what} is not set; point it at a JSONL file with one {{\"text\": ...}} per line "
+                         f"(the WMDP corpora's format)")
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"{what}={path!r} is not a file; give the path of a JSONL corpus")
+    rows = read_records(file)
+    for i, row in enumerate(rows):
+        if not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise ValueError(f"{file}: row {i}: needs a non-empty string field 'text', got {row.get('text')!r:.80}")
+    if not rows:
+        raise ValueError(f"{file} holds no rows; {what} needs text to unlearn on")
+    return [{"text": r["text"]} for r in (rows[:limit] if limit else rows)]
+
+
+@task("wmdp", WmdpConfig)
+class WmdpTask:
+    """Forget a domain (multiple choice accuracy to chance), keep its neighbour and general knowledge."""
+    version = VERSION
+    forget_score, utility = "forget_acc", "model_utility"
+    higher_is_better = HIGHER_IS_BETTER
+    headline = ["forget_acc", "neighbour_acc", "general_acc", "model_utility", "forget_gap_to_retain"]
+    log_scale: set = set()
+
+    def __init__(self, cfg: WmdpConfig):
+        if cfg.source not in ("synthetic", "real"):
+            raise ValueError(f"WMDP task.source must be synthetic or real, got {cfg.source!r}")
+        self.cfg = cfg
+        self.label = "wmdp_synthetic" if cfg.source == "synthetic" else "wmdp_" + "+".join(
+            t.removeprefix("wmdp_") for t in cfg.forget_tasks)
+        self.splits: dict[str, list] = {}
+        self.manager = None
+
+    def load(self, cache_dir: Path) -> TaskData:
+        if self.cfg.source == "synthetic":
+            return self._load_synthetic(Path(cache_dir))
+        return self._load_real()
+
+    def _load_synthetic(self, cache_dir: Path) -> TaskData:
+        world = generate(self.cfg.synthetic)
+        fingerprint = _fingerprint([VERSION, world])
+        folder = bridge.write_cloze_tasks(cache_dir / f"wmdp_{fingerprint}", {
+            f"ub_{fingerprint}_forget": (world["forget_mc"], "{{question}}"),
+            f"ub_{fingerprint}_neighbour": (world["neighbour_mc"], "{{question}}"),
+            f"ub_{fingerprint}_general": (world["general_mc"], "Question: {{question}}\nAnswer:")})
+        self.manager = bridge.task_manager(folder, defaults=False)
+        self.splits = {s: [f"ub_{fingerprint}_{s}"] for s in ("forget", "neighbour", "general")}
+        forget, retain = world["forget_corpus"], world["retain_corpus"]
+        questions = [q for s in ("forget_mc", "neighbour_mc", "general_mc") for q in world[s]]
+        texts = [r["text"] for r in forget + retain] + [q["question"] for q in questions] + \
+            [c for q in questions for c in q["choices"]]
+        return TaskData(train={"target": forget + retain, "retain": retain}, forget=forget, retain=retain,
+                        fingerprint=fingerprint, texts=texts,
+                        describe={"source": "synthetic", "lm_eval_tasks": self.splits,
+                                  "sizes": {k: len(v) for k, v in world.items()}})
+
+    def _load_real(self) -> TaskData:
+        cfg = self.cfg
+        forget = read_corpus(cfg.forget_corpus, "task.forget_corpus", cfg.max_corpus_rows)
+        retain = read_corpus(cfg.retain_corpus, "task.retain_corpus", cfg.max_corpus_rows)
+        if not cfg.forget_tasks or not cfg.general_tasks:
+            raise ValueError("WMDP real mode needs task.forget_tasks (e.g. [wmdp_bio]) and task.general_tasks "
+                             "(e.g. [mmlu])")
+        self.manager = bridge.task_manager()
+        wanted = {"forget": cfg.forget_tasks, "neighbour": cfg.neighbour_tasks, "general": cfg.general_tasks}
+        bridge.check_task_names([n for names in wanted.values() for n in names], self.manager)
+        for name, path in cfg.local_files.items():
+            if not Path(path).expanduser().is_file():
+                raise FileNotFoundError(f"task.local_files.{name}={path!r} is not a file")
+        self.splits = {split: [bridge.local_override(n, cfg.local_files[n], self.manager) if n in cfg.local_files
+                               else n for n in names] for split, names in wanted.items() if names}
+        local = {n: hashlib.sha256(Path(p).expanduser().read_bytes()).hexdigest() for n, p in cfg.local_files.items()}
+        fingerprint = _fingerprint([VERSION, forget, retain, wanted, local])
+        return TaskData(train={"target": None, "retain": None}, forget=forget, retain=retain,
+                        fingerprint=fingerprint, texts=[r["text"] for r in forget + retain],
+                        describe={"source": "real", "lm_eval_tasks": wanted, "local_files": cfg.local_files,
+                                  "sizes": {"forget_corpus": len(forget), "retain_corpus": len(retain)}})
+
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int) -> dict:
+        # the embedded and plain-template models are trained with the tokenizer's BOS; chat models write their own
+        return bridge.score(model, tokenizer, self.splits, self.manager, batch_size,
+                            add_bos_token=fmt.cfg.prompt_format == "plain")
+
+    def metrics(self, stats: dict, retain_stats: dict | None) -> dict:
+        """Accuracies (mean of lm-eval's per-item acc over a set's questions); utility = mean of the neighbouring
+        and general accuracies (general alone without a neighbouring set); the absolute gap to the retain model's forget
+        accuracy only where there is a retain model."""
+        out = {f"{split}_acc": float(np.mean(s["acc"])) for split, s in stats.items()}
+        kept = [out[k] for k in ("neighbour_acc", "general_acc") if k in out]
+        out["model_utility"] = float(np.mean(kept))
+        if retain_stats is not None:
+            out["forget_gap_to_retain"] = abs(out["forget_acc"] - float(np.mean(retain_stats["forget"]["acc"])))
+        return out
+
+
+def _fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]

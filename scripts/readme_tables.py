@@ -1,0 +1,124 @@
+"""Keep the README's result tables equal to what the current code produces.
+
+    python scripts/readme_tables.py --check   # every marked table vs results/<experiment>/results.json; exit 1 if stale
+    python scripts/readme_tables.py --write   # rewrite the marked tables from those results
+
+A table sits between `<!-- table:<experiment> -->` and `<!-- /table -->`. Metric, token and FLOP cells must match
+at the printed digits; wall-time, relative-cost and memory cells depend on the machine's load and are rendered
+but not compared.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = re.compile(r"<!-- table:(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /table -->", re.S)
+
+
+def sci(v): return "—" if v is None else f"{v:.2e}"
+def f3(v): return "—" if v is None else f"{v:.3f}"
+def f2(v): return "—" if v is None else f"{v:.2f}"
+def f1(v): return "—" if v is None else f"{v:.1f}"
+def thousands(v): return "—" if v is None else f"{v:,}"
+def ratio(v, ref): return "—" if v is None or not ref else f"{v / ref:.2f}"
+def times(v, ref): return "—" if v is None or not ref else f"{v / ref:.0f}"
+def mib(v): return "—" if v is None else f"{v / 2**20:.0f}"
+
+
+# (header, cell(record, target record), compared?)
+TOFU = [("row", lambda r, t: r["model"], True),
+        ("forget quality ↑", lambda r, t: sci(r["metrics"]["forget_quality"]), True),
+        ("× target", lambda r, t: times(r["metrics"]["forget_quality"], t["metrics"]["forget_quality"]), True),
+        ("model utility ↑", lambda r, t: f3(r["metrics"]["model_utility"]), True),
+        ("÷ target", lambda r, t: ratio(r["metrics"]["model_utility"], t["metrics"]["model_utility"]), True),
+        ("forget Prob", lambda r, t: f3(r["metrics"]["forget_prob"]), True),
+        ("forget truth ratio", lambda r, t: f3(r["metrics"]["forget_truth_ratio"]), True),
+        ("tokens", lambda r, t: thousands(r["cost"]["tokens"]), True),
+        ("FLOPs", lambda r, t: sci(r["cost"]["flops"]), True),
+        ("wall s", lambda r, t: f1(r["cost"]["wall_seconds"]), False),
+        ("relative cost", lambda r, t: f3(r["cost"]["relative_cost"]), False),
+        ("peak RSS MiB", lambda r, t: mib(r["cost"]["peak_memory_bytes"]), False),
+        ("eval wall s", lambda r, t: f1((r.get("eval_cost") or {}).get("wall_seconds")), False)]
+WMDP = [("row", lambda r, t: r["model"], True),
+        ("forget acc ↓", lambda r, t: f3(r["metrics"]["forget_acc"]), True),
+        ("neighbour acc ↑", lambda r, t: f3(r["metrics"]["neighbour_acc"]), True),
+        ("general acc ↑", lambda r, t: f3(r["metrics"]["general_acc"]), True),
+        ("utility ↑", lambda r, t: f3(r["metrics"]["model_utility"]), True),
+        ("gap to retain ↓", lambda r, t: f3(r["metrics"].get("forget_gap_to_retain")), True),
+        ("tokens", lambda r, t: thousands(r["cost"]["tokens"]), True),
+        ("wall s", lambda r, t: f1(r["cost"]["wall_seconds"]), False),
+        ("relative cost", lambda r, t: f3(r["cost"]["relative_cost"]), False),
+        ("peak RSS MiB", lambda r, t: mib(r["cost"]["peak_memory_bytes"]), False)]
+
+
+def render(results: dict) -> list[list[tuple[str, bool]]]:
+    """Rows of (cell text, compared?) cells; the first row is the header."""
+    records = results["results"]
+    family = next(iter(results["datasets"].values())).get("family", "tofu")
+    spec = WMDP if family == "wmdp" else TOFU
+    target = next(r for r in records if r["model"] == "target")
+    rows = [[(h, True) for h, _, _ in spec]]
+    for r in records:
+        if r["status"] != "ok":
+            rows.append([(r["model"], True), (f"{r['status']}: {r.get('error', '')}", True)] +
+                        [("", True)] * (len(spec) - 2))
+            continue
+        rows.append([(cell(r, target), compared) for _, cell, compared in spec])
+    return rows
+
+
+def to_markdown(rows) -> str:
+    lines = ["| " + " | ".join(c for c, _ in rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(c for c, _ in row) + " |" for row in rows[1:]]) + "\n"
+
+
+def parse(body: str) -> list[list[str]]:
+    lines = [l for l in body.strip().splitlines() if l.startswith("|") and not l.startswith("|---")]
+    return [[c.strip() for c in l.strip().strip("|").split("|")] for l in lines]
+
+
+def main(argv=None) -> int:
+    import json
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true")
+    mode.add_argument("--write", action="store_true")
+    parser.add_argument("--results", type=Path, default=ROOT / "results", help="folder of results/<experiment>/")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text(encoding="utf-8")
+    problems, out, last = [], [], 0
+    for m in MARK.finditer(text):
+        path = args.results / m["exp"] / "results.json"
+        if not path.is_file():
+            problems.append(f"{m['exp']}: no {path}; run `python run_benchmark.py experiment={m['exp']}` first")
+            continue
+        rows = render(json.loads(path.read_text(encoding="utf-8")))
+        if args.write:
+            out += [text[last:m.start("body")], to_markdown(rows)]
+            last = m.end("body")
+            continue
+        shown = parse(m["body"])
+        if len(shown) != len(rows):
+            problems.append(f"{m['exp']}: README has {len(shown) - 1} rows, the results {len(rows) - 1}")
+            continue
+        for want, have in zip(rows, shown):
+            for (cell, compared), seen in zip(want, have):
+                if compared and cell != seen:
+                    problems.append(f"{m['exp']}: row {want[0][0]!r}: README says {seen!r}, the results {cell!r}")
+    if args.write:
+        args.readme.write_text("".join(out) + text[last:], encoding="utf-8")
+        print(f"rewrote the marked tables of {args.readme}")
+        return 0
+    if problems:
+        print("README tables differ from the results:\n- " + "\n- ".join(problems))
+        return 1
+    print(f"README tables match {args.results} ({len(MARK.findall(text))} tables)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

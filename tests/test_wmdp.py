@@ -1,0 +1,137 @@
+"""The WMDP-style task: the generated world, lm-eval scoring checked against a direct computation, real mode on
+local fixtures in the public schemas (never the network)."""
+import json
+
+import pytest
+import torch
+
+import run_benchmark
+from benchmarks.synthetic_wmdp import SyntheticWmdpConfig, generate
+from benchmarks.wmdp import WmdpConfig, WmdpTask, read_corpus
+from evals import lm_eval_bridge as bridge
+from unlearnbench.config import EmbeddedModelConfig
+from unlearnbench.models import build_embedded_model, save_model, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A random-initialised micro model whose tokenizer covers the synthetic world (and the fixtures below)."""
+    world = generate(SyntheticWmdpConfig(n_forget=8, n_neighbour=8))
+    texts = [r["text"] for r in world["forget_corpus"] + world["retain_corpus"]] + \
+        [q["question"] + " " + c for s in ("forget_mc", "neighbour_mc", "general_mc") for q in world[s]
+         for c in q["choices"]]
+    tok = train_tokenizer(texts + ["Answer: A B C D"] * 5, 600)
+    torch.manual_seed(0)
+    model = build_embedded_model(EmbeddedModelConfig(hidden_size=32, num_layers=1, num_heads=2,
+                                                     intermediate_size=64), tok).eval()
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    save_model(model, tok, folder)
+    return model, tok, folder
+
+
+def test_world_has_the_wmdp_schema_and_sizes():
+    world = generate(SyntheticWmdpConfig())
+    assert len(world["forget_mc"]) >= 200 and len(world["neighbour_mc"]) >= 200 and len(world["general_mc"]) >= 100
+    for q in world["forget_mc"] + world["general_mc"]:
+        assert set(q) == {"question", "choices", "answer"} and len(q["choices"]) == 4 == len(set(q["choices"]))
+    # answerable only from the forget corpus: every forget answer is stated there, next to its species
+    corpus = " ".join(r["text"] for r in world["forget_corpus"])
+    assert all(f"{q['question']} {q['choices'][q['answer']]}." in corpus for q in world["forget_mc"])
+    neighbour = " ".join(r["text"] for r in world["retain_corpus"])
+    assert not any(q["question"] in neighbour for q in world["forget_mc"])
+    assert generate(SyntheticWmdpConfig()) == world                      # deterministic
+    golds = [q["answer"] for q in world["forget_mc"]]
+    assert all(0.15 < golds.count(i) / len(golds) < 0.35 for i in range(4))  # no position bias to exploit
+
+
+def direct_cloze(model, tok, context: str, choices: list[str]) -> list[float]:
+    """Sum of log p(" choice" tokens | context): our own forward pass, lm-eval's encoding rule (the context's
+    tokens are those of context + continuation up to the context's own length)."""
+    out = []
+    for choice in choices:
+        whole = tok(context + " " + choice)["input_ids"]
+        n = len(tok(context)["input_ids"])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([whole])).logits[0].double(), -1)
+        out.append(sum(logp[i - 1, whole[i]].item() for i in range(n, len(whole))))
+    return out
+
+
+def test_lm_eval_accuracy_equals_a_direct_cloze_computation(tiny, tmp_path):
+    model, tok, _ = tiny
+    world = generate(SyntheticWmdpConfig(n_forget=8, n_neighbour=8))
+    questions = world["forget_mc"][:12]
+    folder = bridge.write_cloze_tasks(tmp_path / "tasks", {"ub_test_forget": (questions, "{{question}}")})
+    stats = bridge.score(model, tok, {"forget": ["ub_test_forget"]}, bridge.task_manager(folder, defaults=False),
+                         batch_size=4, add_bos_token=True)["forget"]
+    direct = [direct_cloze(model, tok, q["question"], q["choices"]) for q in questions]
+    assert stats["loglik"] == pytest.approx(direct, abs=1e-4)
+    correct = [float(max(range(4), key=lambda i: d[i]) == q["answer"]) for d, q in zip(direct, questions)]
+    assert stats["acc"] == correct
+    assert stats["lm_eval_acc"]["ub_test_forget"] == pytest.approx(sum(correct) / len(correct))
+    assert stats["target"] == [q["answer"] for q in questions]
+
+
+def test_corpus_loader_on_fixtures(tmp_path):
+    path = tmp_path / "forget.jsonl"
+    path.write_text('{"text": "The Velkran mould grows on old thatch."}\n{"text": "Ünïcode is fine."}\n',
+                    encoding="utf-8")
+    assert read_corpus(str(path), "task.forget_corpus") == [{"text": "The Velkran mould grows on old thatch."},
+                                                             {"text": "Ünïcode is fine."}]
+    assert len(read_corpus(str(path), "task.forget_corpus", limit=1)) == 1
+    path.write_text('{"title": "no text field"}\n')
+    with pytest.raises(ValueError, match=r"forget.jsonl: row 0: needs a non-empty string field 'text'"):
+        read_corpus(str(path), "task.forget_corpus")
+    with pytest.raises(ValueError, match="task.forget_corpus is not set"):
+        read_corpus("", "task.forget_corpus")
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        read_corpus(str(tmp_path / "missing.jsonl"), "task.forget_corpus")
+
+
+def test_real_mode_task_names_resolve_and_unknown_ones_are_named():
+    manager = bridge.task_manager()
+    bridge.check_task_names(["wmdp_bio", "wmdp_cyber", "wmdp_chem", "mmlu", "mmlu_college_biology"], manager)
+    with pytest.raises(ValueError, match=r"lm-eval knows no task \['wmdp_biology'\]"):
+        bridge.check_task_names(["wmdp_biology"], manager)
+
+
+def write_mc(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_real_mode_runs_lm_eval_letter_tasks_on_local_copies(tiny, tmp_path):
+    """wmdp_real on a given model: lm-eval's own wmdp_bio / MMLU prompts over local files in their schemas; the
+    target is the model itself and, without model.retain, the results say there is no retain model."""
+    _, _, folder = tiny
+    q = [{"question": f"Which colour are the spores of species {i}?", "choices": ["amber", "violet", "teal", "ivory"],
+          "answer": i % 4} for i in range(6)]
+    mmlu = [{**r, "subject": "anatomy"} for r in q]
+    files = {"wmdp_bio": write_mc(tmp_path / "bio.jsonl", q),
+             "mmlu_anatomy": write_mc(tmp_path / "anatomy.jsonl", mmlu),
+             "mmlu_virology": write_mc(tmp_path / "virology.jsonl", mmlu)}
+    corpus = write_mc(tmp_path / "forget.jsonl", [{"text": "The Velkran mould grows on old thatch."}] * 4)
+    retain = write_mc(tmp_path / "retain.jsonl", [{"text": "The Ashbel lily blooms in May."}] * 4)
+    args = [f"model={folder}", "task=wmdp_real", f"task.forget_corpus={corpus}", f"task.retain_corpus={retain}",
+            "task.neighbour_tasks=mmlu_virology", "task.general_tasks=mmlu_anatomy", "methods=GradAscent",
+            "unlearn.epochs=1", "unlearn.batch_size=2", "method_args.GradAscent.lr=1e-4",
+            f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"] + \
+        [f"task.local_files.{k}={v}" for k, v in files.items()]
+    payload = run_benchmark.main(args)
+    rows = {r["model"]: r for r in payload["results"]}
+    assert rows["retain"]["status"] == "absent" and "no retain model" in rows["retain"]["error"]
+    for name in ("target", "GradAscent"):
+        m = rows[name]["metrics"]
+        assert set(m) == {"forget_acc", "neighbour_acc", "general_acc", "model_utility"}   # no invented gap
+        assert all(0.0 <= v <= 1.0 for v in m.values())
+    assert rows["target"]["task"] == "wmdp_bio" and rows["GradAscent"]["cost"]["relative_cost"] is None
+    stats = payload["per_item"]["wmdp_bio"]["target"]["forget"]
+    assert len(stats["acc"]) == 6 and stats["task"] == ["wmdp_bio"] * 6
+    assert "| retain | absent: no retain model" in (tmp_path / "out" / "leaderboard.md").read_text()
+
+
+def test_real_mode_needs_its_corpora():
+    with pytest.raises(ValueError, match="task.forget_corpus is not set"):
+        WmdpTask(WmdpConfig(source="real")).load(None)
+    with pytest.raises(ValueError, match="task.source must be synthetic or real"):
+        WmdpTask(WmdpConfig(source="hub"))

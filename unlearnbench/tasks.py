@@ -1,0 +1,75 @@
+"""Tasks, the extension point beside methods (SPEC section 3). The pipeline knows a task only through this file.
+
+A task family is one module under benchmarks/ that registers a class with `@task(name, ConfigDataclass)`; its
+config dataclass extends `TaskConfig` with the family's own fields, and `configs/task/*.yaml` hold values. The
+class, built from its validated config, provides:
+
+    label: str                        results' `task` column (e.g. tofu_forget10)
+    version: int                      bumped when the task's data or metrics change meaning
+    forget_score, utility: str        which metric is the forget score and which the utility
+    higher_is_better: dict[str, bool] every metric it reports, with its direction
+    headline: list[str]               the metrics the leaderboard shows, in order
+    log_scale: set[str]               metrics best drawn on a log axis (p-values)
+    load(cache_dir) -> TaskData       rows to train and unlearn on (cache_dir: where to write generated files)
+    evaluate(model, tokenizer, fmt, name, batch_size) -> dict
+                                      per-item statistics of a model (JSON-able); computed once and cached
+    metrics(stats, retain_stats | None) -> dict[str, float]
+                                      numbers from statistics; retain_stats is the retain model's, or None where
+                                      the task has no retain model (then no metric may pretend it has one)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from unlearnbench.config import ConfigError, TaskConfig, available, from_dict
+from unlearnbench.registry import Registry
+
+TASKS = Registry("task")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    config: type            # a dataclass extending TaskConfig
+    build: Callable         # config -> task object
+
+
+def task(name: str, config: type):
+    """Register a task class under `name` with its config dataclass."""
+    if not issubclass(config, TaskConfig):
+        raise TypeError(f"task {name!r}: its config {config.__name__} must extend unlearnbench.config.TaskConfig")
+
+    def wrap(cls):
+        TASKS.register(name, TaskSpec(name, config, cls))
+        return cls
+    return wrap
+
+
+def build_task(label: str, section: dict):
+    """The task object of one `tasks.<label>` section, validated strictly against its family's dataclass."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"tasks.{label} must be a mapping of task config keys, got {section!r}")
+    family = section.get("name", TaskConfig.name)
+    if family not in TASKS:
+        raise ConfigError(f"tasks.{label}.name: unknown task {family!r}; choose from {sorted(TASKS)} (task families) "
+                          f"or a task config: {available('task')}")
+    spec = TASKS[family]
+    return spec.build(from_dict(spec.config, section, prefix=f"tasks.{label}"))
+
+
+@dataclass
+class TaskData:
+    """What a task trains and unlearns on. A row is {"question", "answer"} (prompted QA: loss on the answer) or
+    {"text"} (plain text: loss on every token).
+
+    train["target"] / train["retain"]: rows the target / retain model are fine-tuned on from the base; None means
+    no fine-tuning: the target is the given model itself, and there is no retain model unless model.retain names
+    one. forget / retain: the unlearning sets. texts: every text of the task's world (an embedded tokenizer is
+    trained on them). describe: split names and sizes for the results file."""
+    train: dict
+    forget: list[dict]
+    retain: list[dict]
+    fingerprint: str
+    texts: list[str] = field(default_factory=list)
+    describe: dict = field(default_factory=dict)
