@@ -41,7 +41,7 @@ class WmdpConfig(TaskConfig):
     forget_corpus: str = ""                         # JSONL, one {"text": ...} per line
     retain_corpus: str = ""
     max_corpus_rows: int = 0                        # 0: all
-    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=1e-3, batch_size=16))
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-3, batch_size=16))
 
 
 def read_corpus(path: str, what: str, limit: int = 0) -> list[dict]:

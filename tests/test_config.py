@@ -44,7 +44,7 @@ def test_unknown_experiment_lists_the_choices():
 
 
 def test_unknown_task_and_malformed_override():
-    with pytest.raises(ConfigError, match=r"unknown task 'nope'; choose from \['tofu', 'wmdp'.*tofu_embedded"):
+    with pytest.raises(ConfigError, match=r"unknown task 'nope'; choose from \[.*'tofu'.*'wmdp'.*tofu_embedded"):
         tasks_of(load_config(["task=nope"]))
     with pytest.raises(ConfigError, match="not of the form key=value"):
         load_config(["unlearn.lr"])
@@ -59,7 +59,7 @@ def test_several_tasks_and_per_task_keys():
         load_config(["tasks=tofu_micro,wmdp_micro", "task.finetune.epochs=2"])
     with pytest.raises(ConfigError, match=r"unknown config key 'tasks\.tofu_micro\.n_forget'.*forget_split"):
         tasks_of(load_config(["task=tofu_micro", "task.n_forget=3"]))
-    with pytest.raises(ConfigError, match=r"tasks\.x\.name: unknown task 'muse'; choose from \['tofu', 'wmdp'"):
+    with pytest.raises(ConfigError, match=r"tasks\.x\.name: unknown task 'muse'; choose from \[.*'tofu'.*'wmdp'"):
         build_task("x", {"name": "muse"})
 
 
