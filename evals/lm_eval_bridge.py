@@ -25,7 +25,11 @@ CLOZE_TEMPLATE = {
 
 def write_cloze_tasks(folder: Path, sets: dict[str, tuple[list[dict], str]]) -> Path:
     """Write {task name: (questions, doc_to_text)} as lm-eval tasks into `folder` (atomically: a finished folder
-    is never half-written). Questions are `cais/wmdp`-schema rows: question, choices, answer (index)."""
+    is never half-written). Questions are `cais/wmdp`-schema rows: question, choices, answer (index).
+
+    lm-eval splits context from continuation at the length of the context's own encoding. With a tokenizer whose
+    pre-tokens carry their trailing space (the embedded one), that is right only if the context's last word
+    alone is one token; the WMDP task trains its tokenizer on the bare stems for that reason."""
     folder = Path(folder)
     if (folder / "DONE").is_file():
         return folder
@@ -69,9 +73,11 @@ def local_override(name: str, data_file: str, manager) -> dict:
         raise ValueError(f"lm-eval task {name!r} has no YAML config to derive a local copy from")
     config = load_yaml(entry.yaml_path, resolve_func=True)
     kind = "parquet" if str(data_file).endswith(".parquet") else "json"
+    # a local copy holds the test split only: zero-shot, as WMDP and MMLU are reported in unlearning work
     config.update({"task": name, "dataset_path": kind, "dataset_name": None, "test_split": "test",
+                   "training_split": None, "validation_split": None, "fewshot_split": None, "num_fewshot": 0,
                    "dataset_kwargs": {"data_files": {"test": str(Path(data_file).resolve())}}})
-    return {k: v for k, v in config.items() if k not in ("include", "group", "tag")}
+    return {k: v for k, v in config.items() if k not in ("include", "group", "tag", "fewshot_config")}
 
 
 def score(model, tokenizer, splits: dict[str, list], manager, batch_size: int, add_bos_token: bool) -> dict:
