@@ -20,7 +20,6 @@ MARK = re.compile(r"<!-- table:(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /table --
 
 def sci(v): return "—" if v is None else f"{v:.2e}"
 def f3(v): return "—" if v is None else f"{v:.3f}"
-def f2(v): return "—" if v is None else f"{v:.2f}"
 def f1(v): return "—" if v is None else f"{v:.1f}"
 def thousands(v): return "—" if v is None else f"{v:,}"
 def ratio(v, ref): return "—" if v is None or not ref else f"{v / ref:.2f}"
