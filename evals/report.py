@@ -1,7 +1,8 @@
 """Results files of an experiment: results.json, results.csv, leaderboard.md (SPEC section 7). Writes are atomic.
 
 Each task's section of results.json (`datasets`) says which metrics it reports, their directions, and which one
-is its forget score and which its utility; the reports read those, so they know no task by name."""
+is its forget score and which its utility; the tables and plots are built from those. Only the intro text names
+the two families, and results.json files older than that section are read as TOFU."""
 from __future__ import annotations
 
 import csv
