@@ -24,7 +24,8 @@ from evals import lm_eval_bridge as bridge
 from unlearnbench.config import TaskConfig, TrainConfig
 from unlearnbench.tasks import TaskData, task
 
-VERSION = 1
+DATA_VERSION = 1   # the generated world and corpus handling: part of the data fingerprint (models train on it)
+VERSION = 2        # scoring: 2 reads the generated cloze tasks with the training-time encoding (evaluations only)
 HIGHER_IS_BETTER = {"forget_acc": False, "neighbour_acc": True, "general_acc": True, "model_utility": True,
                     "forget_gap_to_retain": False}
 
@@ -86,7 +87,7 @@ class WmdpTask:
 
     def _load_synthetic(self, cache_dir: Path) -> TaskData:
         world = generate(self.cfg.synthetic)
-        fingerprint = _fingerprint([VERSION, world])
+        fingerprint = _fingerprint([DATA_VERSION, world])
         folder = bridge.write_cloze_tasks(cache_dir / f"wmdp_{fingerprint}", {
             f"ub_{fingerprint}_forget": (world["forget_mc"], "{{question}}"),
             f"ub_{fingerprint}_neighbour": (world["neighbour_mc"], "{{question}}"),
@@ -114,11 +115,12 @@ class WmdpTask:
         bridge.check_task_names([n for names in wanted.values() for n in names], self.manager)
         for name, path in cfg.local_files.items():
             if not Path(path).expanduser().is_file():
-                raise FileNotFoundError(f"task.local_files.{name}={path!r} is not a file")
+                raise FileNotFoundError(f"task.local_files.{name}={path!r} is not a file; give a local copy of that "
+                                        f"task's test split in its hub schema (JSON Lines or parquet)")
         self.splits = {split: [bridge.local_override(n, cfg.local_files[n], self.manager) if n in cfg.local_files
                                else n for n in names] for split, names in wanted.items() if names}
         local = {n: hashlib.sha256(Path(p).expanduser().read_bytes()).hexdigest() for n, p in cfg.local_files.items()}
-        fingerprint = _fingerprint([VERSION, forget, retain, wanted, local])
+        fingerprint = _fingerprint([DATA_VERSION, forget, retain, wanted, local])
         return TaskData(train={"target": None, "retain": None}, forget=forget, retain=retain,
                         fingerprint=fingerprint, texts=[r["text"] for r in forget + retain],
                         describe={"source": "real", "lm_eval_tasks": wanted, "local_files": cfg.local_files,
@@ -126,8 +128,11 @@ class WmdpTask:
 
     def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int) -> dict:
         # the embedded and plain-template models are trained with the tokenizer's BOS; chat models write their own
+        # the generated cloze tasks are read as the embedded tokenizer wrote their text in training; lm-eval's own
+        # (real-mode) tasks keep lm-eval's encoding, so their numbers compare with published ones
         return bridge.score(model, tokenizer, self.splits, self.manager, batch_size,
-                            add_bos_token=fmt.cfg.prompt_format == "plain")
+                            add_bos_token=fmt.cfg.prompt_format == "plain",
+                            context_from_whole=self.cfg.source == "synthetic")
 
     def metrics(self, stats: dict, retain_stats: dict | None) -> dict:
         """Accuracies (mean of lm-eval's per-item acc over a set's questions); utility = mean of the neighbouring

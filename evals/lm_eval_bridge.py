@@ -27,9 +27,8 @@ def write_cloze_tasks(folder: Path, sets: dict[str, tuple[list[dict], str]]) -> 
     """Write {task name: (questions, doc_to_text)} as lm-eval tasks into `folder` (atomically: a finished folder
     is never half-written). Questions are `cais/wmdp`-schema rows: question, choices, answer (index).
 
-    lm-eval splits context from continuation at the length of the context's own encoding. With a tokenizer whose
-    pre-tokens carry their trailing space (the embedded one), that is right only if the context's last word
-    alone is one token; the WMDP task trains its tokenizer on the bare stems for that reason."""
+    Score them with `score(..., context_from_whole=True)` when the tokenizer's pre-tokens carry their trailing
+    space (the embedded one): see `_hflm_class`."""
     folder = Path(folder)
     if (folder / "DONE").is_file():
         return folder
@@ -80,19 +79,46 @@ def local_override(name: str, data_file: str, manager) -> dict:
     return {k: v for k, v in config.items() if k not in ("include", "group", "tag", "fewshot_config")}
 
 
-def score(model, tokenizer, splits: dict[str, list], manager, batch_size: int, add_bos_token: bool) -> dict:
+def _hflm_class(context_from_whole: bool):
+    """lm-eval's HFLM, or (context_from_whole) HFLM with one change to how a (context, continuation) pair becomes
+    tokens; batching, log-likelihoods and accuracy stay lm-eval's.
+
+    lm-eval encodes context + continuation, encodes the context alone, and scores the whole encoding's tokens
+    past the context's own length after the context's own tokens. That suits tokenizers whose words carry their
+    leading space (" March"). The embedded tokenizer's words carry their trailing space ("in " + "March"): the
+    context alone ends in "in" (no space), a token that in training never precedes anything, so every choice
+    would be scored after a context the model has never seen. Here the context's tokens are the whole
+    encoding's tokens that start inside the context (by character offsets), i.e. the text exactly as the model
+    read it in training, and the continuation is the rest."""
+    from lm_eval.models.huggingface import HFLM
+    if not context_from_whole:
+        return HFLM
+
+    class WholeEncodingHFLM(HFLM):
+        def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+            n_spaces = len(context) - len(context.rstrip())       # as lm-eval: trailing spaces go with the choice
+            if n_spaces:
+                context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+            special = {} if self.add_bos_token is None else {"add_special_tokens": self.add_bos_token}
+            enc = self.tokenizer(context + continuation, return_offsets_mapping=True, **special)
+            n = sum(start < len(context) for start, _ in enc["offset_mapping"])
+            return enc["input_ids"][:n], enc["input_ids"][n:]
+    return WholeEncodingHFLM
+
+
+def score(model, tokenizer, splits: dict[str, list], manager, batch_size: int, add_bos_token: bool,
+          context_from_whole: bool = False) -> dict:
     """Per-item statistics of `model` on every split ({split: [task name or inline config, ...]}), in one
     lm-eval call. Per split: lm-eval's per-item `acc`, the choices' log-likelihoods, the gold index, and
-    lm-eval's own accuracy of each task."""
+    lm-eval's own accuracy of each task. context_from_whole: see `_hflm_class`."""
     import datasets
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
     from peft import PeftModel
     logging.getLogger("lm_eval").setLevel(logging.ERROR)   # HFLM warns about in-memory models by design
     datasets.disable_progress_bars()
     if isinstance(model, PeftModel):          # lm-eval takes a plain transformers model
         model = model.merge_and_unload()
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device),
+    lm = _hflm_class(context_from_whole)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device),
               add_bos_token=add_bos_token)
     specs = [t for tasks in splits.values() for t in tasks]
     out = simple_evaluate(model=lm, tasks=specs, task_manager=manager, log_samples=True, bootstrap_iters=0,

@@ -20,9 +20,7 @@ def tiny(tmp_path_factory):
     texts = [r["text"] for r in world["forget_corpus"] + world["retain_corpus"]] + \
         [q["question"] + " " + c for s in ("forget_mc", "neighbour_mc", "general_mc") for q in world[s]
          for c in q["choices"]]
-    stems = [q["question"] for s in ("forget_mc", "neighbour_mc", "general_mc") for q in world[s]]
-    # as the task does: bare stems too, so a stem's last word is one token (lm-eval's context/continuation split)
-    tok = train_tokenizer(texts + stems + ["Answer: A B C D"] * 5, 600)
+    tok = train_tokenizer(texts + ["Answer: A B C D"] * 5, 600)
     torch.manual_seed(0)
     model = build_embedded_model(EmbeddedModelConfig(hidden_size=32, num_layers=1, num_heads=2,
                                                      intermediate_size=64), tok).eval()
@@ -47,28 +45,28 @@ def test_world_has_the_wmdp_schema_and_sizes():
 
 
 def direct_cloze(model, tok, context: str, choices: list[str]) -> list[float]:
-    """Sum of log p(" choice" tokens | context): our own forward pass, lm-eval's encoding rule (the context's
-    tokens are those of context + continuation up to the context's own length)."""
+    """Sum of log p(choice tokens | context tokens) by our own forward pass over the encoding of
+    context + " " + choice, the way the model reads that text in training: the context is the shortest prefix of
+    that encoding that decodes to the whole context (the embedded tokenizer's words carry their trailing space,
+    so the space before the choice stays with the context's last word)."""
     out = []
     for choice in choices:
         whole = tok(context + " " + choice)["input_ids"]
-        n = len(tok(context)["input_ids"])
+        n = next(n for n in range(1, len(whole) + 1) if len(tok.decode(whole[:n], skip_special_tokens=True))
+                 >= len(context))
         with torch.no_grad():
             logp = torch.log_softmax(model(torch.tensor([whole])).logits[0].double(), -1)
         out.append(sum(logp[i - 1, whole[i]].item() for i in range(n, len(whole))))
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue #8): lm-eval's per-choice log-likelihoods differ from this direct "
-                   "computation by 0.2-0.7 nats on the random tiny model (not padding: batch size 1 too); "
-                   "cause not found yet")
 def test_lm_eval_accuracy_equals_a_direct_cloze_computation(tiny, tmp_path):
     model, tok, _ = tiny
     world = generate(SyntheticWmdpConfig(n_forget=8, n_neighbour=8))
     questions = world["forget_mc"][:12]
     folder = bridge.write_cloze_tasks(tmp_path / "tasks", {"ub_test_forget": (questions, "{{question}}")})
     stats = bridge.score(model, tok, {"forget": ["ub_test_forget"]}, bridge.task_manager(folder, defaults=False),
-                         batch_size=4, add_bos_token=True)["forget"]
+                         batch_size=4, add_bos_token=True, context_from_whole=True)["forget"]
     direct = [direct_cloze(model, tok, q["question"], q["choices"]) for q in questions]
     for got, want in zip(stats["loglik"], direct, strict=True):
         assert got == pytest.approx(want, abs=1e-4)
@@ -76,6 +74,22 @@ def test_lm_eval_accuracy_equals_a_direct_cloze_computation(tiny, tmp_path):
     assert stats["acc"] == correct
     assert stats["lm_eval_acc"]["ub_test_forget"] == pytest.approx(sum(correct) / len(correct))
     assert stats["target"] == [q["answer"] for q in questions]
+
+
+def test_cloze_encoding_is_the_training_time_encoding(tiny):
+    """Why the generated tasks use context_from_whole: lm-eval's own split puts the context's standalone encoding
+    before the choice tokens, a sequence this trailing-space tokenizer never produces in running text (and for
+    some stems an empty continuation); the subclass's pair is exactly the encoding of context + " " + choice."""
+    model, tok, _ = tiny
+    questions = generate(SyntheticWmdpConfig(n_forget=8, n_neighbour=8))["forget_mc"]
+    plain, whole = (bridge._hflm_class(flag)(pretrained=model, tokenizer=tok, batch_size=1, device="cpu",
+                                             add_bos_token=True) for flag in (False, True))
+    pairs = [(q["question"], " " + c) for q in questions for c in q["choices"]]
+    encodings = [tok(ctx + cont)["input_ids"] for ctx, cont in pairs]
+    fixed = [whole._encode_pair(ctx, cont) for ctx, cont in pairs]
+    assert all(c + x == e and c and x for (c, x), e in zip(fixed, encodings, strict=True))
+    lm_eval_own = [plain._encode_pair(ctx, cont) for ctx, cont in pairs]
+    assert sum(c + x != e for (c, x), e in zip(lm_eval_own, encodings)) > len(pairs) // 2
 
 
 def test_corpus_loader_on_fixtures(tmp_path):

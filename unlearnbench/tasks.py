@@ -5,7 +5,8 @@ config dataclass extends `TaskConfig` with the family's own fields, and `configs
 class, built from its validated config, provides:
 
     label: str                        results' `task` column (e.g. tofu_forget10)
-    version: int                      bumped when the task's data or metrics change meaning
+    version: int                      bumped when its evaluation or metrics change meaning (part of every
+                                      evaluation's cache key; the data's own changes go in TaskData.fingerprint)
     forget_score, utility: str        which metric is the forget score and which the utility
     higher_is_better: dict[str, bool] every metric it reports, with its direction
     headline: list[str]               the metrics the leaderboard shows, in order
