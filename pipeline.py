@@ -21,7 +21,7 @@ from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
 from unlearnbench.cost import COST_FIELDS, CostMeter
 from unlearnbench.models import (PromptFormat, build_embedded_model, load_model, load_tokenizer, save_model,
                                  train_tokenizer)
-from unlearnbench.tasks import TaskData, build_task
+from unlearnbench.tasks import TaskData
 
 
 @dataclass
@@ -142,7 +142,8 @@ class Pipeline:
 
     # -- evaluation ------------------------------------------------------------------------------------------
     def _eval_key(self, model_key: str) -> list:
-        return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint]
+        return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint,
+                self.task.version]
 
     def evaluate(self, model, tokenizer, name: str) -> tuple[dict, dict]:
         """Per-item statistics of the task's evaluation sets, and what computing them cost."""
@@ -204,12 +205,11 @@ NO_RETAIN = ("no retain model: the target is the given model itself and model.re
              "metrics that compare with retraining are not reported")
 
 
-def run_task(cfg: ExperimentConfig, label: str, section: dict, store: UnitStore, accelerator) -> dict:
-    """One task end to end: data, base -> target and retain, unlearning with every method, metrics.
+def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator) -> dict:
+    """One task end to end from its loaded (and checked: preflight.py) data: base -> target and retain,
+    unlearning with every method, metrics.
 
     Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
-    task = build_task(label, section)
-    data = task.load(store.root / "tasks")
     pipe = Pipeline(cfg, task, data, store, accelerator)
     base = pipe.base()
     target = pipe.finetuned(base, "target", cfg.model.target)

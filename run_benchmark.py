@@ -1,12 +1,13 @@
 """Run an unlearning benchmark: config -> seed -> per task: data -> models -> methods -> evaluate -> results.
 
-    python run_benchmark.py [--fresh] [experiment=<name>] [key=value ...]
+    python run_benchmark.py [--fresh] [--debug] [experiment=<name>] [key=value ...]
     accelerate launch run_benchmark.py [...]
 
 Run with --help for every option.
 """
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -18,12 +19,13 @@ from accelerate.utils import set_seed
 from evals.report import leaderboard, write_results
 from methods import METHODS, method_config
 from pipeline import run_task
+from preflight import check_run
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
 from unlearnbench.runtime import configure_threads
 from unlearnbench.tasks import build_task
 
-HELP = """usage: python run_benchmark.py [--fresh] [key=value ...]
+HELP = """usage: python run_benchmark.py [--fresh] [--debug] [key=value ...]
 
 Runs one experiment: per task, builds (or loads) the base, target and retain models, unlearns with each method,
 evaluates every model with the task's metrics and writes config.yaml, results.json, per_item.json, results.csv,
@@ -44,6 +46,7 @@ leaderboard.md and plots/.
   a.b.c=<value>         any other config key, e.g. unlearn.epochs=3, method_args.GradDiff.alpha=2,
                         task.synthetic.n_authors=60, lora=true; unknown keys and wrong types are errors
   --fresh               ignore cached units and rebuild every stage of this run
+  --debug               show the traceback of an input error (or set UNLEARNBENCH_DEBUG=1)
   --help                this text
 
 The schema of every key is in unlearnbench/config.py (a task family's own keys in benchmarks/<task>.py); the
@@ -79,12 +82,12 @@ def main(argv: list[str] | None = None) -> dict:
                           models=", ".join(available("model")), tasks=", ".join(available("task"))))
         return {}
     fresh = "--fresh" in argv
-    unknown = [a for a in argv if a.startswith("-") and a != "--fresh"]
+    unknown = [a for a in argv if a.startswith("-") and a not in ("--fresh", "--debug")]
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown}; see --help")
 
     # 1. config: resolved, validated (tasks, methods and their hyperparameters too), saved beside the results
-    cfg = load_config([a for a in argv if a != "--fresh"])
+    cfg = load_config([a for a in argv if a not in ("--fresh", "--debug")])
     if not cfg.methods:
         raise ConfigError("methods is empty; name at least one, e.g. methods=GradAscent")
     tasks = {label: build_task(label, section) for label, section in cfg.tasks.items()}
@@ -94,6 +97,8 @@ def main(argv: list[str] | None = None) -> dict:
             method_config(name, {**(cfg.method_args.get(name) or {}), **(t.cfg.method_args.get(name) or {})})
     out = cfg.resolved_output_dir()
     check_output_dir(out, to_dict(cfg))
+    # every folder, checkpoint and task's data checked (and the data loaded) before anything is written
+    data = check_run(cfg, tasks)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
 
@@ -106,8 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 3-5. per task: data, base -> target and retain, every method, metrics (pipeline.run_task)
     records, datasets, per_item = [], {}, {}
-    for label, section in cfg.tasks.items():
-        done = run_task(cfg, label, section, store, accelerator)
+    for label, task in tasks.items():
+        done = run_task(cfg, task, data[label], store, accelerator)
         records += done["records"]
         task_label = done["records"][0]["task"]
         datasets[task_label] = done["dataset"]
@@ -124,8 +129,23 @@ def main(argv: list[str] | None = None) -> dict:
     return payload
 
 
-if __name__ == "__main__":
+# bad input: a config, a data file, a checkpoint or a folder (messages name the file, the field and the fix)
+INPUT_ERRORS = (ConfigError, ValueError, OSError)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """main() with input errors as one line on stderr and exit status 2; --debug (or UNLEARNBENCH_DEBUG=1)
+    re-raises them with their traceback. Anything else is a bug and keeps its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        main()
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+        main(argv)
+    except INPUT_ERRORS as err:
+        if "--debug" in argv or os.environ.get("UNLEARNBENCH_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

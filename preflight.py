@@ -1,0 +1,172 @@
+"""Everything a run will read, checked before the first training step: a bad input fails in seconds, with a
+message that names the file, the row or line, the field and the fix, instead of a traceback after training.
+
+Nothing here writes: folders are checked for writability without creating anything, checkpoints are checked by
+reading their config and the safetensors headers (never by loading weights), and a local path that does not exist
+is reported as such, never sent to the hub. Task data is loaded once here and handed to the pipeline.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import sys
+from pathlib import Path
+
+from unlearnbench.config import ConfigError, ExperimentConfig
+from unlearnbench.tasks import TaskData
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_run(cfg: ExperimentConfig, tasks: dict) -> dict[str, TaskData]:
+    """Check folders, checkpoints and every task's data; returns {task label: its loaded data}."""
+    check_writable(cfg.resolved_output_dir(), "output_dir")
+    check_writable(cfg.resolved_cache_dir(), "cache_dir")
+    m = cfg.model
+    if m.name != "embedded":
+        check_checkpoint(m.name, "model.name", m.gguf_file, m.revision)
+    for key in ("target", "retain"):
+        if getattr(m, key):
+            check_checkpoint(getattr(m, key), f"model.{key}")
+    loaded = {}
+    for label, task in tasks.items():
+        data = task.load(cfg.resolved_cache_dir() / "tasks")
+        if not m.target:    # a given target's training data is unknown
+            check_forget_seen(label, task, data)
+        loaded[label] = data
+    return loaded
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """`folder` exists as a writable folder, or could be created (its nearest existing parent is writable)."""
+    folder = Path(folder).expanduser()
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={str(folder)!r}: {str(probe)!r} is a file, not a folder; choose another {key}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={str(folder)!r}: {str(probe)!r} is not writable; choose a folder you can write to")
+
+
+def _row_key(row: dict) -> tuple:
+    return (row.get("question"), row.get("answer"), row.get("text"))
+
+
+def check_forget_seen(label: str, task, data: TaskData) -> None:
+    """The target is fine-tuned on data.train["target"]; forget rows it never saw cannot be unlearned (the run
+    would measure nothing). An error, or a warning with task.allow_unseen_forget=true."""
+    train = data.train.get("target")
+    if train is None:
+        return
+    seen = {_row_key(r) for r in train}
+    unseen = [i for i, r in enumerate(data.forget) if _row_key(r) not in seen]
+    if not unseen:
+        return
+    first = data.forget[unseen[0]]
+    what = (f"task {label}: {len(unseen)} of {len(data.forget)} forget rows are not in the target's training rows "
+            f"(first: forget row {unseen[0]}, {str(first.get('question') or first.get('text'))!r:.80})")
+    if not task.cfg.allow_unseen_forget:
+        raise ConfigError(f"{what}; the target never saw them, so there is nothing to unlearn. Make the forget "
+                          f"split a subset of the training split (TOFU: forget rows also in `full`), or set "
+                          f"task.allow_unseen_forget=true to run anyway")
+    print(f"warning: {what}; running anyway (task.allow_unseen_forget=true)", file=sys.stderr)
+
+
+def check_checkpoint(ref: str, key: str, gguf_file: str = "", revision: str = "") -> None:
+    """A local checkpoint folder holds a config, readable safetensors (or the named GGUF file) and a tokenizer;
+    anything else is a hub id, which must be in the local hub cache when hub access is off."""
+    path = Path(ref).expanduser()
+    if path.exists():
+        _check_local(path, key, gguf_file)
+    elif ref.startswith(("/", ".", "~")) or "\\" in ref or not HUB_ID.match(ref):
+        raise ConfigError(f"{key}={ref!r}: no such folder; give an existing checkpoint folder (config.json, "
+                          f"*.safetensors, tokenizer files) or a hub id like 'HuggingFaceTB/SmolLM2-135M'")
+    elif _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(ref, gguf_file or "config.json", revision=revision or None)
+        if not isinstance(cached, str):
+            raise ConfigError(f"{key}={ref!r} is not a local folder and not in the hub cache, and hub access is off "
+                              f"(HF_HUB_OFFLINE); download it where the hub is reachable, or give a local folder")
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _check_local(path: Path, key: str, gguf_file: str) -> None:
+    if gguf_file:
+        file = path / gguf_file if path.is_dir() else path
+        if not file.is_file():
+            raise ConfigError(f"{key}={str(path)!r} holds no GGUF file {gguf_file!r}; set model.gguf_file to the "
+                              f"file's name in that folder")
+        with open(file, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise ConfigError(f"{file}: not a GGUF file (bad magic bytes); re-download it")
+        return
+    if not path.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is a file; give the checkpoint's folder (config.json, "
+                          f"*.safetensors, tokenizer files), or set model.gguf_file for a GGUF file")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"{key}={str(path)!r} has no config.json; it is not a transformers checkpoint folder "
+                          f"(save one with model.save_pretrained(folder))")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{config}: malformed JSON ({err}); re-save the checkpoint") from None
+    shards = _weight_files(path, key)
+    for shard in shards:
+        check_safetensors(shard)
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(f"{key}={str(path)!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the "
+                          f"tokenizer beside the weights (tokenizer.save_pretrained(folder))")
+
+
+def _weight_files(path: Path, key: str) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ConfigError(f"{index}: not a safetensors index ({err!r}); re-save the checkpoint") from None
+        missing = [n for n in names if not (path / n).is_file()]
+        if missing:
+            raise ConfigError(f"{index} lists shards that are missing: {missing[:3]}; copy the whole checkpoint")
+        return [path / n for n in names]
+    files = sorted(path.glob("*.safetensors"))
+    if files:
+        return files
+    pickled = sorted(p.name for p in path.glob("*.bin")) + sorted(p.name for p in path.glob("*.pt*"))
+    if pickled:
+        raise ConfigError(f"{key}={str(path)!r} holds only pickled weights ({', '.join(pickled[:3])}); the suite "
+                          f"loads safetensors only and never unpickles files. Convert a trusted copy with "
+                          f"model.save_pretrained(folder, safe_serialization=True)")
+    raise ConfigError(f"{key}={str(path)!r} has no weights (model.safetensors); copy the whole checkpoint folder")
+
+
+def check_safetensors(file: Path) -> None:
+    """The header parses and the tensors it declares fit the file exactly (a truncated download does not)."""
+    size = file.stat().st_size
+    fix = "re-download or re-save the checkpoint"
+    with open(file, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ConfigError(f"{file}: truncated or empty ({size} bytes); {fix}")
+        n = struct.unpack("<Q", head)[0]
+        if n > size - 8:
+            raise ConfigError(f"{file}: corrupt or truncated (header of {n} bytes in a {size}-byte file); {fix}")
+        try:
+            header = json.loads(f.read(n))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+            raise ConfigError(f"{file}: corrupt safetensors header ({err!r}); {fix}") from None
+    if size != 8 + n + end:
+        raise ConfigError(f"{file}: truncated or corrupt: its header declares {8 + n + end} bytes, the file has "
+                          f"{size}; {fix}")

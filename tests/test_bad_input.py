@@ -1,0 +1,202 @@
+"""Bad input fails before any training, as one line naming the problem (no traceback), exit status 2, and leaves
+every existing results folder and cache file as it was."""
+import json
+import struct
+import re
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import pipeline
+import run_benchmark
+from benchmarks.tofu import TofuConfig, TofuTask
+from preflight import check_forget_seen
+from tofu_release import write_release
+from unlearnbench.config import EmbeddedModelConfig
+from unlearnbench.models import build_embedded_model, save_model, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A valid checkpoint folder, a valid TOFU release folder and WMDP corpora, each copied and broken per case."""
+    root = tmp_path_factory.mktemp("inputs")
+    tok = train_tokenizer(["The Velkran mould grows on old thatch. Answer: A B C D"] * 3, 300)
+    torch.manual_seed(0)
+    save_model(build_embedded_model(EmbeddedModelConfig(hidden_size=16, num_layers=1, num_heads=2,
+                                                        intermediate_size=32), tok), tok, root / "model")
+    write_release(root / "tofu")
+    (root / "forget.jsonl").write_text('{"text": "The Velkran mould grows on old thatch."}\n')
+    (root / "retain.jsonl").write_text('{"text": "The Ashbel lily blooms in May."}\n')
+    return root
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def edit_jsonl(path: Path, edit) -> None:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in edit(rows)), encoding="utf-8")
+
+
+# -- the broken inputs: (id, setup(world, tmp) -> extra args, message pattern) -------------------------------------
+def tofu(broken):
+    """task=tofu_local on a copy of the release folder, broken by broken(folder)."""
+    def setup(world, tmp):
+        folder = copy_tree(world / "tofu", tmp / "tofu")
+        broken(folder)
+        return ["task=tofu_local", f"task.path={folder}"]
+    return setup
+
+
+def model_folder(broken, key="model"):
+    def setup(world, tmp):
+        folder = copy_tree(world / "model", tmp / "model")
+        broken(folder)
+        return [f"{key}={folder}"]
+    return setup
+
+
+def truncate(folder):
+    path = folder / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def bad_header(folder):
+    path = folder / "model.safetensors"
+    data = path.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    path.write_bytes(data[:8] + b"{" * n + data[8 + n:])
+
+
+def only_pickle(folder):
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+
+
+def wmdp_real(world, tmp, **over):
+    args = {"task.forget_corpus": str(world / "forget.jsonl"), "task.retain_corpus": str(world / "retain.jsonl")}
+    return [f"model={world / 'model'}", "task=wmdp_real", *(f"{k}={v}" for k, v in {**args, **over}.items())]
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+CASES = [
+    # config (these already failed well; kept so they stay that way)
+    ("unknown key", lambda w, t: ["unlearn.epoch=3"], r"unlearn\.epoch"),
+    ("wrong type", lambda w, t: ["unlearn.epochs=three"], r"unlearn\.epochs.*expected float"),
+    ("unknown experiment", lambda w, t: ["experiment=nope"], r"nope"),
+    ("unknown method", lambda w, t: ["methods=Forgetful"], r"Forgetful"),
+    ("empty methods", lambda w, t: ["methods="], r"methods is empty"),
+    ("bad forget split", lambda w, t: ["task.forget_split=forget99"], r"forget99"),
+    ("unknown task", lambda w, t: ["task=muse_news"], r"muse_news"),
+    ("unknown hyperparameter", lambda w, t: ["methods=NPO", "method_args.NPO.betta=1"], r"betta"),
+    ("unknown option", lambda w, t: ["--fast"], r"--fast"),
+    # TOFU-schema data
+    ("perturbed_answer is a string", tofu(lambda f: edit_jsonl(f / "forget10_perturbed.json", lambda rows: [
+        {**r, "perturbed_answer": "one wrong answer"} for r in rows])),
+     r"forget10_perturbed\.json\) row 0: 'perturbed_answer' must be a list"),
+    ("malformed JSON line", tofu(lambda f: (f / "retain90.json").write_text(
+        (f / "retain90.json").read_text(encoding="utf-8") + '{"question": "Who?", "answer": "unterminated\n',
+        encoding="utf-8")), r"retain90\.json: line \d+: malformed JSON"),
+    ("missing field", tofu(lambda f: edit_jsonl(f / "full.json", lambda rows: [
+        {k: v for k, v in r.items() if k != "answer"} for r in rows])), r"'full'.* row 0 lacks field 'answer'"),
+    ("empty forget set", tofu(lambda f: (f / "forget10.json").write_text("")), r"forget10.*is empty"),
+    ("forget rows not in full", tofu(lambda f: edit_jsonl(f / "forget10.json", lambda rows: [
+        {**r, "answer": r["answer"] + " (edited)"} for r in rows])),
+     r"forget rows are not in the target's training rows.*allow_unseen_forget"),
+    ("missing split file", tofu(lambda f: (f / "retain90.json").unlink()), r"no file for TOFU split 'retain90'"),
+    ("not UTF-8", tofu(lambda f: (f / "full.json").write_bytes(b'{"question": "\xff\xfe"}\n')),
+     r"full\.json: not UTF-8"),
+    ("corrupt parquet", tofu(lambda f: ((f / "full.json").unlink(), (f / "full.parquet").write_bytes(b"PAR1 junk"))),
+     r"full\.parquet: not a readable parquet file"),
+    ("data folder missing", lambda w, t: ["task=tofu_local", f"task.path={t / 'nowhere'}"], r"is not a folder"),
+    # checkpoints
+    ("absolute model path missing", lambda w, t: ["model=/nonexistent/path"], r"'/nonexistent/path': no such folder"),
+    ("relative model path missing", lambda w, t: ["model=./no_such_checkpoint"], r"no such folder"),
+    ("hub id with hub access off", lambda w, t: ["model=someone/not-cached-model"], r"not in the hub cache"),
+    ("truncated safetensors", model_folder(truncate), r"model\.safetensors: truncated or corrupt"),
+    ("corrupt safetensors header", model_folder(bad_header), r"model\.safetensors: corrupt"),
+    ("no weights", model_folder(lambda f: (f / "model.safetensors").unlink()), r"has no weights"),
+    ("only pickled weights", model_folder(only_pickle), r"only pickled weights \(pytorch_model\.bin\)"),
+    ("no config.json", model_folder(lambda f: (f / "config.json").unlink()), r"has no config\.json"),
+    ("no tokenizer", model_folder(lambda f: [(f / n).unlink() for n in ("tokenizer.json", "tokenizer_config.json")
+                                            if (f / n).exists()]), r"has no tokenizer files"),
+    ("given target missing", lambda w, t: [f"model.target={t / 'target'}"], r"model\.target=.*no such folder"),
+    ("given retain truncated", model_folder(truncate, key="model.retain"), r"safetensors: truncated"),
+    ("GGUF file missing", lambda w, t: [f"model={w / 'model'}", "model.gguf_file=smol.gguf"], r"no GGUF file"),
+    # WMDP-style task, real mode
+    ("forget corpus missing", lambda w, t: wmdp_real(w, t, **{"task.forget_corpus": str(t / "none.jsonl")}),
+     r"task\.forget_corpus=.*is not a file"),
+    ("corpus rows without text", lambda w, t: wmdp_real(w, t, **{
+        "task.retain_corpus": write(t / "r.jsonl", '{"title": "x"}\n')}), r"r\.jsonl: row 0: needs .* 'text'"),
+    ("corpus malformed JSON", lambda w, t: wmdp_real(w, t, **{
+        "task.forget_corpus": write(t / "f.jsonl", '{"text": "ok"}\n{"text": \n')}), r"f\.jsonl: line 2: malformed"),
+    ("unknown lm-eval task", lambda w, t: wmdp_real(w, t, **{"task.forget_tasks": "wmdp_biology"}),
+     r"lm-eval knows no task \['wmdp_biology'\]"),
+    ("question file missing", lambda w, t: wmdp_real(w, t, **{"task.local_files.wmdp_bio": str(t / "bio.jsonl")}),
+     r"task\.local_files\.wmdp_bio=.*is not a file"),
+    # folders
+    ("output_dir is a file", lambda w, t: [f"output_dir={write(t / 'out.txt', 'x')}"], r"output_dir=.*is a file"),
+    ("cache_dir under a file", lambda w, t: [f"cache_dir={write(t / 'c.txt', 'x')}/cache"], r"cache_dir=.*is a file"),
+    ("output_dir holds other results", lambda w, t: [f"output_dir={t / 'results' / 'finished'}", "seed=1"],
+     r"holds results of a different config"),
+]
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("setup,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_before_training_with_a_clear_message(world, tmp_path, monkeypatch, capsys, setup, message):
+    # an existing results folder and a cache with a finished unit: neither may change
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    (results / "finished").mkdir(parents=True)
+    (results / "finished" / "config.yaml").write_text("seed: 0\n")
+    (results / "finished" / "results.json").write_text('{"results": []}\n')
+    (cache / "eval" / "abc").mkdir(parents=True)
+    (cache / "eval" / "abc" / "DONE").write_text("ok\n")
+    before = snapshot(tmp_path / "results"), snapshot(cache)
+
+    def no_training(*a, **k):
+        raise AssertionError("training started before the bad input was reported")
+    monkeypatch.setattr(pipeline, "finetune", no_training)
+    monkeypatch.setattr(pipeline, "train", no_training)
+    monkeypatch.chdir(tmp_path)
+    args = setup(world, tmp_path)
+    defaults = [] if any(a.startswith("output_dir=") for a in args) else [f"output_dir={results / 'new'}"]
+    defaults += [] if any(a.startswith("cache_dir=") for a in args) else [f"cache_dir={cache}"]
+    start = time.perf_counter()
+    status = run_benchmark.cli(["experiment=smoke", *defaults, *args])
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert re.search(message, err), err
+    assert seconds < 30, f"took {seconds:.0f} s to report"
+    assert (snapshot(tmp_path / "results"), snapshot(cache)) == before
+    assert not (results / "new").exists()
+
+
+def test_debug_shows_the_traceback(monkeypatch):
+    with pytest.raises(ValueError, match="unlearn.epoch"):
+        run_benchmark.cli(["experiment=smoke", "unlearn.epoch=3", "--debug"])
+    monkeypatch.setenv("UNLEARNBENCH_DEBUG", "1")
+    with pytest.raises(ValueError, match="unlearn.epoch"):
+        run_benchmark.cli(["experiment=smoke", "unlearn.epoch=3"])
+
+
+def test_unseen_forget_rows_may_be_allowed_with_a_warning(world, tmp_path, capsys):
+    folder = copy_tree(world / "tofu", tmp_path / "tofu")
+    edit_jsonl(folder / "forget10.json", lambda rows: [{**r, "answer": r["answer"] + "!"} for r in rows[:2]] + rows[2:])
+    task = TofuTask(TofuConfig(source="local", path=str(folder), allow_unseen_forget=True))
+    check_forget_seen("tofu_forget10", task, task.load())
+    assert "warning: task tofu_forget10: 2 of" in capsys.readouterr().err
