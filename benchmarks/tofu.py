@@ -65,8 +65,15 @@ def read_records(path: Path) -> list[dict]:
     Lines as `.json`), or parquet. Errors name the file and the line."""
     if path.suffix == ".parquet":
         import pandas as pd
-        return pd.read_parquet(path).to_dict("records")
-    text = path.read_text(encoding="utf-8-sig")
+        try:
+            return pd.read_parquet(path).to_dict("records")
+        except Exception as err:  # pyarrow raises its own types for a damaged file
+            raise ValueError(f"{path}: not a readable parquet file ({type(err).__name__}: {err}); "
+                             f"re-export or re-download it") from None
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8 JSON Lines") from None
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -81,7 +88,7 @@ def read_records(path: Path) -> list[dict]:
             try:
                 numbered.append((lineno, json.loads(line)))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {lineno}: malformed JSON ({err.msg} at column {err.colno}); "
+                raise ValueError(f"{path}: line {lineno}: malformed JSON ({err.msg}, column {err.colno}); "
                                  f"each line must be one JSON object") from None
     for lineno, row in numbered:
         if not isinstance(row, dict):
@@ -208,7 +215,7 @@ class TofuTask:
     def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int) -> dict:
         ev = self.cfg.eval
         return {split: split_stats(model, fmt, self.rows[role], batch_size, ev.max_new_tokens, name=f"{name}/{split}",
-                                   paraphrased=split in ("forget", "retain"))
+                                   paraphrased=split in ("forget", "retain"), token_budget=ev.token_budget)
                 for split, role in EVAL_SPLITS.items()}
 
     def metrics(self, stats: dict, retain_stats: dict | None) -> dict:

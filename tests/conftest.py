@@ -27,3 +27,9 @@ def no_network(monkeypatch):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes; excluded from the default run (-m 'not slow')")
+
+
+@pytest.fixture(scope="session")
+def smoke_root(tmp_path_factory):
+    """One folder for the smoke experiment's results and cache, shared by the tests that need its models."""
+    return tmp_path_factory.mktemp("smoke")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmarks.synthetic_tofu import SyntheticTofuConfig, general_corpus, generate
-from evals.stats import mean_answer_nll
+from evals.reference import mean_answer_nll
 from unlearnbench.config import EmbeddedModelConfig, ModelConfig
 from unlearnbench.models import PromptFormat, build_embedded_model, train_tokenizer
 

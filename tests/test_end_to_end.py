@@ -13,8 +13,8 @@ from unlearnbench.config import ConfigError
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("smoke")
+def smoke_run(smoke_root):
+    root = smoke_root
     args = ["experiment=smoke", f"output_dir={root / 'out'}", f"cache_dir={root / 'cache'}"]
     payload = run_benchmark.main(args)
     return root, args, payload

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from evals import tofu_metrics as tm
-from evals.stats import rouge_recall, token_nll
+from evals.reference import token_nll
+from evals.stats import rouge_recall
 
 
 def test_prob_is_mean_of_exp_minus_nll():

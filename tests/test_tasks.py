@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import run_benchmark
-from evals.stats import mean_answer_nll
+from evals.reference import mean_answer_nll
 from unlearnbench.config import TaskConfig
 from unlearnbench.tasks import TaskData, task
 

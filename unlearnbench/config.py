@@ -62,7 +62,8 @@ class ModelConfig:
 
 @dataclass
 class EvalConfig:
-    batch_size: int = 32
+    batch_size: int = 32                   # sequences per batch (generation; the reference implementation)
+    token_budget: int = 4096               # padded tokens per teacher-forced batch of the evaluation engine
     max_new_tokens: int = 200              # ROUGE generation budget (TOFU reference: 200)
 
 
@@ -78,6 +79,7 @@ class TaskConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     unlearn: dict = field(default_factory=dict)        # this task's overrides of the experiment's `unlearn`
     method_args: dict = field(default_factory=dict)    # this task's overrides of `method_args` ({method: {k: v}})
+    allow_unseen_forget: bool = False      # forget rows absent from the target's training rows: error, or warn
 
 
 @dataclass

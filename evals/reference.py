@@ -1,0 +1,56 @@
+"""The straightforward evaluation (one padded batch after another, in row order; transformers' `generate`): the
+reference the engine (evals/engine.py) must equal, kept for tests/test_engine.py and scripts/bench_eval.py
+--compare. The pipeline does not use it."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from unlearnbench.models import PromptFormat, collate
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence summed NLL and label-token count (labels -100 are ignored), next-token shifted."""
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    nll = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels, ignore_index=-100, reduction="none")
+    mask = shift_labels != -100
+    return (nll * mask).sum(1), mask.sum(1)
+
+
+@torch.no_grad()
+def mean_answer_nll(model, fmt: PromptFormat, pairs: list[tuple[str, str]], batch_size: int,
+                    desc: str = "") -> list[float]:
+    """NLLbar(a|q): mean per-token NLL over the answer's tokens and EOS, for each (question, answer)."""
+    rows = [fmt.encode(q, a) for q, a in pairs]
+    device, out = _device(model), []
+    for start in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False, disable=not desc):
+        batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size], fmt.tokenizer.pad_token_id).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        total, count = token_nll(logits, batch["labels"])
+        out.extend((total / count.clamp(min=1)).tolist())
+    return out
+
+
+@torch.no_grad()
+def greedy_generate(model, fmt: PromptFormat, questions: list[str], batch_size: int, max_new_tokens: int,
+                    desc: str = "") -> list[str]:
+    """Batched greedy decoding from left-padded prompts, stopped at EOS; returns the new text only."""
+    tok, device, out = fmt.tokenizer, _device(model), []
+    for start in tqdm(range(0, len(questions), batch_size), desc=desc, leave=False, disable=not desc):
+        prompts = [fmt.prompt_ids(q) for q in questions[start:start + batch_size]]
+        width = max(map(len, prompts))
+        ids = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                             max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+        out.extend(tok.batch_decode(gen[:, width:], skip_special_tokens=True))
+    return out

@@ -1,0 +1,123 @@
+"""Evaluation speed: one model on one TOFU task's four evaluation splits through the engine (evals/engine.py), and
+with --compare the straightforward reference (evals/reference.py) on the same model and data in the same run.
+
+Prints tokens scored and generated, wall seconds, throughput, and the ratio to the hardware's floor: the forward
+FLOPs of the tokens processed (2 x parameters x tokens) over the matmul throughput measured in this run.
+
+    python scripts/bench_eval.py [--compare] [--role target|base] [--limit N] [--max-new-tokens N] [key=value ...]
+
+Default: the default experiment's fine-tuned target (trained first if the cache lacks it). A real model, e.g.
+SmolLM2-135M from its GGUF file, as it is (no fine-tuning): `--role base model=smollm2 model.name=<folder>`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+
+from benchmarks.tofu import EVAL_SPLITS  # noqa: E402
+from evals.engine import Work  # noqa: E402
+from evals.stats import split_stats  # noqa: E402
+from pipeline import Pipeline  # noqa: E402
+from unlearnbench.cache import UnitStore  # noqa: E402
+from unlearnbench.config import load_config  # noqa: E402
+from unlearnbench.runtime import configure_threads  # noqa: E402
+from unlearnbench.tasks import build_task  # noqa: E402
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 2048, reps: int = 10) -> float:
+    """Measured dense matmul throughput (FLOP/s) of this device at this dtype."""
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * size ** 3 * reps / (time.perf_counter() - start)
+
+
+def evaluate(model, fmt, task, limit: int, max_new_tokens: int, use_engine: bool) -> tuple[dict, Work]:
+    work, stats = Work(), {}
+    for split, role in EVAL_SPLITS.items():
+        rows = task.rows[role][:limit] if limit else task.rows[role]
+        stats[split] = split_stats(model, fmt, rows, task.cfg.eval.batch_size, max_new_tokens, name=split,
+                                   paraphrased=split in ("forget", "retain"), token_budget=task.cfg.eval.token_budget,
+                                   use_engine=use_engine, work=work)
+    return stats, work
+
+
+def largest_difference(a: dict, b: dict) -> tuple[float, int]:
+    """(largest |NLL difference|, generations that differ) between two evaluations."""
+    diff, gens = 0.0, 0
+    for split in a:
+        for key in ("nll_answer", "nll_paraphrased", "nll_perturbed"):
+            flat = lambda v: [x for row in v for x in (row if isinstance(row, list) else [row])]  # noqa: E731
+            if key in a[split]:
+                diff = max([diff] + [abs(x - y) for x, y in zip(flat(a[split][key]), flat(b[split][key]))])
+        gens += sum(x != y for x, y in zip(a[split]["generation"], b[split]["generation"]))
+    return diff, gens
+
+
+def report(name: str, work: Work, ref_work: Work, n_params: int, flops: float) -> None:
+    total = work.scoring_seconds + work.generation_seconds
+    scored_floor = 2 * n_params * ref_work.tokens_scored / flops
+    gen_floor = 2 * n_params * (ref_work.prompt_tokens + ref_work.tokens_generated) / flops
+    print(f"{name:<10} scoring {work.scoring_seconds:8.2f} s ({ref_work.tokens_scored / work.scoring_seconds:9.0f} tok/s,"
+          f" {work.scoring_seconds / scored_floor:6.2f} x floor)   generation {work.generation_seconds:8.2f} s "
+          f"({ref_work.tokens_generated / work.generation_seconds:7.0f} new tok/s, "
+          f"{work.generation_seconds / gen_floor:6.1f} x floor)   total {total:8.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", action="store_true", help="also run the reference implementation")
+    parser.add_argument("--role", choices=["target", "base"], default="target")
+    parser.add_argument("--limit", type=int, default=0, help="rows per split (0: all)")
+    parser.add_argument("--max-new-tokens", type=int, default=0, help="generation cap (0: the task's)")
+    args, overrides = parser.parse_known_args()
+    cfg = load_config(overrides)
+    threads = configure_threads(cfg.threads)
+    label, section = next(iter(cfg.tasks.items()))
+    task = build_task(label, section)
+    if task.cfg.name != "tofu":
+        raise SystemExit("bench_eval measures the TOFU evaluation (the WMDP task's scoring is lm-eval's)")
+    pipe = Pipeline(cfg, task, task.load(cfg.resolved_cache_dir() / "tasks"), UnitStore(cfg.resolved_cache_dir()),
+                    Accelerator())
+    base = pipe.base()
+    ref = pipe.finetuned(base, "target", cfg.model.target) if args.role == "target" else base
+    model, fmt = pipe.load(ref), pipe.fmt(pipe.tokenizer(ref))
+    max_new = args.max_new_tokens or task.cfg.eval.max_new_tokens
+    n_params = sum(p.numel() for p in model.parameters())
+    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    flops = matmul_flops(device, dtype)
+    print(f"model {ref.path} ({n_params / 1e6:.1f}M parameters, {dtype}, {device}, {threads} threads); "
+          f"matmul {flops / 1e9:.1f} GFLOP/s measured; generation cap {max_new} tokens")
+
+    evaluate(model, fmt, task, 2, 4, use_engine=True)                      # warm-up
+    fast, work = evaluate(model, fmt, task, args.limit, max_new, use_engine=True)
+    print(f"tokens: {work.tokens_scored:,} scored, {work.prompt_tokens:,} prompt, {work.tokens_generated:,} "
+          f"generated; {work.forward_calls:,} forward calls")
+    report("engine", work, work, n_params, flops)
+    if args.compare:
+        slow, ref_work = evaluate(model, fmt, task, args.limit, max_new, use_engine=False)
+        report("reference", ref_work, work, n_params, flops)
+        diff, gens = largest_difference(fast, slow)
+        total = lambda w: w.scoring_seconds + w.generation_seconds  # noqa: E731
+        print(f"speed-up: total x{total(ref_work) / total(work):.2f}, scoring "
+              f"x{ref_work.scoring_seconds / work.scoring_seconds:.2f}, generation "
+              f"x{ref_work.generation_seconds / work.generation_seconds:.2f}; largest NLL difference {diff:.2e}, "
+              f"generations that differ: {gens}")
+
+
+if __name__ == "__main__":
+    main()
