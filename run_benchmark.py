@@ -25,6 +25,7 @@ from unlearnbench.config import ConfigError, available, dump_yaml, load_config, 
 from unlearnbench.runtime import configure_threads
 from unlearnbench.tasks import build_task
 
+FLAGS = ("--fresh", "--debug")
 HELP = """usage: python run_benchmark.py [--fresh] [--debug] [key=value ...]
 
 Runs one experiment: per task, builds (or loads) the base, target and retain models, unlearns with each method,
@@ -82,12 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
                           models=", ".join(available("model")), tasks=", ".join(available("task"))))
         return {}
     fresh = "--fresh" in argv
-    unknown = [a for a in argv if a.startswith("-") and a not in ("--fresh", "--debug")]
+    unknown = [a for a in argv if a.startswith("-") and a not in FLAGS]
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown}; see --help")
 
     # 1. config: resolved, validated (tasks, methods and their hyperparameters too), saved beside the results
-    cfg = load_config([a for a in argv if a not in ("--fresh", "--debug")])
+    cfg = load_config([a for a in argv if a not in FLAGS])
     if not cfg.methods:
         raise ConfigError("methods is empty; name at least one, e.g. methods=GradAscent")
     tasks = {label: build_task(label, section) for label, section in cfg.tasks.items()}

@@ -17,7 +17,7 @@ import torch
 from transformers import DynamicCache
 
 from evals import reference
-from evals.reference import token_nll
+from evals.reference import device_of, token_nll
 from unlearnbench.models import PromptFormat, collate
 
 
@@ -44,16 +44,12 @@ def length_batches(lengths: list[int], token_budget: int, max_rows: int) -> list
     return batches + [current] if current else batches
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def answer_nll(model, fmt: PromptFormat, pairs: list[tuple[str, str]], token_budget: int,
                work: Work | None = None) -> list[float]:
     """NLLbar(a|q) for every (question, answer): the mean per-token NLL over the answer's tokens and EOS."""
     rows = [fmt.encode(q, a) for q, a in pairs]
-    device, out = _device(model), [0.0] * len(rows)
+    device, out = device_of(model), [0.0] * len(rows)
     for idx in length_batches([len(r["input_ids"]) for r in rows], token_budget, len(rows)):
         batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx], fmt.tokenizer.pad_token_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -98,7 +94,7 @@ def greedy_generate(model, fmt: PromptFormat, questions: list[str], batch_size: 
 
 def _greedy_batch(model, prompts: list[list[int]], max_new_tokens: int, eos: int, pad: int,
                   work: Work | None) -> list[list[int]]:
-    device, n, width = _device(model), len(prompts), max(map(len, prompts))
+    device, n, width = device_of(model), len(prompts), max(map(len, prompts))
     ids = torch.full((n, width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, p in enumerate(prompts):

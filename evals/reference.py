@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from unlearnbench.models import PromptFormat, collate
 
 
-def _device(model) -> torch.device:
+def device_of(model) -> torch.device:
     return next(model.parameters()).device
 
 
@@ -27,7 +27,7 @@ def mean_answer_nll(model, fmt: PromptFormat, pairs: list[tuple[str, str]], batc
                     desc: str = "") -> list[float]:
     """NLLbar(a|q): mean per-token NLL over the answer's tokens and EOS, for each (question, answer)."""
     rows = [fmt.encode(q, a) for q, a in pairs]
-    device, out = _device(model), []
+    device, out = device_of(model), []
     for start in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False, disable=not desc):
         batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size], fmt.tokenizer.pad_token_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -40,7 +40,7 @@ def mean_answer_nll(model, fmt: PromptFormat, pairs: list[tuple[str, str]], batc
 def greedy_generate(model, fmt: PromptFormat, questions: list[str], batch_size: int, max_new_tokens: int,
                     desc: str = "") -> list[str]:
     """Batched greedy decoding from left-padded prompts, stopped at EOS; returns the new text only."""
-    tok, device, out = fmt.tokenizer, _device(model), []
+    tok, device, out = fmt.tokenizer, device_of(model), []
     for start in tqdm(range(0, len(questions), batch_size), desc=desc, leave=False, disable=not desc):
         prompts = [fmt.prompt_ids(q) for q in questions[start:start + batch_size]]
         width = max(map(len, prompts))
