@@ -212,10 +212,11 @@ class TofuTask:
                         texts=texts, describe={"splits": data.names, "source": self.cfg.source,
                                                "sizes": {k: len(v) for k, v in data.splits.items()}})
 
-    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int) -> dict:
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict:
         ev = self.cfg.eval
         return {split: split_stats(model, fmt, self.rows[role], batch_size, ev.max_new_tokens, name=f"{name}/{split}",
-                                   paraphrased=split in ("forget", "retain"), token_budget=ev.token_budget)
+                                   paraphrased=split in ("forget", "retain"), token_budget=ev.token_budget,
+                                   accelerator=accelerator)
                 for split, role in EVAL_SPLITS.items()}
 
     def metrics(self, stats: dict, retain_stats: dict | None) -> dict:

@@ -126,10 +126,11 @@ class WmdpTask:
                         describe={"source": "real", "lm_eval_tasks": wanted, "local_files": cfg.local_files,
                                   "sizes": {"forget_corpus": len(forget), "retain_corpus": len(retain)}})
 
-    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int) -> dict:
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict:
         # the embedded and plain-template models are trained with the tokenizer's BOS; chat models write their own
         # the generated cloze tasks are read as the embedded tokenizer wrote their text in training; lm-eval's own
-        # (real-mode) tasks keep lm-eval's encoding, so their numbers compare with published ones
+        # (real-mode) tasks keep lm-eval's encoding, so their numbers compare with published ones.
+        # Every process scores every item (lm-eval's own sharding needs lm-eval to own the processes).
         return bridge.score(model, tokenizer, self.splits, self.manager, batch_size,
                             add_bos_token=fmt.cfg.prompt_format == "plain",
                             context_from_whole=self.cfg.source == "synthetic")

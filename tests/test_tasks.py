@@ -39,7 +39,7 @@ class ToyTask:
                         retain=self.retain, fingerprint=f"toy{self.cfg.n_forget}",
                         texts=[t for pair in FACTS for t in pair])
 
-    def evaluate(self, model, tokenizer, fmt, name, batch_size):
+    def evaluate(self, model, tokenizer, fmt, name, batch_size, accelerator=None):
         return {s: mean_answer_nll(model, fmt, [(r["question"], r["answer"]) for r in rows], batch_size)
                 for s, rows in (("forget", self.forget), ("retain", self.retain))}
 

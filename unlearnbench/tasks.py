@@ -12,8 +12,10 @@ class, built from its validated config, provides:
     headline: list[str]               the metrics the leaderboard shows, in order
     log_scale: set[str]               metrics best drawn on a log axis (p-values)
     load(cache_dir) -> TaskData       rows to train and unlearn on (cache_dir: where to write generated files)
-    evaluate(model, tokenizer, fmt, name, batch_size) -> dict
-                                      per-item statistics of a model (JSON-able); computed once and cached
+    evaluate(model, tokenizer, fmt, name, batch_size, accelerator) -> dict
+                                      per-item statistics of a model (JSON-able); computed once and cached;
+                                      every process calls it and gets the whole result (a task may split the
+                                      items across the accelerator's processes and gather them)
     metrics(stats, retain_stats | None) -> dict[str, float]
                                       numbers from statistics; retain_stats is the retain model's, or None where
                                       the task has no retain model (then no metric may pretend it has one)
