@@ -19,8 +19,8 @@ from methods.trainer import DivergenceError, finetune, prepare, train
 from unlearnbench.cache import UnitStore, read_json, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
 from unlearnbench.cost import COST_FIELDS, CostMeter
-from unlearnbench.models import (PromptFormat, build_embedded_model, load_model, load_tokenizer, save_model,
-                                 train_tokenizer)
+from unlearnbench.models import (PromptFormat, build_embedded_model, load_model, load_tokenizer, resolve_name,
+                                 save_model, train_tokenizer)
 from unlearnbench.tasks import TaskData
 
 
@@ -86,10 +86,11 @@ class Pipeline:
     def base(self) -> ModelRef:
         m = self.cfg.model
         if not m.name:
-            raise ValueError("model.name is empty; set it to 'embedded', a hub id or a local path "
-                             "(configs/model/smollm2.yaml needs model.name=<folder holding the GGUF file>)")
+            raise ValueError("model.name is empty; set it to 'embedded', a hub id, a local path, or package:<module> "
+                             "for weights shipped in a Python package (configs/model/smollm2.yaml)")
         if m.name != "embedded":
-            return ModelRef(m.name, stable_hash("hub", m.name, m.revision, m.gguf_file, m.dtype), m.gguf_file)
+            return ModelRef(resolve_name(m.name), stable_hash("hub", m.name, m.revision, m.gguf_file, m.dtype),
+                            m.gguf_file)
         qa, text = general_corpus()
         key = stable_hash("base", dataclasses.asdict(m.embedded), self.prompt_key, self.cfg.seed,
                           self.data.fingerprint, qa, text)
@@ -103,7 +104,8 @@ class Pipeline:
             with self._meter() as meter:
                 meter.watch(model)
                 log = finetune(model, self._pretrain_rows(fmt), m.embedded.pretrain, self.cfg.seed, self.acc,
-                               tokenizer.pad_token_id, desc="pretrain base")
+                               tokenizer.pad_token_id, desc="pretrain base",
+                               checkpointing=self.cfg.gradient_checkpointing)
             save_model(model, tokenizer, tmp)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
         path = self._unit("base", key, build)
@@ -134,7 +136,8 @@ class Pipeline:
             with self._meter() as meter:
                 meter.watch(model)
                 log = finetune(model, encoded, ft, self.cfg.seed, self.acc, tokenizer.pad_token_id,
-                               desc=f"fine-tune {self.task.label} {role}")
+                               desc=f"fine-tune {self.task.label} {role}",
+                               checkpointing=self.cfg.gradient_checkpointing)
             save_model(model, tokenizer, tmp)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
         path = self._unit("finetuned", key, build)
@@ -149,7 +152,8 @@ class Pipeline:
         """Per-item statistics of the task's evaluation sets, and what computing them cost."""
         with self._meter() as meter:
             meter.watch(model)
-            stats = self.task.evaluate(model, tokenizer, self.fmt(tokenizer), name, self.task.cfg.eval.batch_size)
+            stats = self.task.evaluate(model, tokenizer, self.fmt(tokenizer), name, self.task.cfg.eval.batch_size,
+                                       self.acc)
         return stats, meter.record()
 
     def evaluated(self, ref: ModelRef, name: str) -> dict:
@@ -191,7 +195,8 @@ class Pipeline:
                 model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
                 try:
                     log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.unlearn, hp.lr,
-                                self.cfg.seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name)
+                                self.cfg.seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name,
+                                checkpointing=self.cfg.gradient_checkpointing)
                 except DivergenceError as err:
                     log = err
         if isinstance(log, DivergenceError):
@@ -215,7 +220,11 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     target = pipe.finetuned(base, "target", cfg.model.target)
     retain = pipe.finetuned(base, "retain", cfg.model.retain)
 
-    units = {"target": {"status": "ok", **pipe.evaluated(target, "target"), "cost": target.cost}}
+    units = {}
+    if cfg.model.name != "embedded" and not cfg.model.target and target is not base:
+        # a pretrained model the suite fine-tuned into the target: its untouched self is a row, the utility to keep
+        units["base"] = {"status": "ok", **pipe.evaluated(base, "base"), "cost": None}
+    units["target"] = {"status": "ok", **pipe.evaluated(target, "target"), "cost": target.cost}
     units["retain"] = ({"status": "ok", **pipe.evaluated(retain, "retain"), "cost": retain.cost} if retain
                        else {"status": "absent", "error": NO_RETAIN})
     for name in cfg.methods:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from unlearnbench.config import ConfigError, ExperimentConfig
+from unlearnbench.models import resolve_name
 from unlearnbench.tasks import TaskData
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -27,7 +28,7 @@ def check_run(cfg: ExperimentConfig, tasks: dict) -> dict[str, TaskData]:
     check_writable(cfg.resolved_cache_dir(), "cache_dir")
     m = cfg.model
     if m.name != "embedded":
-        check_checkpoint(m.name, "model.name", m.gguf_file, m.revision)
+        check_checkpoint(resolve_name(m.name), "model.name", m.gguf_file, m.revision)
     for key in ("target", "retain"):
         if getattr(m, key):
             check_checkpoint(getattr(m, key), f"model.{key}")

@@ -69,7 +69,7 @@ def check_output_dir(out, resolved: dict) -> None:
     """Refuse to overwrite finished results of a different config (a crashed run's folder holds none)."""
     saved = out / "config.yaml"
     if saved.is_file() and (out / "results.json").is_file():
-        ignore = ("output_dir", "cache_dir", "threads")   # where and how fast, not what
+        ignore = ("output_dir", "cache_dir", "threads", "gradient_checkpointing")   # where and how fast, not what
         old = {k: v for k, v in read_yaml(saved).items() if k not in ignore}
         if old != {k: v for k, v in resolved.items() if k not in ignore}:
             raise ConfigError(f"output_dir {str(out)!r} holds results of a different config; choose another "

@@ -5,14 +5,15 @@ this process (what makes a resumed run equal an uninterrupted one).
 """
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import math
 import random
 from contextlib import nullcontext
 
-import copy
-
 import torch
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from peft import LoraConfig, get_peft_model
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
@@ -26,23 +27,20 @@ class DivergenceError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def _batches(roles: dict[str, list[dict]], lead: str, batch_size: int, epochs: float, seed: int,
-             rank: int, world: int, pad_id: int):
-    """Micro-batches: the `lead` role in shuffled order, each paired with a random batch of every other role
-    (TOFU's forget/retain pairing); rows of role `<lead>_*` (e.g. forget_idk) follow the lead's indices."""
+def _batches(roles: dict[str, list[dict]], lead: str, batch_size: int, total: int, seed: int, pad_id: int):
+    """The run's micro-batches, `total` of them, as (lead-row indices, batch): the `lead` role in shuffled order,
+    each paired with a random batch of every other role (TOFU's forget/retain pairing); rows of role `<lead>_*`
+    (e.g. forget_idk) follow the lead's indices. The sequence does not depend on the number of processes."""
     rows = roles[lead]
     n = len(rows)
     if n == 0:
         raise ValueError(f"the {lead} set is empty: nothing to train on")
-    per_epoch = math.ceil(n / (batch_size * world))
-    total = max(1, math.ceil(epochs * per_epoch))
     rng = random.Random(seed)
     yielded = epoch = 0
     while yielded < total:
         order = list(range(n))
         random.Random(seed * 1000 + epoch).shuffle(order)
-        order = order[rank::world]
-        for start in range(0, len(order), batch_size):
+        for start in range(0, n, batch_size):
             if yielded == total:
                 return
             idx = order[start:start + batch_size]
@@ -53,7 +51,7 @@ def _batches(roles: dict[str, list[dict]], lead: str, batch_size: int, epochs: f
                 else:
                     picked = [role_rows[rng.randrange(len(role_rows))] for _ in idx]
                 batch[role] = collate(picked, pad_id)
-            yield batch
+            yield idx, batch
             yielded += 1
         epoch += 1
 
@@ -84,38 +82,60 @@ def prepare(model, spec, hp, lora=None, watch=None):
     return model, Reference(frozen)
 
 
-def total_micro_batches(n: int, cfg: TrainConfig, world: int = 1) -> int:
-    return max(1, math.ceil(cfg.epochs * math.ceil(n / (cfg.batch_size * world))))
+def total_micro_batches(n: int, cfg: TrainConfig) -> int:
+    """Micro-batches of a run: `epochs` passes over n rows, rounded up to whole updates of grad_accum each."""
+    micro = max(1, math.ceil(cfg.epochs * math.ceil(n / cfg.batch_size)))
+    return math.ceil(micro / cfg.grad_accum) * cfg.grad_accum
 
 
 def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: float, seed: int, accelerator,
-          pad_id: int, lead: str = "main", desc: str = "train") -> dict:
+          pad_id: int, lead: str = "main", desc: str = "train", checkpointing: bool = False) -> dict:
     """Optimise `loss_fn(model, batch) -> (loss, logs)` over micro-batches led by `roles[lead]`.
 
-    Only parameters with requires_grad are optimised. Raises DivergenceError on a NaN/inf loss."""
+    Only parameters with requires_grad are optimised. Raises DivergenceError on a NaN/inf loss. `checkpointing`
+    recomputes activations in the backward pass (gradient checkpointing: the same numbers, less memory).
+
+    Process-count invariance: an update is `grad_accum` micro-batches of `batch_size` rows, taken in one sequence
+    whatever the number of processes; with N processes, process r runs micro-batches r, r + N, ... of each update
+    and the gradients are averaged across processes. Every loss is a mean over its own micro-batch, so an update's
+    gradient is the mean of the same grad_accum micro-batch gradients with 1 process or N (grad_accum must be a
+    multiple of N); only the floating-point order of the sums differs."""
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.grad_accum % world:
+        raise ValueError(f"{desc}: grad_accum={cfg.grad_accum} is not a multiple of the {world} processes; an update "
+                         f"is grad_accum micro-batches shared among the processes, so set grad_accum to {world} "
+                         f"(or a multiple) in `finetune`/`unlearn` for numbers that do not depend on the process count")
+    if cfg.grad_accum != world and str(accelerator.distributed_type).endswith("DEEPSPEED"):
+        raise ValueError(f"{desc}: under DeepSpeed set grad_accum to the number of processes ({world}): DeepSpeed "
+                         f"steps the optimizer at every backward, so no micro-batches may accumulate in a process")
     set_seed(seed)
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{desc}: no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    micro = total_micro_batches(len(roles[lead]), cfg, world)
-    updates = math.ceil(micro / cfg.grad_accum)
+    micro = total_micro_batches(len(roles[lead]), cfg)
+    updates, local_accum = micro // cfg.grad_accum, cfg.grad_accum // world
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * updates), updates)
-    wrapped, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # the scheduler stays outside accelerate, which would step it once per process at every update
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
     wrapped.train()
-    history = []
-    bar = tqdm(total=micro, desc=desc, leave=False, disable=not accelerator.is_main_process)
+    history, seen = [], []
+    bar = tqdm(total=micro // world, desc=desc, leave=False, disable=not accelerator.is_main_process)
     try:
-        for step, batch in enumerate(_batches(roles, lead, cfg.batch_size, cfg.epochs, seed, rank, world, pad_id)):
+        for step, (idx, batch) in enumerate(_batches(roles, lead, cfg.batch_size, micro, seed, pad_id)):
+            if step % world != rank:
+                continue
+            seen.append((step, idx))
             batch = {role: {k: v.to(accelerator.device) for k, v in b.items()} for role, b in batch.items()}
-            sync = (step + 1) % cfg.grad_accum == 0 or step + 1 == micro
+            sync = step % cfg.grad_accum >= cfg.grad_accum - world         # this process's last of the update
             with (nullcontext() if sync else accelerator.no_sync(wrapped)), accelerator.autocast():
                 loss, logs = loss_fn(wrapped, batch)
                 if not torch.isfinite(loss):
                     raise DivergenceError(f"{desc}: the loss became {loss.item()} at step {step + 1} of {micro}; "
                                           f"lower the learning rate (now {lr:g}) or the number of epochs")
-                accelerator.backward(loss / cfg.grad_accum)
+                accelerator.backward(loss / local_accum)
             if sync:
                 if cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -129,12 +149,17 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
         bar.close()
         model = accelerator.unwrap_model(wrapped)
         accelerator.free_memory()
+        if checkpointing:
+            model.gradient_checkpointing_disable()
     model.eval()
+    order = sorted(p for part in (gather_object([seen]) if world > 1 else [seen]) for p in part)
     return {"micro_batches": micro, "updates": updates, "final_loss": history[-1]["loss"],
-            "first_loss": history[0]["loss"]}
+            "first_loss": history[0]["loss"], "processes": world,
+            "examples": hashlib.sha256(json.dumps([i for _, i in order]).encode()).hexdigest()[:16]}
 
 
-def finetune(model, rows: list[dict], cfg: TrainConfig, seed: int, accelerator, pad_id: int, desc: str) -> dict:
+def finetune(model, rows: list[dict], cfg: TrainConfig, seed: int, accelerator, pad_id: int, desc: str,
+             checkpointing: bool = False) -> dict:
     """Supervised fine-tuning (next-token NLL on the label tokens)."""
     return train(model, {"main": rows}, lambda m, b: (nll(m, b["main"]), {}), cfg, cfg.lr, seed, accelerator,
-                 pad_id, desc=desc)
+                 pad_id, desc=desc, checkpointing=checkpointing)

@@ -2,6 +2,7 @@
 
     python scripts/readme_tables.py --check   # every marked table vs results/<experiment>/results.json; exit 1 if stale
     python scripts/readme_tables.py --write   # rewrite the marked tables from those results
+    python scripts/readme_tables.py --print smollm2_tofu   # one experiment's table, for results CI does not rerun
 
 A table sits between `<!-- table:<experiment> -->` and `<!-- /table -->`. Metric, token and FLOP cells must match
 at the printed digits; wall-time, relative-cost and memory cells depend on the machine's load and are rendered
@@ -85,9 +86,13 @@ def main(argv=None) -> int:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--check", action="store_true")
     mode.add_argument("--write", action="store_true")
+    mode.add_argument("--print", metavar="EXPERIMENT", help="print results/<EXPERIMENT>'s table")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="folder of results/<experiment>/")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args(argv)
+    if args.print:
+        print(to_markdown(render(json.loads((args.results / args.print / "results.json").read_text("utf-8")))))
+        return 0
     text = args.readme.read_text(encoding="utf-8")
     problems, out, last = [], [], 0
     for m in MARK.finditer(text):

@@ -96,6 +96,7 @@ class ExperimentConfig:
     name: str = "default"
     seed: int = 0
     threads: int = 0                       # torch CPU threads; 0 = auto (OMP_NUM_THREADS, else usable CPUs / processes)
+    gradient_checkpointing: bool = False   # recompute activations in backward: less memory, ~1/3 more compute
     output_dir: str = ""                   # default: results/<name>
     cache_dir: str = ""                    # default: $UNLEARNBENCH_CACHE or ~/.cache/unlearnbench
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -269,6 +270,9 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
         pairs.append((key.strip(), value))
     experiment = dict(pairs).get("experiment", "default")
     tree = _named("experiment", experiment)
+    if "base" in tree:      # an experiment may start from another one: `base: <experiment name>`
+        tree = _deep_merge(_named("experiment", tree.pop("base")), tree)
+        tree.pop("name", None)
     tree.setdefault("name", experiment)
     if "model" in tree:
         tree["model"] = _section("model", tree["model"])
