@@ -6,8 +6,6 @@ this process (what makes a resumed run equal an uninterrupted one).
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import random
 from contextlib import nullcontext
@@ -19,6 +17,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from methods.common import Reference, nll
+from unlearnbench.cache import stable_hash
 from unlearnbench.config import TrainConfig
 from unlearnbench.models import collate
 
@@ -27,8 +26,8 @@ class DivergenceError(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def _batches(roles: dict[str, list[dict]], lead: str, batch_size: int, total: int, seed: int, pad_id: int):
-    """The run's micro-batches, `total` of them, as (lead-row indices, batch): the `lead` role in shuffled order,
+def _batches(roles: dict[str, list[dict]], lead: str, batch_size: int, total: int, seed: int):
+    """The run's micro-batches, `total` of them, as (lead-row indices, {role: rows}): the `lead` role in shuffled order,
     each paired with a random batch of every other role (TOFU's forget/retain pairing); rows of role `<lead>_*`
     (e.g. forget_idk) follow the lead's indices. The sequence does not depend on the number of processes."""
     rows = roles[lead]
@@ -50,7 +49,7 @@ def _batches(roles: dict[str, list[dict]], lead: str, batch_size: int, total: in
                     picked = [role_rows[i] for i in idx]
                 else:
                     picked = [role_rows[rng.randrange(len(role_rows))] for _ in idx]
-                batch[role] = collate(picked, pad_id)
+                batch[role] = picked
             yield idx, batch
             yielded += 1
         epoch += 1
@@ -124,11 +123,12 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
     history, seen = [], []
     bar = tqdm(total=micro // world, desc=desc, leave=False, disable=not accelerator.is_main_process)
     try:
-        for step, (idx, batch) in enumerate(_batches(roles, lead, cfg.batch_size, micro, seed, pad_id)):
-            if step % world != rank:
+        for step, (idx, rows) in enumerate(_batches(roles, lead, cfg.batch_size, micro, seed)):
+            if step % world != rank:        # another process's micro-batch (drawn anyway: one sequence for all)
                 continue
             seen.append((step, idx))
-            batch = {role: {k: v.to(accelerator.device) for k, v in b.items()} for role, b in batch.items()}
+            batch = {role: {k: v.to(accelerator.device) for k, v in collate(r, pad_id).items()}
+                     for role, r in rows.items()}
             sync = step % cfg.grad_accum >= cfg.grad_accum - world         # this process's last of the update
             with (nullcontext() if sync else accelerator.no_sync(wrapped)), accelerator.autocast():
                 loss, logs = loss_fn(wrapped, batch)
@@ -155,7 +155,7 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
     order = sorted(p for part in (gather_object([seen]) if world > 1 else [seen]) for p in part)
     return {"micro_batches": micro, "updates": updates, "final_loss": history[-1]["loss"],
             "first_loss": history[0]["loss"], "processes": world,
-            "examples": hashlib.sha256(json.dumps([i for _, i in order]).encode()).hexdigest()[:16]}
+            "examples": stable_hash([i for _, i in order])}
 
 
 def finetune(model, rows: list[dict], cfg: TrainConfig, seed: int, accelerator, pad_id: int, desc: str,
