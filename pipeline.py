@@ -14,6 +14,7 @@ from pathlib import Path
 
 import benchmarks  # noqa: F401  (registers every task family)
 from benchmarks.synthetic_tofu import general_corpus, read_refusals
+from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
 from methods.trainer import DivergenceError, finetune, prepare, train
 from unlearnbench.cache import UnitStore, read_json, stable_hash, write_json
@@ -146,7 +147,7 @@ class Pipeline:
     # -- evaluation ------------------------------------------------------------------------------------------
     def _eval_key(self, model_key: str) -> list:
         return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint,
-                self.task.version]
+                self.task.version, ENGINE_VERSION]
 
     def evaluate(self, model, tokenizer, name: str) -> tuple[dict, dict]:
         """Per-item statistics of the task's evaluation sets, and what computing them cost."""

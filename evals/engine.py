@@ -7,10 +7,17 @@ and its generation start from the same prompt:
   (position ids as transformers' `generate` computes them), keeping the key/value cache and the last position's
   logits only: the prompt is scored once instead of once per answer, and no logits are computed at prompt
   positions (no answer token is predicted there).
-- Each answer's tokens after the shared prompt are scored against a copy of its question's cache, in sub-batches
-  of at most `token_budget` tokens sorted by length; the answer's first token is predicted by the prompt's logits.
-- Greedy decoding continues from the same cache. A sequence leaves the batch at EOS (its rows are dropped from
-  the cache), so a batch costs its longest *live* sequence rather than the slowest row at every step.
+- A question's answers after the prompt form a token tree (answers that start alike share their first nodes).
+  The trees of several questions go through the model in one pass against a copy of their prompts' cache, a 4-D
+  attention mask letting each node see its prompt, its ancestors and itself, in batches of at most
+  `token_budget` tokens sorted by size. A shared token runs once; an answer's last token (EOS) predicts nothing
+  and never runs. On the default world this puts 23,012 tokens through the model where one row per answer took
+  29,758 and the reference 75,394.
+- Log-probabilities are (x - max) - log sum exp(x - max) (evals/reference.py), exact to float32 rounding.
+  The same pass gives per-token statistics for the membership attacks on request (`detail`).
+- Greedy decoding continues from the prompts' cache. A sequence leaves the batch at EOS (its rows are dropped from
+  the cache), so a batch costs its longest *live* sequence rather than the slowest row at every step; new keys
+  and values go into reserved room instead of a concatenation per step.
 - With `shard=(rank, world)` a process runs every world-th question batch. Batches are built the same way whatever
   the world size, so each item's numbers are bit-identical to one process's (evals/stats.py gathers them).
 """
@@ -20,11 +27,15 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
-from evals.reference import device_of
+from evals.reference import device_of, log_softmax
 from unlearnbench.models import PromptFormat
+
+# part of every evaluation's cache key: bumped when the engine's numbers change (2: token trees, log-probabilities
+# as (x - max) - log sum exp(x - max); up to 2.5e-5 on confident tokens' NLL)
+ENGINE_VERSION = 2
 
 
 @dataclass
@@ -73,6 +84,42 @@ class _Item:
     prompt: list[int]               # the generation prompt
     shared: int                     # leading tokens common to the prompt and every answer's row
     rows: list[dict]                # fmt.encode(question, answer) for each answer
+    tree: _Tree | None = None
+
+
+class _Tree:
+    """A question's answers after the shared prefix as a token tree: a token common to several answers (same
+    token after the same tokens) is one node, put through the model once. Node i has parents[i] (-1: the
+    prefix) and depth[i] (its position after the prefix); an answer is a path of nodes and its labels."""
+
+    def __init__(self, rows: list[dict], shared: int):
+        index: dict[tuple[int, int], int] = {}
+        self.tokens, self.parents, self.depth = [], [], []
+        self.paths: list[list[int]] = []         # per answer: the node of each fed token (its last token is not fed)
+        self.labels: list[list[int]] = []        # per answer: labels after the prefix; label 0 is predicted by
+        for row in rows:                         # the prefix's last logits, label t + 1 by node paths[t]
+            node, path = -1, []
+            for depth, token in enumerate(row["input_ids"][shared:-1]):
+                key = (node, token)
+                if key not in index:
+                    index[key] = len(self.tokens)
+                    self.tokens.append(token), self.parents.append(node), self.depth.append(depth)
+                node = index[key]
+                path.append(node)
+            self.paths.append(path)
+            self.labels.append(row["labels"][shared:])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def ancestry(self, width: int) -> torch.Tensor:
+        """(width, width) bool: node i sees node j iff j is i or one of its ancestors. A padding node sees no node
+        (only its prompt), which is how the cost meter tells it from a real one."""
+        seen = torch.zeros(width, width, dtype=torch.bool)
+        for path in filter(None, self.paths):      # along an answer's path, each node sees the nodes before it
+            p = torch.tensor(path)
+            seen[p[:, None], p] |= torch.ones(len(p), len(p), dtype=torch.bool).tril()
+        return seen
 
 
 def _items(fmt: PromptFormat, items: list[tuple[str, list[str]]]) -> list[_Item]:
@@ -87,31 +134,52 @@ def _items(fmt: PromptFormat, items: list[tuple[str, list[str]]]) -> list[_Item]
             item.shared = min(item.shared, same, len(ids) - 1)
         if item.shared < 1:
             raise ValueError(f"question {question!r}: its prompt encodes to no token shared with its answers' rows")
+        item.tree = _Tree(item.rows, item.shared)
         out.append(item)
     return out
 
 
+@dataclass
+class Scored:
+    """One question's results: NLLbar of each answer, the greedy generation, and, for its first `detail`
+    answers, per-token statistics of each label token under teacher forcing (SPEC section 6, for the
+    membership attacks): log p(token), the mean and standard deviation of log p over the model's own next-token
+    distribution at that position (Min-K%++), and whether the token is the argmax (exact memorization)."""
+    nll: list[float]
+    generation: str
+    token_logp: list[list[float]]
+    token_mu: list[list[float]]
+    token_sigma: list[list[float]]
+    token_argmax: list[list[bool]]
+
+
 @torch.no_grad()
 def evaluate(model, fmt: PromptFormat, items: list[tuple[str, list[str]]], token_budget: int, batch_size: int,
-             max_new_tokens: int, work: Work | None = None,
-             shard: tuple[int, int] = (0, 1)) -> dict[int, tuple[list[float], str]]:
-    """For each (question, answers): NLLbar(a|q) of every answer (the mean per-token NLL over its tokens and EOS)
-    and the greedy generation (new text only, special tokens skipped; "" when max_new_tokens is 0).
+             max_new_tokens: int, work: Work | None = None, shard: tuple[int, int] = (0, 1),
+             detail: int = 0) -> dict[int, Scored]:
+    """For each (question, answers): NLLbar(a|q) of every answer (the mean per-token NLL over its tokens and EOS),
+    the greedy generation (new text only, special tokens skipped; "" when max_new_tokens is 0), and per-token
+    statistics of its first `detail` answers.
 
     Questions go in batches of at most batch_size, sorted by prompt length; answers are scored in batches of at
-    most token_budget tokens. Returns {item index: (NLLs, generation)} for the items of this process's shard."""
+    most token_budget tokens. Returns {item index: Scored} for the items of this process's shard."""
+    if model.config._attn_implementation not in ("sdpa", "eager"):
+        raise ValueError(f"the evaluation engine scores answer trees through a 4-D attention mask, which "
+                         f"{model.config._attn_implementation!r} attention does not take; load the model with "
+                         f"attn_implementation='sdpa' (the default) or 'eager'")
     work = work if work is not None else Work()
     prepared = _items(fmt, items)
     rank, world = shard
     batches = length_batches([it.shared for it in prepared], token_budget, batch_size)
     out = {}
     for b in batches[rank::world]:
-        out.update(zip(b, _question_batch(model, fmt, [prepared[i] for i in b], token_budget, max_new_tokens, work)))
+        out.update(zip(b, _question_batch(model, fmt, [prepared[i] for i in b], token_budget, max_new_tokens,
+                                          work, detail)))
     return out
 
 
 def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: int, max_new_tokens: int,
-                    work: Work) -> list[tuple[list[float], str]]:
+                    work: Work, detail: int) -> list[Scored]:
     start, device, n, width = time.perf_counter(), device_of(model), len(items), max(it.shared for it in items)
     ids, mask = _left_pad([it.prompt[:it.shared] for it in items], fmt.tokenizer.pad_token_id, device)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
@@ -119,31 +187,11 @@ def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: 
     last = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                  logits_to_keep=1).logits[:, -1].float()
     work.add(tokens_scored=int(mask.sum()), forward_calls=1)
-
-    # every answer's tokens after the shared prefix, scored against its question's cache
-    owners = [(i, row) for i, it in enumerate(items) for row in it.rows]
-    conts = [(row["input_ids"][items[i].shared:], row["labels"][items[i].shared:]) for i, row in owners]
-    nll = [0.0] * len(owners)
-    for sub in length_batches([width + len(c[0]) - 1 for c in conts], token_budget, len(conts)):
-        owner = torch.tensor([owners[j][0] for j in sub], device=device)
-        # a row's last token (EOS) predicts nothing, so it is never put through the model: input position t
-        # predicts label t + 1, and the prompt's last logits predict label 0
-        c_ids, c_mask = _right_pad([conts[j][0][:-1] for j in sub], fmt.tokenizer.pad_token_id, device)
-        labels = _right_pad([conts[j][1] for j in sub], -100, device)[0]
-        total = F.cross_entropy(last[owner], labels[:, 0], ignore_index=-100, reduction="none")
-        if c_ids.shape[1]:
-            sub_cache = DynamicCache(ddp_cache_data=[(layer.keys[owner], layer.values[owner])
-                                                     for layer in cache.layers], config=model.config)
-            c_pos = positions[owner, -1:] + 1 + torch.arange(c_ids.shape[1], device=device)
-            logits = model(input_ids=c_ids, attention_mask=torch.cat([mask[owner], c_mask], 1), position_ids=c_pos,
-                           past_key_values=sub_cache).logits.float()
-            token = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
-            total = total + token.sum(1)            # -100 labels give 0
-            work.add(tokens_scored=int(c_mask.sum()), forward_calls=1)
-        for j, value in zip(sub, (total / (labels != -100).sum(1).clamp(min=1)).tolist()):
-            nll[j] = value
-
-    generations, mid = [""] * n, time.perf_counter()
+    scored = [Scored([], "", [], [], [], []) for _ in items]
+    for sub in length_batches([width + len(it.tree) for it in items], token_budget, n):
+        _score_trees(model, [items[i] for i in sub], [scored[i] for i in sub], cache, sub, mask, positions, last,
+                     work, detail)
+    mid = time.perf_counter()
     work.scoring_seconds += mid - start
     if max_new_tokens > 0:
         if plain_greedy(model) and all(it.shared == len(it.prompt) for it in items):
@@ -151,12 +199,73 @@ def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: 
                           fmt.tokenizer.eos_token_id, work)
         else:       # a prompt that does not prefix its answers' rows, or a model with logits processors
             new = _generate(model, [it.prompt for it in items], max_new_tokens, fmt.tokenizer, work)
-        generations = [fmt.tokenizer.decode(g, skip_special_tokens=True) for g in new]
+        for s, g in zip(scored, new):
+            s.generation = fmt.tokenizer.decode(g, skip_special_tokens=True)
     work.generation_seconds += time.perf_counter() - mid
-    per_item = [[] for _ in range(n)]
-    for (i, _), value in zip(owners, nll):
-        per_item[i].append(value)
-    return list(zip(per_item, generations))
+    return scored
+
+
+def _score_trees(model, items: list[_Item], scored: list[Scored], cache: DynamicCache, rows: list[int],
+                 mask: torch.Tensor, positions: torch.Tensor, last: torch.Tensor, work: Work, detail: int) -> None:
+    """Every answer of these questions from one forward pass of their token trees against (a copy of) their
+    prompts' cache: a 4-D mask lets each node see its prompt, its ancestors and itself, at position
+    prompt end + 1 + depth."""
+    device, owner = last.device, torch.tensor(rows, device=last.device)
+    # every label of every answer: its question's row here, the node whose logits predict it (-1: the prompt's
+    # last position), the label, and the answer's index
+    flat = [(r, node, label, a)
+            for r, it in enumerate(items) for a, (path, labels) in enumerate(zip(it.tree.paths, it.tree.labels))
+            for node, label in zip([-1] + path, labels) if label != -100]
+    r, node, label, answer = (torch.tensor(v, device=device) for v in zip(*flat))
+    deep = node >= 0
+    values = [torch.zeros(len(r), device=device) for _ in range(4 if detail else 1)]
+    for v, part in zip(values, _label_stats(last[owner], (r[~deep],), label[~deep], detail)):
+        v[~deep] = part.to(v.dtype)
+    size = max(len(it.tree) for it in items)
+    if size:
+        tokens = _right_pad([it.tree.tokens for it in items], 0, device)[0]      # padding: any token
+        depth = _right_pad([it.tree.depth for it in items], 0, device)[0]
+        seen = torch.stack([it.tree.ancestry(size) for it in items]).to(device)
+        allowed = torch.cat([mask[owner][:, None, :].expand(-1, size, -1).bool(), seen], -1)[:, None]
+        dtype = next(model.parameters()).dtype
+        bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+        sub_cache = DynamicCache(ddp_cache_data=[(layer.keys[owner], layer.values[owner]) for layer in cache.layers],
+                                 config=model.config)
+        logits = model(input_ids=tokens, attention_mask=bias, position_ids=positions[owner, -1:] + 1 + depth,
+                       past_key_values=sub_cache).logits
+        work.add(tokens_scored=sum(len(it.tree) for it in items), forward_calls=1)
+        for v, part in zip(values, _label_stats(logits, (r[deep], node[deep]), label[deep], detail)):
+            v[deep] = part.to(v.dtype)
+    slots = max(len(it.rows) for it in items)                         # one slot per (question, answer)
+    total = torch.zeros(len(items) * slots, device=device).index_add_(0, r * slots + answer, -values[0])
+    count = torch.zeros_like(total).index_add_(0, r * slots + answer, torch.ones_like(values[0]))
+    per = (total / count.clamp(min=1)).view(len(items), slots).tolist()
+    for s, it, nll in zip(scored, items, per):
+        s.nll = nll[:len(it.rows)]
+    if detail:      # per-token lists of each question's first `detail` answers, in label order
+        columns = [v.tolist() for v in values]
+        for j, (i, a) in enumerate(zip(r.tolist(), answer.tolist())):
+            if a < detail:
+                s = scored[i]
+                for field, value in zip((s.token_logp, s.token_mu, s.token_sigma, s.token_argmax), columns):
+                    while len(field) <= a:
+                        field.append([])
+                    field[a].append(value[j] if field is not s.token_argmax else bool(value[j]))
+
+
+def _label_stats(logits: torch.Tensor, where: tuple, labels: torch.Tensor, detail: int) -> list[torch.Tensor]:
+    """log p(label) at the positions `where` indexes in logits (..., vocab) (evals/reference.py's log_softmax, the
+    one both implementations use); with detail, also
+    the mean and standard deviation of log p(v) under p itself (Min-K%++) and whether the label is the argmax."""
+    logp = log_softmax(logits)
+    picked = logp[where + (labels,)]
+    if not detail:
+        return [picked]
+    logp = logp[where]
+    p = logp.exp()
+    mu = (p * logp).sum(-1)
+    sigma = ((p * logp.square()).sum(-1) - mu.square()).clamp(min=0).sqrt()
+    return [picked, mu, sigma, (logp.argmax(-1) == labels).to(picked.dtype)]
 
 
 def _left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,10 +303,42 @@ def _generate(model, prompts: list[list[int]], max_new_tokens: int, tok, work: W
     return _decode(model, cache, mask, positions[:, -1], last.argmax(-1), max_new_tokens, tok.eos_token_id, work)
 
 
+class _RoomyLayer(DynamicLayer):
+    """A full-attention cache layer that writes new tokens into reserved room, where DynamicLayer concatenates
+    (a copy of the whole cache at every step, most of a decoding step's time on a small model). The room doubles
+    when full, so a step copies the cache only now and then, and dropping finished rows copies little unused room.
+    `keys` and `values` are views of the filled part, so the layer reads like a DynamicLayer."""
+
+    def __init__(self, layer: DynamicLayer):
+        super().__init__()
+        self.dtype, self.device, self.is_initialized = layer.dtype, layer.device, True
+        self.length, self.buffers = layer.keys.shape[-2], [layer.keys, layer.values]
+        self.keys, self.values = layer.keys, layer.values
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        if end > self.buffers[0].shape[-2]:
+            self.buffers = [torch.cat([b[:, :, :self.length], b.new_empty(*b.shape[:2], max(end, 2 * self.length)
+                                                                         - self.length, b.shape[-1])], 2)
+                            for b in self.buffers]
+        for buffer, new in zip(self.buffers, (key_states, value_states)):
+            buffer[:, :, self.length:end] = new
+        self.length = end
+        self.keys, self.values = (b[:, :, :end] for b in self.buffers)
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.buffers = [b[indices] for b in self.buffers]
+        self.keys, self.values = (b[:, :, :self.length] for b in self.buffers)
+
+
 def _decode(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, next_token: torch.Tensor,
             max_new_tokens: int, eos: int, work: Work) -> list[list[int]]:
     """Greedy steps after a prefill (`cache`, its attention `mask`, each row's last position and first token)."""
     live = torch.arange(len(next_token), device=next_token.device)
+    # exact DynamicLayer only: a sliding-window or other layer keeps its own update rule
+    cache.layers = [_RoomyLayer(layer) if type(layer) is DynamicLayer else layer
+                    for layer in cache.layers]
     generated: list[list[int]] = [[] for _ in range(len(next_token))]
     for step in range(max_new_tokens):
         for row, token in zip(live.tolist(), next_token.tolist()):

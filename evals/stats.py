@@ -42,9 +42,9 @@ def split_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int, max
         done = engine.evaluate(model, fmt, items, token_budget, batch_size, max_new_tokens, work, shard)
         if world > 1:
             done = {i: v for part in gather_object([done]) for i, v in part.items()}
-        nll = {key: [done[i][0][j] for i in range(len(rows))] for j, key in enumerate(fields)}
-        nll["nll_perturbed"] = [done[i][0][len(fields):] for i in range(len(rows))]
-        generation = [done[i][1] for i in range(len(rows))]
+        nll = {key: [done[i].nll[j] for i in range(len(rows))] for j, key in enumerate(fields)}
+        nll["nll_perturbed"] = [done[i].nll[len(fields):] for i in range(len(rows))]
+        generation = [done[i].generation for i in range(len(rows))]
     else:
         nll = {key: reference.mean_answer_nll(model, fmt, [(r["question"], r[f]) for r in rows], batch_size,
                                               desc=f"{name}: {key}") for key, f in fields.items()}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from evals import tofu_metrics as tm
-from evals.reference import token_nll
+from evals.reference import log_softmax, token_nll
 from evals.stats import rouge_recall
 
 
@@ -92,3 +92,15 @@ def test_split_metrics_and_all_metrics():
                                 {"forget": stats})
     assert everything["forget_quality"] == pytest.approx(1.0)
     assert 0 < everything["model_utility"] < 1
+
+
+def test_log_softmax_keeps_a_confident_tokens_log_probability():
+    """log p of a near-certain token is a small number next to logits of ~20: computed as (x - max) - log sum
+    exp(x - max) it is exact to the float32 rounding of log sum exp (~1e-7), where the logsumexp-first form
+    rounds at the logits' magnitude (~2e-6)."""
+    logits = torch.tensor([[20.647, 15.25, 14.9, 13.0, -3.0]])
+    exact = logits.double().log_softmax(-1)
+    got = log_softmax(logits)
+    assert got.dtype == torch.float32
+    assert (got.double() - exact).abs().max().item() < 1e-6       # ulp-level on log p of about -35
+    assert abs(got[0, 0].item() - exact[0, 0].item()) < 2e-7     # log p = -0.008

@@ -42,7 +42,13 @@ class CostMeter:
                 return
             ids = kwargs.get("input_ids", args[0] if args else None)
             mask = kwargs.get("attention_mask")
-            n = int(mask.sum()) if mask is not None else (ids.numel() if ids is not None else 0)
+            if mask is None:
+                n = ids.numel() if ids is not None else 0
+            elif mask.dim() == 2:
+                n = int(mask.sum())
+            else:   # a 4-D mask (the evaluation engine's token trees): a real token sees itself, padding does not
+                own = mask[:, 0, :, -ids.shape[1]:].diagonal(dim1=-2, dim2=-1)
+                n = int((own == 0).sum()) if own.is_floating_point() else int(own.sum())
             if torch.is_grad_enabled():
                 self.grad_tokens += n
             else:
