@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import benchmarks  # noqa: F401  (registers every task family)
+import populations
 from benchmarks.synthetic_tofu import general_corpus, read_refusals
 from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
@@ -117,18 +118,20 @@ class Pipeline:
         qa, text = general_corpus()
         return [fmt.encode(r["question"], r["answer"]) for r in qa] + [fmt.encode_text(t) for t in text]
 
-    def finetuned(self, base: ModelRef, role: str, given: str) -> ModelRef | None:
-        """The target or retain model: the `given` checkpoint, or base fine-tuned on the task's rows for that role.
-        A task without rows for the role (e.g. WMDP on a real model) uses the base itself as the target and has
-        no retain model."""
+    def finetuned(self, base: ModelRef, role: str, given: str, seed: int | None = None,
+                  rows: list[dict] | None = None) -> ModelRef | None:
+        """The target or retain model: the `given` checkpoint, or base fine-tuned on the task's rows for that role
+        (or on `rows`: a shadow model), with the experiment's seed or `seed` (a population member). A task without
+        rows for the role (e.g. WMDP on a real model) uses the base itself as the target and has no retain
+        model."""
         if given:
             return ModelRef(given, stable_hash("given", given, self.cfg.model.revision, self.cfg.model.dtype))
-        rows = self.data.train.get(role)
+        rows = self.data.train.get(role) if rows is None else rows
         if rows is None:
             return base if role == "target" else None
-        ft = self.task.cfg.finetune
+        ft, seed = self.task.cfg.finetune, self.cfg.seed if seed is None else seed
         replay = self.cfg.model.name == "embedded" and self.cfg.model.embedded.replay
-        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, self.cfg.seed, rows, replay)
+        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, seed, rows, replay)
 
         def build(tmp):
             model, tokenizer = self.load(base), self.tokenizer(base)
@@ -136,8 +139,8 @@ class Pipeline:
             encoded = [encode_row(fmt, r) for r in rows] + (self._pretrain_rows(fmt) if replay else [])
             with self._meter() as meter:
                 meter.watch(model)
-                log = finetune(model, encoded, ft, self.cfg.seed, self.acc, tokenizer.pad_token_id,
-                               desc=f"fine-tune {self.task.label} {role}",
+                log = finetune(model, encoded, ft, seed, self.acc, tokenizer.pad_token_id,
+                               desc=f"fine-tune {self.task.label} {role} (seed {seed})",
                                checkpointing=self.cfg.gradient_checkpointing)
             save_model(model, tokenizer, tmp)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
@@ -149,60 +152,64 @@ class Pipeline:
         return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint,
                 self.task.version, ENGINE_VERSION]
 
-    def evaluate(self, model, tokenizer, name: str) -> tuple[dict, dict]:
-        """Per-item statistics of the task's evaluation sets, and what computing them cost."""
+    def evaluate(self, model, tokenizer, name: str, generate: bool = True) -> tuple[dict, dict]:
+        """Per-item statistics of the task's evaluation sets, and what computing them cost. generate=False (a
+        population member: teacher-forced statistics only) needs a task that can skip generation (TOFU)."""
         with self._meter() as meter:
             meter.watch(model)
+            extra = {} if generate else {"generate": False}
             stats = self.task.evaluate(model, tokenizer, self.fmt(tokenizer), name, self.task.cfg.eval.batch_size,
-                                       self.acc)
+                                       self.acc, **extra)
         return stats, meter.record()
 
-    def evaluated(self, ref: ModelRef, name: str) -> dict:
+    def evaluated(self, ref: ModelRef, name: str, generate: bool = True) -> dict:
         """Cached evaluation of a model on disk: {"stats", "eval_cost"}."""
-        key = stable_hash("eval", *self._eval_key(ref.key))
+        key = stable_hash("eval", *self._eval_key(ref.key), *([] if generate else ["teacher-forced only"]))
 
         def build(tmp):
-            stats, cost = self.evaluate(self.load(ref), self.tokenizer(ref), name)
+            stats, cost = self.evaluate(self.load(ref), self.tokenizer(ref), name, generate)
             write_json(tmp / "unit.json", {"stats": stats, "eval_cost": cost})
         return read_json(self._unit("eval", key, build) / "unit.json")
 
     # -- unlearning ------------------------------------------------------------------------------------------
-    def unlearned(self, target: ModelRef, method_name: str) -> dict:
-        """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}."""
+    def unlearned(self, target: ModelRef, method_name: str, seed: int | None = None, generate: bool = True) -> dict:
+        """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}; with `seed`
+        a population member's (generate=False: teacher-forced statistics only)."""
         spec = METHODS.get_or_raise(method_name)
-        hp = self.method_hparams(method_name)
+        hp, seed = self.method_hparams(method_name), self.cfg.seed if seed is None else seed
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
-                          self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), self.cfg.seed,
+                          self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,
                           self.data.forget, self.data.retain,
-                          read_refusals() if spec.needs_idk else None, *self._eval_key(target.key))
-        build = lambda tmp: write_json(tmp / "unit.json", self._run_method(target, spec, hp))  # noqa: E731
+                          read_refusals() if spec.needs_idk else None, *self._eval_key(target.key),
+                          *([] if generate else ["teacher-forced only"]))
+        build = lambda tmp: write_json(tmp / "unit.json", self._run_method(target, spec, hp, seed, generate))  # noqa: E731
         return read_json(self._unit("row", key, build) / "unit.json")
 
-    def _run_method(self, target: ModelRef, spec, hp) -> dict:
+    def _run_method(self, target: ModelRef, spec, hp, seed: int, generate: bool) -> dict:
         model, tokenizer = self.load(target), self.tokenizer(target)
         fmt = self.fmt(tokenizer, self.unlearn.max_length)
         roles = {"forget": [encode_row(fmt, r) for r in self.data.forget],
                  "retain": [encode_row(fmt, r) for r in self.data.retain]}
         if spec.needs_idk:
-            refusals, rng = read_refusals(), random.Random(self.cfg.seed)
+            refusals, rng = read_refusals(), random.Random(seed)
             pairs = [idk_pair(fmt, r, rng.choice(refusals)) for r in self.data.forget]
             roles["forget"], roles["forget_idk"] = [p[0] for p in pairs], [p[1] for p in pairs]
         with self._meter() as meter:
             meter.watch(model)
             if spec.edit is not None:
-                spec.edit(model, hp, self.cfg.seed)
+                spec.edit(model, hp, seed)
                 log = {"edit": spec.name}
             else:
                 model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
                 try:
                     log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.unlearn, hp.lr,
-                                self.cfg.seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name,
+                                seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name,
                                 checkpointing=self.cfg.gradient_checkpointing)
                 except DivergenceError as err:
                     log = err
         if isinstance(log, DivergenceError):
             return {"status": "failed", "error": str(log), "cost": meter.record()}
-        stats, eval_cost = self.evaluate(model, tokenizer, spec.name)
+        stats, eval_cost = self.evaluate(model, tokenizer, spec.name, generate)
         return {"status": "ok", "stats": stats, "cost": meter.record(), "eval_cost": eval_cost, "train_log": log,
                 "hparams": dataclasses.asdict(hp)}
 
@@ -235,6 +242,14 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         else:
             units[name + ("+lora" if cfg.lora and spec.loss else "")] = pipe.unlearned(target, name)
 
+    extra: dict[str, dict] = {}         # the privacy evaluations that need many models (populations.py)
+    if cfg.privacy.shadow_models:
+        for row, values in populations.lira_metrics(pipe, base, units).items():
+            extra.setdefault(row, {}).update(values)
+    if cfg.privacy.population:
+        for row, values in populations.population_metrics(pipe, base, target, units).items():
+            extra.setdefault(row, {}).update(values)
+
     retain_stats = units["retain"].get("stats")
     retain_cost = (retain.cost or {}).get("wall_seconds") if retain else None
     records = []
@@ -246,7 +261,7 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         record = {"task": task.label, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
                   "eval_cost": unit.get("eval_cost")}
         if unit["status"] == "ok":
-            record["metrics"] = task.metrics(unit["stats"], retain_stats)
+            record["metrics"] = {**task.metrics(unit["stats"], retain_stats), **extra.get(row, {})}
         else:
             record["error"] = unit["error"]
         records.append(record)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.synthetic_tofu import SyntheticTofuConfig, generate
-from evals.stats import split_stats
+from evals.stats import membership_stats, split_stats
 from evals.tofu_metrics import HIGHER_IS_BETTER, all_metrics
 from unlearnbench.config import TaskConfig
 from unlearnbench.tasks import TaskData, task
@@ -212,12 +212,20 @@ class TofuTask:
                         texts=texts, describe={"splits": data.names, "source": self.cfg.source,
                                                "sizes": {k: len(v) for k, v in data.splits.items()}})
 
-    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict:
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None,
+                 generate: bool = True) -> dict:
+        """Per-item statistics of every evaluation split; the forget split's answers with per-token statistics,
+        and the holdout split (where the data has one) scored the same way, for the membership attacks.
+        generate=False skips the generations (ROUGE is then 0): a population member needs teacher forcing only."""
         ev = self.cfg.eval
-        return {split: split_stats(model, fmt, self.rows[role], batch_size, ev.max_new_tokens, name=f"{name}/{split}",
-                                   paraphrased=split in ("forget", "retain"), token_budget=ev.token_budget,
-                                   accelerator=accelerator)
-                for split, role in EVAL_SPLITS.items()}
+        stats = {split: split_stats(model, fmt, self.rows[role], batch_size, ev.max_new_tokens if generate else 0,
+                                    name=f"{name}/{split}", paraphrased=split in ("forget", "retain"),
+                                    token_budget=ev.token_budget, accelerator=accelerator, detail=split == "forget")
+                 for split, role in EVAL_SPLITS.items()}
+        if "holdout" in self.rows:
+            stats["holdout"] = membership_stats(model, fmt, self.rows["holdout"], batch_size, f"{name}/holdout",
+                                                ev.token_budget, accelerator=accelerator)
+        return stats
 
     def metrics(self, stats: dict, retain_stats: dict | None) -> dict:
         if retain_stats is None:

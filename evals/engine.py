@@ -33,9 +33,10 @@ from transformers.cache_utils import DynamicLayer
 from evals.reference import device_of, log_softmax
 from unlearnbench.models import PromptFormat
 
-# part of every evaluation's cache key: bumped when the engine's numbers change (2: token trees, log-probabilities
-# as (x - max) - log sum exp(x - max); up to 2.5e-5 on confident tokens' NLL)
-ENGINE_VERSION = 2
+# part of every evaluation's cache key: bumped when what an evaluation stores changes (2: token trees,
+# log-probabilities as (x - max) - log sum exp(x - max), up to 2.5e-5 on confident tokens' NLL; 3: per-token
+# statistics of the forget answers and the holdout split, for the membership attacks)
+ENGINE_VERSION = 3
 
 
 @dataclass

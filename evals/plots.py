@@ -84,6 +84,16 @@ def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
             ax.set_ylabel(_label(fs, meta))
             ax.set_title(f"{task}: cost vs forgetting")
             written.append(_save(fig, folder / f"{_slug(task)}_cost_vs_quality.png"))
+        populated = [r for r in ok if "dist_forgetting" in r["metrics"]]
+        if populated:       # the challenge's distributional score (populations.py) against utility
+            fig, ax = plt.subplots(figsize=(6.5, 4.5))
+            _scatter(ax, [(r["model"], r["metrics"]["dist_forgetting"], r["metrics"][ut]) for r in populated],
+                     colours)
+            ax.set_xlabel(f"distributional forgetting F, N = {populated[0]['metrics']['dist_models']} "
+                          f"models a side (1 = indistinguishable from retraining) →")
+            ax.set_ylabel(_label(ut, meta))
+            ax.set_title(f"{task}: populations against retraining")
+            written.append(_save(fig, folder / f"{_slug(task)}_distributional_vs_utility.png"))
     if len(tasks) > 1:
         fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5))
         for ax, task in zip(axes, tasks):

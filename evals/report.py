@@ -76,9 +76,34 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
                 cells.append(f"**{text}**" if best else text)
             out.append(f"| {r['model']} | " + " | ".join(cells) + " |")
         out.append("")
+        out += privacy_table(records, task)
     if len(tasks) > 1:
         out += cross_task_table(records, datasets, tasks)
     return "\n".join(out)
+
+
+PRIVACY_COLUMNS = ["auc_loss", "auc_zlib", "auc_min_k", "auc_min_k_pp", "auc_reference", "priv_leak",
+                   "exact_memorization", "extraction_strength", "lira_auc", "lira_offline_auc", "lira_tpr_at_0.01",
+                   "lira_tpr_at_0.001", "dist_forgetting", "dist_score", "dist_models"]
+PRIVACY_INTRO = ("Membership and memorization (evals/privacy.py). `auc_*`: ROC AUC of an attack's score on forget vs "
+                 "holdout items; 1.0 = the forget set still looks trained on, 0.5 = it looks like unseen data (the "
+                 "goal; read it against the retain row), below 0.5 = it stands out the other way. `priv_leak`: "
+                 "MUSE's (AUC - AUC_retain) / AUC_retain x 100 on Min-K%, 0 is ideal. `lira_tpr_at_*`: LiRA's true "
+                 "positives at that false-positive rate, lower is better. `dist_forgetting` ↑: the unlearning "
+                 "challenge's F (1 = the row's population of models is indistinguishable from retrained models), "
+                 "`dist_score` ↑ = F x retain and world-fact utility ratios; `dist_models` = N a side. On the retain "
+                 "row, F compares an independent retain population: the estimator's ceiling at this N.")
+
+
+def privacy_table(records: list[dict], task: str) -> list[str]:
+    rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
+    cols = [c for c in PRIVACY_COLUMNS if any(c in r["metrics"] for r in rows)]
+    if not cols:
+        return []
+    out = [f"### {task}: did it really forget?", "", PRIVACY_INTRO, "",
+           "| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    out += [f"| {r['model']} | " + " | ".join(_fmt(r["metrics"].get(c)) for c in cols) + " |" for r in rows]
+    return out + [""]
 
 
 def cross_task_table(records: list[dict], datasets: dict | None, tasks: list[str]) -> list[str]:

@@ -17,10 +17,29 @@ def rouge_recall(gold: str, generated: str) -> dict[str, float]:
     return {"rouge1_recall": scores["rouge1"].recall, "rougeL_recall": scores["rougeL"].recall}
 
 
+def _engine(model, fmt: PromptFormat, items: list, batch_size: int, max_new_tokens: int, token_budget: int,
+            work: engine.Work, accelerator, detail: int = 0) -> list[engine.Scored]:
+    """The engine on this process's share of the items, gathered: one Scored per item, in order."""
+    world = accelerator.num_processes if accelerator is not None else 1
+    shard = (accelerator.process_index, world) if world > 1 else (0, 1)
+    done = engine.evaluate(model, fmt, items, token_budget, batch_size, max_new_tokens, work, shard, detail)
+    if world > 1:
+        done = {i: v for part in gather_object([done]) for i, v in part.items()}
+    return [done[i] for i in range(len(items))]
+
+
+def _token_fields(rows: list[dict], scored: list[engine.Scored]) -> dict[str, list]:
+    """The first answer's per-token statistics (evals/privacy.py reads them) and its text (for Zlib)."""
+    return {"answer": [r["answer"] for r in rows], "token_logp": [s.token_logp[0] for s in scored],
+            "token_mu": [s.token_mu[0] for s in scored], "token_sigma": [s.token_sigma[0] for s in scored],
+            "token_argmax": [s.token_argmax[0] for s in scored]}
+
+
 def split_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int, max_new_tokens: int,
                 name: str, paraphrased: bool, token_budget: int = 4096, use_engine: bool = True,
-                work: engine.Work | None = None, accelerator=None) -> dict[str, list]:
-    """Everything the metrics need for one split: answer/paraphrase/perturbed NLLs and ROUGE of generations.
+                work: engine.Work | None = None, accelerator=None, detail: bool = False) -> dict[str, list]:
+    """Everything the metrics need for one split: answer/paraphrase/perturbed NLLs and ROUGE of generations, and
+    with detail the answer's per-token statistics from the same pass (membership attacks).
 
     The engine (evals/engine.py) runs each question's prompt once for all its answers and its generation; with an
     accelerator of several processes, each runs a share of the questions and the shares are gathered (the numbers
@@ -34,18 +53,17 @@ def split_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int, max
     k = n_wrong.pop()
     fields = {"nll_answer": "answer", **({"nll_paraphrased": "paraphrased_answer"} if paraphrased else {})}
     work = work if work is not None else engine.Work()
-    start = time.perf_counter()
+    start, extra = time.perf_counter(), {}
     if use_engine:
         items = [(r["question"], [r[f] for f in fields.values()] + list(r["perturbed_answer"])) for r in rows]
-        world = accelerator.num_processes if accelerator is not None else 1
-        shard = (accelerator.process_index, world) if world > 1 else (0, 1)
-        done = engine.evaluate(model, fmt, items, token_budget, batch_size, max_new_tokens, work, shard)
-        if world > 1:
-            done = {i: v for part in gather_object([done]) for i, v in part.items()}
-        nll = {key: [done[i].nll[j] for i in range(len(rows))] for j, key in enumerate(fields)}
-        nll["nll_perturbed"] = [done[i].nll[len(fields):] for i in range(len(rows))]
-        generation = [done[i].generation for i in range(len(rows))]
+        done = _engine(model, fmt, items, batch_size, max_new_tokens, token_budget, work, accelerator, int(detail))
+        nll = {key: [d.nll[j] for d in done] for j, key in enumerate(fields)}
+        nll["nll_perturbed"] = [d.nll[len(fields):] for d in done]
+        generation = [d.generation for d in done]
+        extra = _token_fields(rows, done) if detail else {}
     else:
+        if detail:
+            raise ValueError("per-token statistics come from the engine only (use_engine=True)")
         nll = {key: reference.mean_answer_nll(model, fmt, [(r["question"], r[f]) for r in rows], batch_size,
                                               desc=f"{name}: {key}") for key, f in fields.items()}
         flat = reference.mean_answer_nll(model, fmt, [(r["question"], w) for r in rows for w in r["perturbed_answer"]],
@@ -57,8 +75,19 @@ def split_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int, max
                                                max_new_tokens, desc=f"{name}: generate")
         work.generation_seconds += time.perf_counter() - mid
     work.seconds += time.perf_counter() - start
-    stats = {**nll, "generation": generation}
+    stats = {**nll, "generation": generation, **extra}
     scores = [rouge_recall(r["answer"], g) for r, g in zip(rows, generation)]
     stats["rougeL_recall"] = [s["rougeL_recall"] for s in scores]
     stats["rouge1_recall"] = [s["rouge1_recall"] for s in scores]
     return stats
+
+
+def membership_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int, name: str,
+                     token_budget: int = 4096, work: engine.Work | None = None, accelerator=None) -> dict[str, list]:
+    """A split scored for the membership attacks only (the holdout set: questions and answers, never trained on):
+    each answer's NLL and per-token statistics, no generation."""
+    if not rows:
+        raise ValueError(f"evaluation split {name!r} is empty")
+    done = _engine(model, fmt, [(r["question"], [r["answer"]]) for r in rows], batch_size, 0, token_budget,
+                   work if work is not None else engine.Work(), accelerator, detail=1)
+    return {"nll_answer": [d.nll[0] for d in done], **_token_fields(rows, done)}

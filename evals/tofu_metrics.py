@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import hmean, ks_2samp
 
+from evals.privacy import membership_metrics
+
 # name -> higher is better?
 HIGHER_IS_BETTER = {
     "forget_quality": True, "model_utility": True,
@@ -95,4 +97,6 @@ def all_metrics(stats: dict[str, dict], retain_model_stats: dict[str, dict]) -> 
     mine = truth_ratios(stats["forget"]["nll_paraphrased"], stats["forget"]["nll_perturbed"])
     gold = truth_ratios(retain_model_stats["forget"]["nll_paraphrased"], retain_model_stats["forget"]["nll_perturbed"])
     out["forget_quality"] = forget_quality(mine, gold)
+    if "holdout" in stats and "holdout" in retain_model_stats:      # membership attacks (evals/privacy.py)
+        out.update(membership_metrics(stats, retain_model_stats))
     return out

@@ -46,6 +46,13 @@ def test_results_files(smoke_run):
     assert sorted(p.name for p in (out / "plots").iterdir()) == [
         "tofu_forget10_cost_vs_quality.png", "tofu_forget10_quality_vs_utility.png"]
     assert rows["retain"]["metrics"]["forget_quality"] == 1.0
+    # the membership attacks from the same evaluation pass (forget vs holdout): the target still holds its forget set
+    for r in rows.values():
+        for key in ("auc_loss", "auc_zlib", "auc_min_k", "auc_min_k_pp", "auc_reference", "exact_memorization",
+                    "extraction_strength"):
+            assert 0.0 <= r["metrics"][key] <= 1.0, key
+    assert rows["target"]["metrics"]["auc_loss"] > rows["retain"]["metrics"]["auc_loss"]
+    assert rows["retain"]["metrics"]["priv_leak"] == 0.0 and rows["retain"]["metrics"]["auc_reference"] == 0.5
     assert results["versions"]["torch"] and results["datasets"]["tofu_forget10"]["fingerprint"]
     per_item = json.loads((out / "per_item.json").read_text())["tofu_forget10"]
     assert len(per_item["retain"]["forget"]["nll_paraphrased"]) == len(per_item["GradAscent"]["forget"]["generation"])

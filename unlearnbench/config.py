@@ -92,6 +92,15 @@ class LoraSettings:
 
 
 @dataclass
+class PrivacySettings:
+    """Evaluations that need many models (SPEC section 6). 0 turns each off; every member is a cached unit."""
+    population: int = 0            # N: retain models, target models and unlearned models per method, from N seeds
+    independent_retain: bool = True  # a second retain population, scored against the first (the estimator's check)
+    shadow_models: int = 0         # LiRA shadow models, each trained on the retain set and half the candidate pool
+    seed_targets: bool = False     # unlearned member k starts from target member k (else: all from the one target)
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "default"
     seed: int = 0
@@ -109,6 +118,7 @@ class ExperimentConfig:
     method_args: dict = field(default_factory=dict)     # {method name: {hyperparameter: value}}
     lora: bool = False
     lora_cfg: LoraSettings = field(default_factory=LoraSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir or os.environ.get("UNLEARNBENCH_CACHE") or
