@@ -224,6 +224,8 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
 
     Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
     pipe = Pipeline(cfg, task, data, store, accelerator)
+    if cfg.privacy.population or cfg.privacy.shadow_models:
+        populations.require_holdout(pipe)       # before any training, not after the main rows
     base = pipe.base()
     target = pipe.finetuned(base, "target", cfg.model.target)
     retain = pipe.finetuned(base, "retain", cfg.model.retain)

@@ -36,17 +36,20 @@ def utilities(stats: dict) -> tuple[float, float]:
             normalised_prob(stats["world_facts"]["nll_answer"], stats["world_facts"]["nll_perturbed"]))
 
 
-def _require_holdout(pipe) -> list[dict]:
-    if "holdout" not in pipe.task.rows:
-        raise ValueError("the privacy evaluations need a holdout split (forget vs holdout); this TOFU source has "
-                         "none: use task.source=synthetic or add holdoutNN.json to task.path")
-    return pipe.task.rows["holdout"]
+def require_holdout(pipe) -> list[dict]:
+    """The holdout rows (the non-members), or an error naming the fix."""
+    rows = getattr(pipe.task, "rows", {})
+    if "holdout" not in rows:
+        raise ValueError(f"privacy.population / privacy.shadow_models need a TOFU task with a holdout split (forget "
+                         f"vs holdout); task {pipe.task.label!r} has none: use task.source=synthetic, add "
+                         f"holdoutNN.json to task.path, or set privacy.population=0 privacy.shadow_models=0")
+    return rows["holdout"]
 
 
 def lira_metrics(pipe, base, units: dict) -> dict[str, dict]:
     """LiRA's online and offline scores for every evaluated row, from `privacy.shadow_models` shadow models."""
     n_shadow = pipe.cfg.privacy.shadow_models
-    holdout = _require_holdout(pipe)
+    holdout = require_holdout(pipe)
     # the candidates in evaluation order (forget questions, then holdout), and the training row of each
     questions = [r["question"] for r in pipe.task.rows["forget_eval"]] + [r["question"] for r in holdout]
     train_rows = {r["question"]: r for r in list(pipe.data.forget) + holdout}
@@ -83,7 +86,7 @@ def population_metrics(pipe, base, target, units: dict) -> dict[str, dict]:
     """The distributional forgetting score F and the final score F x RA ratio x TA ratio of each row's population
     against the retain population, with N; plus an independent retain population's scores (row `retain`)."""
     pc, seed = pipe.cfg.privacy, pipe.cfg.seed
-    _require_holdout(pipe)
+    require_holdout(pipe)
     seeds = [seed + 1 + k for k in range(pc.population)]
 
     def stats_of(ref, name):

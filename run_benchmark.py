@@ -44,6 +44,8 @@ leaderboard.md and plots/.
   threads=<n>           torch CPU threads (default 0: OMP_NUM_THREADS, else usable CPUs / local processes)
   cache_dir=<dir>       where trained models and finished units are cached (default: $UNLEARNBENCH_CACHE or
                         ~/.cache/unlearnbench); a rerun reuses them and a crashed run resumes
+  privacy.population=N  the unlearning challenge's distributional score from N models a side (TOFU with a
+                        holdout split; experiment=privacy); privacy.shadow_models=S adds LiRA with S shadows
   a.b.c=<value>         any other config key, e.g. unlearn.epochs=3, method_args.GradDiff.alpha=2,
                         task.synthetic.n_authors=60, lora=true; unknown keys and wrong types are errors
   --fresh               ignore cached units and rebuild every stage of this run

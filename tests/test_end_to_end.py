@@ -79,7 +79,7 @@ def test_refuses_to_overwrite_results_of_another_config(smoke_run):
 def test_help_mentions_every_option(capsys):
     run_benchmark.main(["--help"])
     text = capsys.readouterr().out
-    for word in ("experiment=", "output_dir=", "methods=", "model=", "--fresh", "GradAscent", "smoke"):
+    for word in ("experiment=", "output_dir=", "methods=", "model=", "--fresh", "GradAscent", "smoke", "privacy."):
         assert word in text
 
 

@@ -14,7 +14,7 @@ import torch
 from accelerate import Accelerator
 
 from benchmarks.tofu import EVAL_SPLITS
-from evals.engine import Work, evaluate, length_batches
+from evals.engine import Work, _tree_batches, evaluate, length_batches
 from evals.reference import mean_answer_nll
 from evals.stats import split_stats
 from pipeline import Pipeline
@@ -53,6 +53,16 @@ def test_length_batches_sort_and_respect_the_budget():
     assert [lengths[i] for b in batches for i in b] == sorted(lengths)
     for b in batches:
         assert len(b) <= 3 and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 40)
+
+
+def test_tree_batches_bound_padding_and_the_budget():
+    sizes = [10, 40, 11, 12, 45, 100, 0]
+    batches = _tree_batches(sizes, width=20, token_budget=200)
+    assert sorted(i for b in batches for i in b) == list(range(len(sizes)))
+    for b in batches:
+        largest, smallest = max(sizes[i] for i in b), min(sizes[i] for i in b)
+        assert len(b) == 1 or (len(b) * (20 + largest) <= 200 and largest <= 1.25 * max(smallest, 1))
+    assert [sizes[i] for b in batches for i in b] == sorted(sizes)
 
 
 def test_engine_equals_the_reference_on_the_smoke_world(smoke_target):

@@ -117,3 +117,11 @@ def test_populations_and_shadow_models_end_to_end(smoke_root, tmp_path):
     # a rerun finds every member cached and gives the same numbers
     again = {r["model"]: r["metrics"] for r in run_benchmark.main(args + [f"output_dir={tmp_path / 'again'}"])["results"]}
     assert again == rows
+
+
+def test_privacy_settings_fail_early():
+    from unlearnbench.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match="at least 4 models"):
+        load_config(["experiment=smoke", "privacy.population=3"])
+    with pytest.raises(ConfigError, match="at least 2"):
+        load_config(["experiment=smoke", "privacy.shadow_models=1"])

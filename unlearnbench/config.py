@@ -99,6 +99,15 @@ class PrivacySettings:
     shadow_models: int = 0         # LiRA shadow models, each trained on the retain set and half the candidate pool
     seed_targets: bool = False     # unlearned member k starts from target member k (else: all from the one target)
 
+    def __post_init__(self):
+        if 0 < self.population < 4:
+            raise ConfigError(f"privacy.population={self.population}: the distributional score fits each attack on "
+                              f"half of each population and measures it on the other half, so it needs at least "
+                              f"4 models a side (9 to reach the challenge's low bins); use 0 to turn it off")
+        if 0 < self.shadow_models < 2:
+            raise ConfigError(f"privacy.shadow_models={self.shadow_models}: LiRA needs every candidate in at least "
+                              f"one shadow model and out of at least one; use at least 2 (0 turns it off)")
+
 
 @dataclass
 class ExperimentConfig:
