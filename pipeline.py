@@ -251,6 +251,9 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     if cfg.privacy.population:
         for row, values in populations.population_metrics(pipe, base, target, units).items():
             extra.setdefault(row, {}).update(values)
+    for name in cfg.methods:            # the Retrain row is the retain model: the same columns
+        if METHODS.get_or_raise(name).is_retrain and "retain" in extra:
+            extra[name] = {**extra["retain"], **extra.get(name, {})}
 
     retain_stats = units["retain"].get("stats")
     retain_cost = (retain.cost or {}).get("wall_seconds") if retain else None
