@@ -182,7 +182,9 @@ class Pipeline:
                           self.data.forget, self.data.retain,
                           read_refusals() if spec.needs_idk else None, *self._eval_key(target.key),
                           *([] if generate else ["teacher-forced only"]))
-        build = lambda tmp: write_json(tmp / "unit.json", self._run_method(target, spec, hp, seed, generate))  # noqa: E731
+
+        def build(tmp):
+            write_json(tmp / "unit.json", self._run_method(target, spec, hp, seed, generate))
         return read_json(self._unit("row", key, build) / "unit.json")
 
     def _run_method(self, target: ModelRef, spec, hp, seed: int, generate: bool) -> dict:

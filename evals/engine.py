@@ -10,9 +10,9 @@ and its generation start from the same prompt:
 - A question's answers after the prompt form a token tree (answers that start alike share their first nodes).
   The trees of several questions go through the model in one pass against a copy of their prompts' cache, a 4-D
   attention mask letting each node see its prompt, its ancestors and itself, in batches of at most
-  `token_budget` tokens of trees of similar size (padding stays under a quarter). A shared token runs once; an answer's last token (EOS) predicts nothing
-  and never runs. On the default world this puts 23,012 tokens through the model where one row per answer took
-  29,758 and the reference 75,394.
+  `token_budget` tokens of trees of similar size (padding stays under a quarter). A shared token runs once; an
+  answer's last token (EOS) predicts nothing and never runs. On the default world this puts 23,012 tokens
+  through the model where one row per answer took 29,758 and the reference 75,394.
 - Log-probabilities are (x - max) - log sum exp(x - max) (evals/reference.py), exact to float32 rounding.
   The same pass gives per-token statistics for the membership attacks on request (`detail`).
 - Greedy decoding continues from the prompts' cache. A sequence leaves the batch at EOS (its rows are dropped from
@@ -181,7 +181,7 @@ def evaluate(model, fmt: PromptFormat, items: list[tuple[str, list[str]]], token
 
 def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: int, max_new_tokens: int,
                     work: Work, detail: int) -> list[Scored]:
-    start, device, n, width = time.perf_counter(), device_of(model), len(items), max(it.shared for it in items)
+    start, device, width = time.perf_counter(), device_of(model), max(it.shared for it in items)
     ids, mask = _left_pad([it.prompt[:it.shared] for it in items], fmt.tokenizer.pad_token_id, device)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     cache = DynamicCache(config=model.config)
@@ -258,20 +258,20 @@ def _score_trees(model, items: list[_Item], scored: list[Scored], cache: Dynamic
     for s, it, nll in zip(scored, items, per):
         s.nll = nll[:len(it.rows)]
     if detail:      # per-token lists of each question's first `detail` answers, in label order
-        columns = [v.tolist() for v in values]
+        columns = [v.tolist() for v in values[:3]] + [[bool(x) for x in values[3].tolist()]]
         for j, (i, a) in enumerate(zip(r.tolist(), answer.tolist())):
             if a < detail:
                 s = scored[i]
-                for field, value in zip((s.token_logp, s.token_mu, s.token_sigma, s.token_argmax), columns):
+                for field, column in zip((s.token_logp, s.token_mu, s.token_sigma, s.token_argmax), columns):
                     while len(field) <= a:
                         field.append([])
-                    field[a].append(value[j] if field is not s.token_argmax else bool(value[j]))
+                    field[a].append(column[j])
 
 
 def _label_stats(logits: torch.Tensor, where: tuple, labels: torch.Tensor, detail: int) -> list[torch.Tensor]:
-    """log p(label) at the positions `where` indexes in logits (..., vocab) (evals/reference.py's log_softmax, the
-    one both implementations use); with detail, also
-    the mean and standard deviation of log p(v) under p itself (Min-K%++) and whether the label is the argmax."""
+    """log p(label) at the positions `where` indexes in logits (..., vocab), through evals/reference.py's
+    log_softmax (both implementations use it); with detail, also the mean and standard deviation of log p(v) under
+    p itself (Min-K%++) and whether the label is the argmax."""
     logp = log_softmax(logits)
     picked = logp[where + (labels,)]
     if not detail:

@@ -206,8 +206,8 @@ def epsilon(unlearned, retrained, delta: float = DELTA, repeats: int = 10, seed:
         pu, pr = rng.permutation(u), rng.permutation(r)
         halves = [(pu[:len(u) // 2], pr[:len(r) // 2]), (pu[len(u) // 2:], pr[len(r) // 2:])]
         for (fit_u, fit_r), (test_u, test_r) in (halves, halves[::-1]):
-            for double in measured:
-                measured[double].append(_rates(test_u, test_r, _best_attack(fit_u, fit_r, double)))
+            for double, rates in measured.items():
+                rates.append(_rates(test_u, test_r, _best_attack(fit_u, fit_r, double)))
     values = [_eps(*np.mean(rates, axis=0), delta) for rates in measured.values()]
     return min(max([0.0, *(v for v in values if v is not None)]), CAP)
 
