@@ -196,7 +196,7 @@ def epsilon(unlearned, retrained, delta: float = DELTA, repeats: int = 10, seed:
     TPR - FPR) on a random half of each population and is measured on the other half, both ways, over `repeats`
     random halvings, rates averaged. The challenge's N = 512 made picking among thresholds on the same models
     harmless; at N = 9 the best of O(N^2) intervals separates two *identical* populations by chance (F = 0.16 for
-    identical Gaussians, against 0.87 held out)."""
+    identical Gaussians, against 0.85 held out)."""
     u, r = np.asarray(unlearned, dtype=np.float64), np.asarray(retrained, dtype=np.float64)
     if len(u) < 4 or len(r) < 4:
         raise ValueError("the distributional score needs at least 4 models on each side (2 to fit, 2 to measure)")
