@@ -15,9 +15,9 @@ and its generation start from the same prompt:
   through the model where one row per answer took 29,758 and the reference 75,394.
 - Log-probabilities are (x - max) - log sum exp(x - max) (evals/reference.py), exact to float32 rounding.
   The same pass gives per-token statistics for the membership attacks on request (`detail`).
-- Greedy decoding continues from the prompts' cache. A sequence leaves the batch at EOS (its rows are dropped from
-  the cache), so a batch costs its longest *live* sequence rather than the slowest row at every step; new keys
-  and values go into reserved room instead of a concatenation per step.
+- Greedy decoding (evals/greedy.py) reads its first tokens off the scoring pass where the answers' trees hold the
+  model's own argmax (the answers as an exact draft), then continues from the prompts' cache plus the walked nodes'
+  keys and values; a sequence leaves the batch at EOS.
 - With `shard=(rank, world)` a process runs every world-th question batch. Batches are built the same way whatever
   the world size, so each item's numbers are bit-identical to one process's (evals/stats.py gathers them).
 """
@@ -30,13 +30,15 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from evals import greedy
 from evals.reference import device_of, log_softmax
 from unlearnbench.models import PromptFormat
 
 # part of every evaluation's cache key: bumped when what an evaluation stores changes (2: token trees,
 # log-probabilities as (x - max) - log sum exp(x - max), up to 2.5e-5 on confident tokens' NLL; 3: per-token
-# statistics of the forget answers and the holdout split, for the membership attacks)
-ENGINE_VERSION = 3
+# statistics of the forget answers and the holdout split, for the membership attacks; 4: generation reads its
+# first tokens off the scoring pass: the same numbers, a smaller evaluation cost)
+ENGINE_VERSION = 4
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Work:
     """What an evaluation processed: the inputs of a hardware-floor estimate (scripts/bench_eval.py)."""
     tokens_scored: int = 0          # tokens through the model for teacher forcing (shared prompts once), no padding
     tokens_generated: int = 0       # new tokens from greedy decoding
+    tokens_drafted: int = 0         # of them, read off the scoring pass (evals/greedy.py), not decoded
     prompt_tokens: int = 0          # generation prompts not already run for scoring
     forward_calls: int = 0
     scoring_seconds: float = 0.0    # wall time of the teacher-forced part (the engine's includes the shared prefill)
@@ -67,19 +70,6 @@ def length_batches(lengths: list[int], token_budget: int, max_rows: int) -> list
     return batches + [current] if current else batches
 
 
-# generation settings under which transformers' greedy `generate` is a plain argmax (the engine's loop);
-# a model whose generation_config sets any of them otherwise is decoded by `generate` itself
-NEUTRAL = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,),
-           "min_length": (None, 0), "min_new_tokens": (None, 0), "suppress_tokens": (None,),
-           "begin_suppress_tokens": (None,), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
-           "sequence_bias": (None,), "encoder_repetition_penalty": (None, 1.0)}
-
-
-def plain_greedy(model) -> bool:
-    config = getattr(model, "generation_config", None)
-    return config is None or all(getattr(config, k, None) in ok for k, ok in NEUTRAL.items())
-
-
 @dataclass
 class _Item:
     prompt: list[int]               # the generation prompt
@@ -94,7 +84,7 @@ class _Tree:
     prefix) and depth[i] (its position after the prefix); an answer is a path of nodes and its labels."""
 
     def __init__(self, rows: list[dict], shared: int):
-        index: dict[tuple[int, int], int] = {}
+        self.children: dict[tuple[int, int], int] = {}     # (parent, token) -> node
         self.tokens, self.parents, self.depth = [], [], []
         self.paths: list[list[int]] = []         # per answer: the node of each fed token (its last token is not fed)
         self.labels: list[list[int]] = []        # per answer: labels after the prefix; label 0 is predicted by
@@ -102,10 +92,10 @@ class _Tree:
             node, path = -1, []
             for depth, token in enumerate(row["input_ids"][shared:-1]):
                 key = (node, token)
-                if key not in index:
-                    index[key] = len(self.tokens)
+                if key not in self.children:
+                    self.children[key] = len(self.tokens)
                     self.tokens.append(token), self.parents.append(node), self.depth.append(depth)
-                node = index[key]
+                node = self.children[key]
                 path.append(node)
             self.paths.append(path)
             self.labels.append(row["labels"][shared:])
@@ -182,24 +172,34 @@ def evaluate(model, fmt: PromptFormat, items: list[tuple[str, list[str]]], token
 def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: int, max_new_tokens: int,
                     work: Work, detail: int) -> list[Scored]:
     start, device, width = time.perf_counter(), device_of(model), max(it.shared for it in items)
-    ids, mask = _left_pad([it.prompt[:it.shared] for it in items], fmt.tokenizer.pad_token_id, device)
+    ids, mask = greedy.left_pad([it.prompt[:it.shared] for it in items], fmt.tokenizer.pad_token_id, device)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     cache = DynamicCache(config=model.config)
     last = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                  logits_to_keep=1).logits[:, -1].float()
     work.add(tokens_scored=int(mask.sum()), forward_calls=1)
     scored = [Scored([], "", [], [], [], []) for _ in items]
+    # greedy decoding starts from the answers' drafts (evals/greedy.py) where the engine's own loop is exact
+    drafting = (max_new_tokens > 0 and greedy.plain_greedy(model) and all(it.shared == len(it.prompt) for it in items)
+                and all(type(layer) is DynamicLayer for layer in cache.layers))
+    drafts, first, eos = {}, last.argmax(-1).tolist(), fmt.tokenizer.eos_token_id
     for sub in _tree_batches([len(it.tree) for it in items], width, token_budget):
-        _score_trees(model, [items[i] for i in sub], [scored[i] for i in sub], cache, sub, mask, positions, last,
-                     work, detail)
+        after, sub_cache = _score_trees(model, [items[i] for i in sub], [scored[i] for i in sub], cache, sub, mask,
+                                        positions, last, work, detail)
+        for j, i in enumerate(sub if drafting else []):
+            tokens, nodes = greedy.walk(items[i].tree.children, first[i], after[j], max_new_tokens, eos)
+            done = tokens[-1] == eos or len(tokens) == max_new_tokens
+            at = width + torch.tensor(nodes, dtype=torch.long, device=device)
+            kv = [] if done else [(layer.keys[j][:, at], layer.values[j][:, at]) for layer in sub_cache.layers]
+            drafts[i] = greedy.Draft(tokens, done, kv)
     mid = time.perf_counter()
     work.scoring_seconds += mid - start
     if max_new_tokens > 0:
-        if plain_greedy(model) and all(it.shared == len(it.prompt) for it in items):
-            new = _decode(model, cache, mask, positions[:, -1], last.argmax(-1), max_new_tokens,
-                          fmt.tokenizer.eos_token_id, work)
+        if drafting:
+            new = greedy.finish(model, cache, mask, positions[:, -1], [drafts[i] for i in range(len(items))],
+                                max_new_tokens, eos, work)
         else:       # a prompt that does not prefix its answers' rows, or a model with logits processors
-            new = _generate(model, [it.prompt for it in items], max_new_tokens, fmt.tokenizer, work)
+            new = greedy.generate(model, [it.prompt for it in items], max_new_tokens, fmt.tokenizer, work)
         for s, g in zip(scored, new):
             s.generation = fmt.tokenizer.decode(g, skip_special_tokens=True)
     work.generation_seconds += time.perf_counter() - mid
@@ -221,10 +221,12 @@ def _tree_batches(sizes: list[int], width: int, token_budget: int, spread: float
 
 
 def _score_trees(model, items: list[_Item], scored: list[Scored], cache: DynamicCache, rows: list[int],
-                 mask: torch.Tensor, positions: torch.Tensor, last: torch.Tensor, work: Work, detail: int) -> None:
+                 mask: torch.Tensor, positions: torch.Tensor, last: torch.Tensor, work: Work, detail: int
+                 ) -> tuple[list[list[int]], DynamicCache]:
     """Every answer of these questions from one forward pass of their token trees against (a copy of) their
     prompts' cache: a 4-D mask lets each node see its prompt, its ancestors and itself, at position
-    prompt end + 1 + depth."""
+    prompt end + 1 + depth. Returns each question's argmax after each node and the cache, trees included (greedy
+    decoding's drafts)."""
     device, owner = last.device, torch.tensor(rows, device=last.device)
     # every label of every answer: its question's row here, the node whose logits predict it (-1: the prompt's
     # last position), the label, and the answer's index
@@ -236,7 +238,9 @@ def _score_trees(model, items: list[_Item], scored: list[Scored], cache: Dynamic
     values = [torch.zeros(len(r), device=device) for _ in range(4 if detail else 1)]
     for v, part in zip(values, _label_stats(last[owner], (r[~deep],), label[~deep], detail)):
         v[~deep] = part.to(v.dtype)
-    size = max(len(it.tree) for it in items)
+    size, after = max(len(it.tree) for it in items), [[] for _ in items]
+    sub_cache = DynamicCache(ddp_cache_data=[(layer.keys[owner], layer.values[owner]) for layer in cache.layers],
+                             config=model.config)
     if size:
         tokens = _right_pad([it.tree.tokens for it in items], 0, device)[0]      # padding: any token
         depth = _right_pad([it.tree.depth for it in items], 0, device)[0]
@@ -244,13 +248,12 @@ def _score_trees(model, items: list[_Item], scored: list[Scored], cache: Dynamic
         allowed = torch.cat([mask[owner][:, None, :].expand(-1, size, -1).bool(), seen], -1)[:, None]
         dtype = next(model.parameters()).dtype
         bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-        sub_cache = DynamicCache(ddp_cache_data=[(layer.keys[owner], layer.values[owner]) for layer in cache.layers],
-                                 config=model.config)
         logits = model(input_ids=tokens, attention_mask=bias, position_ids=positions[owner, -1:] + 1 + depth,
                        past_key_values=sub_cache).logits
         work.add(tokens_scored=sum(len(it.tree) for it in items), forward_calls=1)
         for v, part in zip(values, _label_stats(logits, (r[deep], node[deep]), label[deep], detail)):
             v[deep] = part.to(v.dtype)
+        after = logits.argmax(-1).tolist()
     slots = max(len(it.rows) for it in items)                         # one slot per (question, answer)
     total = torch.zeros(len(items) * slots, device=device).index_add_(0, r * slots + answer, -values[0])
     count = torch.zeros_like(total).index_add_(0, r * slots + answer, torch.ones_like(values[0]))
@@ -266,6 +269,7 @@ def _score_trees(model, items: list[_Item], scored: list[Scored], cache: Dynamic
                     while len(field) <= a:
                         field.append([])
                     field[a].append(column[j])
+    return after, sub_cache
 
 
 def _label_stats(logits: torch.Tensor, where: tuple, labels: torch.Tensor, detail: int) -> list[torch.Tensor]:
@@ -283,93 +287,9 @@ def _label_stats(logits: torch.Tensor, where: tuple, labels: torch.Tensor, detai
     return [picked, mu, sigma, (logp.argmax(-1) == labels).to(picked.dtype)]
 
 
-def _left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s)
-        mask[i, width - len(s):] = 1
-    return ids.to(device), mask.to(device)
-
-
 def _right_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     ids = torch.full((len(seqs), max(map(len, seqs))), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, s in enumerate(seqs):
         ids[i, :len(s)], mask[i, :len(s)] = torch.tensor(s, dtype=torch.long), 1
     return ids.to(device), mask.to(device)
-
-
-def _generate(model, prompts: list[list[int]], max_new_tokens: int, tok, work: Work) -> list[list[int]]:
-    """Greedy decoding from the prompts alone: the engine's loop, or `generate` where the model needs its
-    logits processors."""
-    ids, mask = _left_pad(prompts, tok.pad_token_id, device_of(model))
-    work.add(prompt_tokens=int(mask.sum()), forward_calls=1)
-    if not plain_greedy(model):
-        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
-                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[:, ids.shape[1]:]
-        work.add(tokens_generated=out.numel())
-        return out.tolist()             # decoded with special tokens skipped, as the reference does
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    cache = DynamicCache(config=model.config)
-    last = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                 logits_to_keep=1).logits[:, -1].float()
-    return _decode(model, cache, mask, positions[:, -1], last.argmax(-1), max_new_tokens, tok.eos_token_id, work)
-
-
-class _RoomyLayer(DynamicLayer):
-    """A full-attention cache layer that writes new tokens into reserved room, where DynamicLayer concatenates
-    (a copy of the whole cache at every step, most of a decoding step's time on a small model). The room doubles
-    when full, so a step copies the cache only now and then, and dropping finished rows copies little unused room.
-    `keys` and `values` are views of the filled part, so the layer reads like a DynamicLayer."""
-
-    def __init__(self, layer: DynamicLayer):
-        super().__init__()
-        self.dtype, self.device, self.is_initialized = layer.dtype, layer.device, True
-        self.length, self.buffers = layer.keys.shape[-2], [layer.keys, layer.values]
-        self.keys, self.values = layer.keys, layer.values
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        end = self.length + key_states.shape[-2]
-        if end > self.buffers[0].shape[-2]:
-            self.buffers = [torch.cat([b[:, :, :self.length], b.new_empty(*b.shape[:2], max(end, 2 * self.length)
-                                                                         - self.length, b.shape[-1])], 2)
-                            for b in self.buffers]
-        for buffer, new in zip(self.buffers, (key_states, value_states)):
-            buffer[:, :, self.length:end] = new
-        self.length = end
-        self.keys, self.values = (b[:, :, :end] for b in self.buffers)
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.buffers = [b[indices] for b in self.buffers]
-        self.keys, self.values = (b[:, :, :self.length] for b in self.buffers)
-
-
-def _decode(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, next_token: torch.Tensor,
-            max_new_tokens: int, eos: int, work: Work) -> list[list[int]]:
-    """Greedy steps after a prefill (`cache`, its attention `mask`, each row's last position and first token)."""
-    live = torch.arange(len(next_token), device=next_token.device)
-    # exact DynamicLayer only: a sliding-window or other layer keeps its own update rule
-    cache.layers = [_RoomyLayer(layer) if type(layer) is DynamicLayer else layer
-                    for layer in cache.layers]
-    generated: list[list[int]] = [[] for _ in range(len(next_token))]
-    for step in range(max_new_tokens):
-        for row, token in zip(live.tolist(), next_token.tolist()):
-            generated[row].append(token)
-        work.add(tokens_generated=len(live))
-        running = next_token != eos
-        if step == max_new_tokens - 1 or not running.any():
-            break
-        if not running.all():                                   # finished sequences leave the batch
-            keep = running.nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            live, mask, last, next_token = live[keep], mask[keep], last[keep], next_token[keep]
-        mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
-        last = last + 1
-        logits = model(input_ids=next_token[:, None], attention_mask=mask, position_ids=last[:, None],
-                       past_key_values=cache, logits_to_keep=1).logits
-        next_token = logits[:, -1].float().argmax(-1)
-        work.add(forward_calls=1)
-    return [g[:g.index(eos)] if eos in g else g for g in generated]

@@ -5,7 +5,7 @@ Prints tokens scored and generated, wall seconds, throughput, and the ratio to t
 FLOPs of the tokens each implementation processed (2 x parameters x tokens; the engine runs a shared prompt once)
 over the matmul throughput measured in this run.
 
-    python scripts/bench_eval.py [--compare] [--role target|base] [--limit N] [--max-new-tokens N] [key=value ...]
+    python scripts/bench_eval.py [--compare] [--role target|retain|base] [--limit N] [--max-new-tokens N] [key=value ...]
 
 Default: the default experiment's fine-tuned target (trained first if the cache lacks it). A real model, e.g.
 SmolLM2-135M from its GGUF file, as it is (no fine-tuning): `--role base model=smollm2 model.name=<folder>`.
@@ -84,7 +84,7 @@ def largest_difference(a: dict, b: dict) -> tuple[float, int]:
 def report(name: str, work: Work, n_params: int, flops: float) -> None:
     """Wall time and the ratio to the floor of the tokens this implementation put through the model."""
     floor = lambda tokens: 2 * n_params * tokens / flops  # noqa: E731
-    gen_tokens = work.prompt_tokens + work.tokens_generated
+    gen_tokens = work.prompt_tokens + work.tokens_generated - work.tokens_drafted     # drafted: already scored
     scored = work.scoring_seconds
     print(f"{name:<10} {work.tokens_scored:>8,} tokens scored in {scored:6.2f} s ({work.tokens_scored / scored:7.0f} "
           f"tok/s, {scored / floor(work.tokens_scored):5.2f} x floor);  {gen_tokens:>7,} prompt + generated in "
@@ -95,7 +95,9 @@ def report(name: str, work: Work, n_params: int, flops: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", action="store_true", help="also run the reference implementation")
-    parser.add_argument("--role", choices=["target", "base"], default="target")
+    parser.add_argument("--role", choices=["target", "retain", "base"], default="target",
+                        help="the fine-tuned target, the retain model (never saw the forget set: a perfect "
+                             "unlearner's generations), or the base")
     parser.add_argument("--limit", type=int, default=0, help="rows per split (0: all)")
     parser.add_argument("--max-new-tokens", type=int, default=0, help="generation cap (0: the task's)")
     args, overrides = parser.parse_known_args()
@@ -108,7 +110,7 @@ def main() -> None:
     pipe = Pipeline(cfg, task, task.load(cfg.resolved_cache_dir() / "tasks"), UnitStore(cfg.resolved_cache_dir()),
                     Accelerator())
     base = pipe.base()
-    ref = pipe.finetuned(base, "target", cfg.model.target) if args.role == "target" else base
+    ref = base if args.role == "base" else pipe.finetuned(base, args.role, getattr(cfg.model, args.role))
     model, fmt = pipe.load(ref), pipe.fmt(pipe.tokenizer(ref))
     max_new = args.max_new_tokens or task.cfg.eval.max_new_tokens
     n_params = sum(p.numel() for p in model.parameters())
@@ -119,7 +121,8 @@ def main() -> None:
 
     evaluate(model, fmt, task, 2, 4, use_engine=True)                      # warm-up
     fast, work = evaluate(model, fmt, task, args.limit, max_new, use_engine=True)
-    print(f"{work.tokens_generated:,} tokens generated")
+    print(f"{work.tokens_generated:,} tokens generated, {work.tokens_drafted:,} of them read off the scoring pass "
+          f"(the answers as drafts, evals/greedy.py)")
     report("engine", work, n_params, flops)
     if args.compare:
         slow, ref_work = evaluate(model, fmt, task, args.limit, max_new, use_engine=False)

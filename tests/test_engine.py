@@ -15,7 +15,8 @@ from accelerate import Accelerator
 
 from benchmarks.tofu import EVAL_SPLITS
 from evals.engine import Work, _tree_batches, evaluate, length_batches
-from evals.reference import mean_answer_nll
+from evals.greedy import walk
+from evals.reference import greedy_generate, mean_answer_nll
 from evals.stats import split_stats
 from pipeline import Pipeline
 from unlearnbench.cache import UnitStore
@@ -84,6 +85,7 @@ def test_engine_equals_the_reference_on_the_smoke_world(smoke_target):
     lengths = [len(fmt.tokenizer(g)["input_ids"]) for s in fast_all.values() for g in s["generation"]]
     assert len(set(lengths)) > 3 and sorted(lengths)[len(lengths) // 2] < task.cfg.eval.max_new_tokens // 2
     assert work.tokens_generated < len(lengths) * task.cfg.eval.max_new_tokens
+    assert 0 < work.tokens_drafted < work.tokens_generated   # the fine-tuned target's answers were good drafts
     fast_m, ref_m = task.metrics(fast_all, fast_all), task.metrics(ref_all, ref_all)
     assert fast_m.keys() == ref_m.keys()
     assert all(abs(fast_m[k] - ref_m[k]) < 1e-6 for k in ref_m), {k: (fast_m[k], ref_m[k]) for k in ref_m}
@@ -174,3 +176,27 @@ def test_token_statistics_add_up_to_the_nll(smoke_target):
     assert got.token_sigma[0] == pytest.approx(sigma.tolist(), abs=1e-4)
     assert got.token_argmax[0] == (logp.argmax(-1) == labels).tolist()
     assert -sum(got.token_logp[0]) / len(labels) == pytest.approx(got.nll[0], abs=1e-6)
+
+
+def test_walk_follows_the_models_argmax_through_the_tree():
+    """Tokens 5 6 7 then EOS (2) along a chain of nodes 0 1 2, with a branch (0, 8) -> 3 the argmax never takes."""
+    children = {(-1, 5): 0, (0, 6): 1, (1, 7): 2, (0, 8): 3}
+    assert walk(children, 5, [6, 7, 2, 9], cap=10, eos=2) == ([5, 6, 7, 2], [0, 1, 2])   # done at EOS
+    assert walk(children, 5, [6, 9, 2, 9], cap=10, eos=2) == ([5, 6, 9], [0, 1])        # 9 leaves the tree: fed next
+    assert walk(children, 5, [6, 7, 2, 9], cap=2, eos=2) == ([5, 6], [0, 1])             # the cap
+    assert walk(children, 4, [6, 7, 2, 9], cap=10, eos=2) == ([4], [])                   # no draft at all
+
+
+@pytest.mark.parametrize("cut", [2, 5])
+def test_drafts_that_leave_the_tree_decode_on_exactly(smoke_target, cut):
+    """Answers cut after a few words and ended with a wrong word: the walk leaves each tree part-way (or at once),
+    decoding goes on from the prompt's cache plus the walked nodes' keys and values, and every generation equals
+    transformers' `generate`; some tokens came from the drafts, some from decoding."""
+    model, fmt, task = smoke_target
+    rows = task.rows["forget_eval"] + task.rows["retain_eval"][:8]
+    items = [(r["question"], [" ".join(r["answer"].split()[:cut] + ["zzz"]), r["perturbed_answer"][0]]) for r in rows]
+    work = Work()
+    got = evaluate(model, fmt, items, token_budget=300, batch_size=8, max_new_tokens=40, work=work)
+    ref = greedy_generate(model, fmt, [q for q, _ in items], batch_size=8, max_new_tokens=40)
+    assert [got[i].generation for i in range(len(items))] == ref
+    assert 0 < work.tokens_drafted < work.tokens_generated
