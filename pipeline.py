@@ -16,6 +16,8 @@ import benchmarks  # noqa: F401  (registers every task family)
 import populations
 from benchmarks.synthetic_tofu import general_corpus, read_refusals
 from evals.engine import ENGINE_VERSION
+from peft import LoraConfig, get_peft_model
+
 from methods import METHODS, method_config
 from methods.trainer import DivergenceError, finetune, prepare, train
 from unlearnbench.cache import UnitStore, read_json, stable_hash, write_json
@@ -23,6 +25,7 @@ from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
 from unlearnbench.cost import COST_FIELDS, CostMeter
 from unlearnbench.models import (PromptFormat, build_embedded_model, load_model, load_tokenizer, resolve_name,
                                  save_model, train_tokenizer)
+from unlearnbench.runtime import Solo
 from unlearnbench.tasks import TaskData
 
 
@@ -57,6 +60,11 @@ class Pipeline:
         # the experiment's unlearning schedule and method settings, with this task's overrides on top
         self.unlearn = from_dict(TrainConfig, {**dataclasses.asdict(cfg.unlearn), **task.cfg.unlearn},
                                  prefix=f"tasks.{task.label}.unlearn")
+
+    def solo(self) -> Pipeline:
+        """This pipeline for units this process builds alone while the other processes build theirs
+        (populations.build_members): the same config, data and cache, no collective operation."""
+        return Pipeline(self.cfg, self.task, self.data, self.store, Solo(self.acc))
 
     def method_hparams(self, name: str):
         args = {**(self.cfg.method_args.get(name) or {}), **(self.task.cfg.method_args.get(name) or {})}
@@ -108,7 +116,7 @@ class Pipeline:
                 log = finetune(model, self._pretrain_rows(fmt), m.embedded.pretrain, self.cfg.seed, self.acc,
                                tokenizer.pad_token_id, desc="pretrain base",
                                checkpointing=self.cfg.gradient_checkpointing)
-            save_model(model, tokenizer, tmp)
+            save_model(model, tokenizer, tmp, alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
         path = self._unit("base", key, build)
         return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
@@ -119,11 +127,11 @@ class Pipeline:
         return [fmt.encode(r["question"], r["answer"]) for r in qa] + [fmt.encode_text(t) for t in text]
 
     def finetuned(self, base: ModelRef, role: str, given: str, seed: int | None = None,
-                  rows: list[dict] | None = None) -> ModelRef | None:
+                  rows: list[dict] | None = None, lora_lr: float = 0.0) -> ModelRef | None:
         """The target or retain model: the `given` checkpoint, or base fine-tuned on the task's rows for that role
         (or on `rows`: a shadow model), with the experiment's seed or `seed` (a population member). A task without
         rows for the role (e.g. WMDP on a real model) uses the base itself as the target and has no retain
-        model."""
+        model. lora_lr > 0: a LoRA adapter (`lora_cfg`) trained at that rate and merged into the weights."""
         if given:
             return ModelRef(given, stable_hash("given", given, self.cfg.model.revision, self.cfg.model.dtype))
         rows = self.data.train.get(role) if rows is None else rows
@@ -131,10 +139,16 @@ class Pipeline:
             return base if role == "target" else None
         ft, seed = self.task.cfg.finetune, self.cfg.seed if seed is None else seed
         replay = self.cfg.model.name == "embedded" and self.cfg.model.embedded.replay
-        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, seed, rows, replay)
+        adapter = [lora_lr, dataclasses.asdict(self.cfg.lora_cfg)] if lora_lr else []
+        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, seed, rows, replay, *adapter)
+        ft = dataclasses.replace(ft, lr=lora_lr) if lora_lr else ft
 
         def build(tmp):
             model, tokenizer = self.load(base), self.tokenizer(base)
+            if lora_lr:
+                lc = self.cfg.lora_cfg
+                model = get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
+                                                         target_modules=lc.target_modules))
             fmt = self.fmt(tokenizer, ft.max_length)
             encoded = [encode_row(fmt, r) for r in rows] + (self._pretrain_rows(fmt) if replay else [])
             with self._meter() as meter:
@@ -142,7 +156,8 @@ class Pipeline:
                 log = finetune(model, encoded, ft, seed, self.acc, tokenizer.pad_token_id,
                                desc=f"fine-tune {self.task.label} {role} (seed {seed})",
                                checkpointing=self.cfg.gradient_checkpointing)
-            save_model(model, tokenizer, tmp)
+            save_model(model.merge_and_unload() if lora_lr else model, tokenizer, tmp,
+                       alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
         path = self._unit("finetuned", key, build)
         return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
@@ -247,6 +262,8 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
             units[name + ("+lora" if cfg.lora and spec.loss else "")] = pipe.unlearned(target, name)
 
     extra: dict[str, dict] = {}         # the privacy evaluations that need many models (populations.py)
+    if cfg.privacy.population or cfg.privacy.shadow_models:
+        populations.build_members(pipe, base, target, units)
     if cfg.privacy.shadow_models:
         for row, values in populations.lira_metrics(pipe, base, units).items():
             extra.setdefault(row, {}).update(values)

@@ -46,6 +46,7 @@ leaderboard.md and plots/.
                         ~/.cache/unlearnbench); a rerun reuses them and a crashed run resumes
   privacy.population=N  the unlearning challenge's distributional score from N models a side (TOFU with a
                         holdout split; experiment=privacy); privacy.shadow_models=S adds LiRA with S shadows
+                        (privacy.shadow_lora_lr=1e-3: through LoRA); members spread over accelerate's processes
   a.b.c=<value>         any other config key, e.g. unlearn.epochs=3, method_args.GradDiff.alpha=2,
                         task.synthetic.n_authors=60, lora=true; unknown keys and wrong types are errors
   --fresh               ignore cached units and rebuild every stage of this run

@@ -5,6 +5,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 
 from evals import privacy
 
@@ -119,9 +120,37 @@ def test_populations_and_shadow_models_end_to_end(smoke_root, tmp_path):
     assert again == rows
 
 
+def test_shadow_models_through_lora(smoke_root):
+    """privacy.shadow_lora_lr: a shadow model trains a LoRA adapter, merged into the saved weights. Only the
+    adapted projections move; embeddings and norms stay the base's. It is its own cached unit."""
+    from accelerate import Accelerator
+    from safetensors.torch import load_file
+
+    from pipeline import Pipeline
+    from unlearnbench.cache import UnitStore
+    from unlearnbench.config import load_config
+    from unlearnbench.tasks import build_task
+    cfg = load_config(["experiment=smoke", "privacy.shadow_lora_lr=1e-2", f"cache_dir={smoke_root / 'cache'}"])
+    label, section = next(iter(cfg.tasks.items()))
+    task = build_task(label, section)
+    pipe = Pipeline(cfg, task, task.load(cfg.resolved_cache_dir() / "tasks"), UnitStore(cfg.resolved_cache_dir()),
+                    Accelerator())
+    base, rows = pipe.base(), list(pipe.data.retain)[:8]
+    lora = pipe.finetuned(base, "shadow", "", seed=7, rows=rows, lora_lr=cfg.privacy.shadow_lora_lr)
+    full = pipe.finetuned(base, "shadow", "", seed=7, rows=rows)
+    assert lora.path != full.path
+    before, after = (load_file(f"{ref.path}/model.safetensors") for ref in (base, lora))
+    assert after.keys() == before.keys()        # merged: a plain model, no adapter weights
+    moved = {name for name in before if not torch.equal(before[name], after[name])}
+    assert moved and all(any(m in name for m in cfg.lora_cfg.target_modules) for name in moved), moved
+    assert not any("embed" in name or "norm" in name for name in moved)
+
+
 def test_privacy_settings_fail_early():
     from unlearnbench.config import ConfigError, load_config
     with pytest.raises(ConfigError, match="at least 4 models"):
         load_config(["experiment=smoke", "privacy.population=3"])
     with pytest.raises(ConfigError, match="at least 2"):
         load_config(["experiment=smoke", "privacy.shadow_models=1"])
+    with pytest.raises(ConfigError, match="shadow_lora_lr"):
+        load_config(["experiment=smoke", "privacy.shadow_lora_lr=-1"])

@@ -98,12 +98,16 @@ class PrivacySettings:
     independent_retain: bool = True  # a second retain population, scored against the first (the estimator's check)
     shadow_models: int = 0         # LiRA shadow models, each trained on the retain set and half the candidate pool
     seed_targets: bool = False     # unlearned member k starts from target member k (else: all from the one target)
+    shadow_lora_lr: float = 0.0    # > 0: shadow models train a LoRA adapter (lora_cfg) at this rate, merged after
 
     def __post_init__(self):
         if 0 < self.population < 4:
             raise ConfigError(f"privacy.population={self.population}: the distributional score fits each attack on "
                               f"half of each population and measures it on the other half, so it needs at least "
                               f"4 models a side (9 to reach the challenge's low bins); use 0 to turn it off")
+        if self.shadow_lora_lr < 0:
+            raise ConfigError(f"privacy.shadow_lora_lr={self.shadow_lora_lr}: a learning rate for LoRA shadow models "
+                              f"(e.g. 1e-3), or 0 to fine-tune them on full weights like the target")
         if 0 < self.shadow_models < 2:
             raise ConfigError(f"privacy.shadow_models={self.shadow_models}: LiRA needs every candidate in at least "
                               f"one shadow model and out of at least one; use at least 2 (0 turns it off)")

@@ -91,7 +91,12 @@ def load_tokenizer(path: str, cfg: ModelConfig, gguf_file: str = ""):
     return tokenizer
 
 
-def save_model(model, tokenizer, folder: Path) -> None:
+def save_model(model, tokenizer, folder: Path, alone: bool = False) -> None:
+    """Weights (safetensors), config and tokenizer. `alone`: this process writes them whatever its rank. Once
+    torch.distributed is up, transformers writes weights on rank 0 only, but a population member is built by one
+    process by itself (populations.build_members), whichever its rank."""
+    if alone:
+        model.should_save_on_this_rank = lambda is_main_process: is_main_process
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
 

@@ -1,9 +1,12 @@
-"""Process-level settings that decide speed but not results: how many CPU threads torch may use."""
+"""Process-level settings that decide speed but not results: how many CPU threads torch may use, and how
+independent units are spread over processes."""
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 
 import torch
+from accelerate.utils import DistributedType
 
 
 def usable_cpus() -> int:
@@ -32,3 +35,46 @@ def configure_threads(requested: int) -> int:
             requested = max(1, usable_cpus() // local)
     torch.set_num_threads(requested)
     return requested
+
+
+class Solo:
+    """The accelerator for work one process does alone while the others do theirs (a population member each,
+    populations.py): this process's device and autocast, and no collective operation (no DDP wrapper, no gathering,
+    no barrier), so the processes never wait for one another inside a unit. `rank` is the real process index."""
+    num_processes, process_index, is_main_process, distributed_type = 1, 0, True, "NO"
+
+    def __init__(self, accelerator):
+        self.device, self.rank, self._autocast = accelerator.device, accelerator.process_index, accelerator.autocast
+
+    def prepare(self, *objects):
+        return objects
+
+    def no_sync(self, model):
+        return nullcontext()
+
+    def autocast(self):
+        return self._autocast()
+
+    def backward(self, loss):
+        loss.backward()
+
+    def clip_grad_norm_(self, params, max_norm):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+    def unwrap_model(self, model):
+        return model
+
+    def free_memory(self):
+        pass
+
+    def wait_for_everyone(self):
+        pass
+
+
+def spreads(accelerator) -> bool:
+    """Whether independent units (population members) can be spread one per process: several processes, each
+    holding whole models (DDP or multi-CPU), and no fp16 loss scaling, which lives in accelerate's own backward.
+    Under FSDP or DeepSpeed a model may not fit one process, so members train one after another, sharded."""
+    whole = (DistributedType.MULTI_GPU, DistributedType.MULTI_CPU, DistributedType.MULTI_XPU, DistributedType.MULTI_NPU)
+    return (accelerator.num_processes > 1 and accelerator.mixed_precision != "fp16"
+            and accelerator.distributed_type in whole)
