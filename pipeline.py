@@ -16,10 +16,8 @@ import benchmarks  # noqa: F401  (registers every task family)
 import populations
 from benchmarks.synthetic_tofu import general_corpus, read_refusals
 from evals.engine import ENGINE_VERSION
-from peft import LoraConfig, get_peft_model
-
 from methods import METHODS, method_config
-from methods.trainer import DivergenceError, finetune, prepare, train
+from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
 from unlearnbench.cache import UnitStore, read_json, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
 from unlearnbench.cost import COST_FIELDS, CostMeter
@@ -146,9 +144,7 @@ class Pipeline:
         def build(tmp):
             model, tokenizer = self.load(base), self.tokenizer(base)
             if lora_lr:
-                lc = self.cfg.lora_cfg
-                model = get_peft_model(model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                                                         target_modules=lc.target_modules))
+                model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
             fmt = self.fmt(tokenizer, ft.max_length)
             encoded = [encode_row(fmt, r) for r in rows] + (self._pretrain_rows(fmt) if replay else [])
             with self._meter() as meter:

@@ -55,6 +55,12 @@ def _batches(roles: dict[str, list[dict]], lead: str, batch_size: int, total: in
         epoch += 1
 
 
+def with_adapter(model, lora, targets: list[str]):
+    """`model` with a LoRA adapter (settings `lora`: unlearnbench.config.LoraSettings) on the modules `targets`."""
+    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=targets))
+
+
 def prepare(model, spec, hp, lora=None, watch=None):
     """The model to optimise and its reference pi_ref for method `spec`.
 
@@ -68,8 +74,7 @@ def prepare(model, spec, hp, lora=None, watch=None):
         if not targets:
             raise ValueError(f"lora_cfg.target_modules {lora.target_modules} match no module of the model that "
                              f"{spec.name} may train")
-        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                                 target_modules=targets))
+        model = with_adapter(model, lora, targets)
         return model, (Reference(None, adapter_of=model) if spec.needs_ref else None)
     for name, param in model.named_parameters():
         param.requires_grad_(pick(name))
