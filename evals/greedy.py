@@ -74,8 +74,8 @@ def finish(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, d
     """Each question's greedy generation (EOS and after cut): its draft, decoded further from the prompts' `cache`
     (attention `mask`, each row's `last` position) plus the draft's keys and values where the draft is not done."""
     todo = [i for i, d in enumerate(drafts) if not d.done]
-    work.add(tokens_generated=sum(len(d.tokens) for d in drafts) - len(todo),
-             tokens_drafted=sum(len(d.tokens) for d in drafts) - len(todo))
+    drafted = sum(len(d.tokens) for d in drafts) - len(todo)    # a draft's last token, if not done, is decoded
+    work.add(tokens_generated=drafted, tokens_drafted=drafted)
     out = [d.tokens for d in drafts]
     if todo:
         rows, fed = torch.tensor(todo, device=mask.device), [len(drafts[i].tokens) - 1 for i in todo]
