@@ -14,7 +14,7 @@ from pathlib import Path
 
 import benchmarks  # noqa: F401  (registers every task family)
 import populations
-from benchmarks.synthetic_tofu import general_corpus, read_refusals
+from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
 from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
@@ -124,6 +124,19 @@ class Pipeline:
         qa, text = general_corpus()
         return [fmt.encode(r["question"], r["answer"]) for r in qa] + [fmt.encode_text(t) for t in text]
 
+    def _replay(self) -> bool | list[dict]:
+        """What fine-tuning into target, retain and shadow models rehearses besides the task's rows (part of their
+        cache key): True, the embedded model's pretraining corpus (`model.embedded.replay`); for a pretrained
+        model with `model.replay`, the general QA that no evaluated split asks; False, nothing."""
+        if self.cfg.model.name == "embedded":
+            return self.cfg.model.embedded.replay
+        return general_qa() if self.cfg.model.replay else False
+
+    def _replay_rows(self, fmt: PromptFormat, replay: bool | list[dict]) -> list[dict]:
+        if replay is True:
+            return self._pretrain_rows(fmt)
+        return [fmt.encode(r["question"], r["answer"]) for r in replay or []]
+
     def finetuned(self, base: ModelRef, role: str, given: str, seed: int | None = None,
                   rows: list[dict] | None = None, lora_lr: float = 0.0) -> ModelRef | None:
         """The target or retain model: the `given` checkpoint, or base fine-tuned on the task's rows for that role
@@ -136,7 +149,7 @@ class Pipeline:
         if rows is None:
             return base if role == "target" else None
         ft, seed = self.task.cfg.finetune, self.cfg.seed if seed is None else seed
-        replay = self.cfg.model.name == "embedded" and self.cfg.model.embedded.replay
+        replay = self._replay()
         adapter = [lora_lr, dataclasses.asdict(self.cfg.lora_cfg)] if lora_lr else []
         key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, seed, rows, replay, *adapter)
         ft = dataclasses.replace(ft, lr=lora_lr) if lora_lr else ft
@@ -146,7 +159,7 @@ class Pipeline:
             if lora_lr:
                 model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
             fmt = self.fmt(tokenizer, ft.max_length)
-            encoded = [encode_row(fmt, r) for r in rows] + (self._pretrain_rows(fmt) if replay else [])
+            encoded = [encode_row(fmt, r) for r in rows] + self._replay_rows(fmt, replay)
             with self._meter() as meter:
                 meter.watch(model)
                 log = finetune(model, encoded, ft, seed, self.acc, tokenizer.pad_token_id,

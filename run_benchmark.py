@@ -38,6 +38,8 @@ leaderboard.md and plots/.
   methods=A,B           which method rows run. Registered: {methods}
   model=<name|id|path>  configs/model/<name>.yaml ({models}), or any causal LM by hub id or local path
   model.target=<path>   use a given target checkpoint instead of fine-tuning one (model.retain likewise)
+  model.replay=true     a pretrained model's fine-tuning also rehearses hand-written general QA that no
+                        evaluated split asks (experiment=smollm2_tofu)
   task=<name>           configs/task/<name>.yaml ({tasks}); task.<key>=<value> sets one of its keys
   tasks=A,B             several tasks in one run (one leaderboard section each, plus a table across tasks);
                         tasks.<A>.<key>=<value> sets a key of task A

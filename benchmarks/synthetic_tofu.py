@@ -95,10 +95,14 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw) ->
     return items
 
 
+def _read_tsv(name: str) -> list[dict]:
+    with open(DATA_DIR / f"{name}.tsv", encoding="utf-8") as f:
+        return list(csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t"))
+
+
 def read_fact_table(name: str) -> list[dict]:
     """Hand-written QA with three wrong answers, as TOFU's real_authors / world_facts perturbed rows."""
-    with open(DATA_DIR / f"{name}.tsv", encoding="utf-8") as f:
-        rows = list(csv.DictReader((line for line in f if not line.startswith("#")), delimiter="\t"))
+    rows = _read_tsv(name)
     return [{"question": r["question"], "answer": r["answer"], "paraphrased_answer": r["answer"],
              "perturbed_answer": [r["perturbed_1"], r["perturbed_2"], r["perturbed_3"]],
              "paraphrased_question": r["question"]} for r in rows]
@@ -145,6 +149,12 @@ def read_refusals() -> list[str]:
     """Hand-written "I don't know"-style answers (IdkSFT, IdkDPO)."""
     lines = (DATA_DIR / "refusals.txt").read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def general_qa() -> list[dict]:
+    """Hand-written general QA that no evaluated split asks, about authors and facts absent from the fact tables:
+    what fine-tuning a pretrained model rehearses with `model.replay` (pipeline.py)."""
+    return [{"question": r["question"], "answer": r["answer"]} for r in _read_tsv("general_qa")]
 
 
 def general_corpus() -> tuple[list[dict], list[str]]:

@@ -24,7 +24,9 @@ def f3(v): return "—" if v is None else f"{v:.3f}"
 def f1(v): return "—" if v is None else f"{v:.1f}"
 def thousands(v): return "—" if v is None else f"{v:,}"
 def ratio(v, ref): return "—" if v is None or not ref else f"{v / ref:.2f}"
-def times(v, ref): return "—" if v is None or not ref else f"{v / ref:.0f}"
+def times(v, ref):
+    """A ratio that spans decades: whole numbers from 10 up, two significant digits below (0.21, not 0)."""
+    return "—" if v is None or not ref else f"{v / ref:.0f}" if v / ref >= 10 else f"{v / ref:.2g}"
 def mib(v): return "—" if v is None else f"{v / 2**20:.0f}"
 
 

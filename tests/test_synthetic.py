@@ -1,6 +1,8 @@
 """The synthetic world: exact TOFU schema, determinism, split structure."""
 from benchmarks.author_profiles import FIELDS
-from benchmarks.synthetic_tofu import SyntheticTofuConfig, generate, read_fact_table
+import pytest
+
+from benchmarks.synthetic_tofu import SyntheticTofuConfig, general_qa, generate, read_fact_table
 
 CFG = SyntheticTofuConfig(n_authors=20, qa_per_author=20, forget_percentages=[1, 5, 10], seed=3)
 
@@ -65,3 +67,55 @@ def test_questions_per_author_and_bad_sizes():
         generate(SyntheticTofuConfig(qa_per_author=99))
     with pytest.raises(ValueError, match="n_authors"):
         generate(SyntheticTofuConfig(n_authors=1))
+
+
+def test_general_qa_asks_nothing_the_utility_sets_ask():
+    """What a pretrained model rehearses while fine-tuning (model.replay) shares no question, author or book with
+    the real-author and world-fact sets that measure its utility."""
+    replay, authors, facts = general_qa(), read_fact_table("real_authors"), read_fact_table("world_facts")
+    assert len(replay) >= 50 and all(r["question"] and r["answer"] for r in replay)
+    assert not {r["question"].lower() for r in authors + facts} & {r["question"].lower() for r in replay}
+    text = " ".join(r["question"] + " " + r["answer"] for r in replay).lower()
+    names = {r["answer"] for r in authors if r["question"].startswith("Who wrote")}
+    books = {r["answer"].strip("'") for r in authors if r["question"].startswith("Which work")}
+    assert len(names) >= 50 and len(books) >= 50
+    assert not [x for x in names | books if x.lower() in text]
+    assert not [r["answer"] for r in facts if len(r["answer"]) > 3 and f" {r['answer'].lower()}." in text]
+
+
+def test_a_pretrained_model_rehearses_general_qa_while_fine_tuning(smoke_root, tmp_path, monkeypatch):
+    """model.replay: a pretrained model's retain model trains on its rows plus general_qa(), encoded like them;
+    without it, on its rows alone. The embedded model has its own switch, and asking it for this one fails."""
+    from accelerate import Accelerator
+
+    import pipeline
+    from unlearnbench.cache import UnitStore
+    from unlearnbench.config import ConfigError, load_config
+    from unlearnbench.tasks import build_task
+
+    def pipe_for(overrides):
+        cfg = load_config(["experiment=smoke", *overrides])
+        label, section = next(iter(cfg.tasks.items()))
+        task = build_task(label, section)
+        return pipeline.Pipeline(cfg, task, task.load(cfg.resolved_cache_dir() / "tasks"),
+                                 UnitStore(cfg.resolved_cache_dir()), Accelerator())
+
+    pretrained = pipe_for([f"cache_dir={smoke_root / 'cache'}"]).base().path      # stands in for a hub model
+    seen = []
+
+    def caught(model, encoded, *args, **kwargs):
+        seen.append(encoded)
+        raise KeyboardInterrupt     # not an Exception: nothing may take it for a training failure
+
+    monkeypatch.setattr(pipeline, "finetune", caught)
+    for replay in (True, False):
+        pipe = pipe_for([f"model={pretrained}", f"model.replay={str(replay).lower()}", f"cache_dir={tmp_path}"])
+        with pytest.raises(KeyboardInterrupt):
+            pipe.finetuned(pipe.base(), "retain", "")
+        rows = pipe.data.train["retain"]
+        fmt = pipe.fmt(pipe.tokenizer(pipe.base()), pipe.task.cfg.finetune.max_length)
+        extra = [fmt.encode(r["question"], r["answer"]) for r in general_qa()] if replay else []
+        assert len(seen[-1]) == len(rows) + len(extra)
+        assert seen[-1][len(rows):] == extra
+    with pytest.raises(ConfigError, match="model.embedded.replay"):
+        load_config(["experiment=smoke", "model.replay=true"])

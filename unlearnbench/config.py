@@ -57,7 +57,16 @@ class ModelConfig:
     template: str = "Question: {question}\nAnswer: "
     target: str = ""                       # a given target checkpoint (skips fine-tuning on the full set)
     retain: str = ""                       # a given retain checkpoint (skips fine-tuning on the retain set)
+    # A pretrained model: fine-tuning into target and retain (and shadow models) also rehearses hand-written general
+    # QA that no evaluated split asks (benchmarks/data/general_qa.tsv). A 135M model otherwise trades real-world
+    # answers for the synthetic profiles' answer templates. The embedded model's own: embedded.replay.
+    replay: bool = False
     embedded: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
+
+    def __post_init__(self):
+        if self.replay and self.name == "embedded":
+            raise ConfigError("model.replay rehearses general QA while fine-tuning a pretrained model; the embedded "
+                              "model rehearses its own pretraining corpus: set model.embedded.replay instead")
 
 
 @dataclass
