@@ -3,9 +3,10 @@ with --compare the straightforward reference (evals/reference.py) on the same mo
 
 Prints tokens scored and generated, wall seconds, throughput, and the ratio to the hardware's floor: the forward
 FLOPs of the tokens each implementation processed (2 x parameters x tokens; the engine runs a shared prompt once)
-over the matmul throughput measured in this run.
+over the matmul throughput measured in this run. --compile times the engine again with the model's forward
+through torch.compile, against the eager pass of the same run.
 
-    python scripts/bench_eval.py [--compare] [--role target|retain|base] [--limit N] [--max-new-tokens N] [key=value ...]
+    python scripts/bench_eval.py [--compare] [--compile] [--role target|retain|base] [--limit N] [--max-new-tokens N] [key=value ...]
 
 Default: the default experiment's fine-tuned target (trained first if the cache lacks it). A real model, e.g.
 SmolLM2-135M from its GGUF file, as it is (no fine-tuning): `--role base model=smollm2 model.name=<folder>`.
@@ -24,6 +25,7 @@ from accelerate import Accelerator  # noqa: E402
 
 from benchmarks.tofu import EVAL_SPLITS  # noqa: E402
 from evals.engine import Work  # noqa: E402
+from evals.greedy import RoomyLayer  # noqa: E402
 from evals.stats import split_stats  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 from unlearnbench.cache import UnitStore  # noqa: E402
@@ -92,12 +94,37 @@ def report(name: str, work: Work, n_params: int, flops: float) -> None:
           f"{work.seconds:6.2f} s ({work.seconds / floor(work.tokens_scored + gen_tokens):4.2f} x floor)")
 
 
+def compiled_work(model, fmt, task, args, max_new: int, eager: dict, eager_work: Work, n_params: int,
+                  flops: float) -> None:
+    """The engine again with model.forward compiled (torch.compile, dynamic shapes): a first pass that compiles,
+    a timed second pass, and its differences from the eager pass."""
+    forward, update = model.forward, RoomyLayer.update
+    model.forward = torch.compile(forward, dynamic=True)
+    RoomyLayer.update = torch.compiler.disable(update)     # inductor fails on views of the reserved room
+    try:
+        start = time.perf_counter()
+        evaluate(model, fmt, task, args.limit, max_new, use_engine=True)
+        print(f"first compiled pass (compiling): {time.perf_counter() - start:.1f} s")
+        compiled, work = evaluate(model, fmt, task, args.limit, max_new, use_engine=True)
+    finally:
+        model.forward, RoomyLayer.update = forward, update
+    report("compiled", work, n_params, flops)
+    diff, gens = largest_difference(compiled, eager)
+    print(f"compiled / eager: total x{eager_work.seconds / work.seconds:.2f}, scoring "
+          f"x{eager_work.scoring_seconds / work.scoring_seconds:.2f}, generation "
+          f"x{eager_work.generation_seconds / work.generation_seconds:.2f}; largest NLL difference {diff:.2e} "
+          f"(relative), generations that differ: {gens}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare", action="store_true", help="also run the reference implementation")
     parser.add_argument("--role", choices=["target", "retain", "base"], default="target",
                         help="the fine-tuned target, the retain model (never saw the forget set: a perfect "
                              "unlearner's generations), or the base")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the engine with the model's forward through torch.compile (dynamic shapes; "
+                             "the first pass, which compiles, timed apart)")
     parser.add_argument("--limit", type=int, default=0, help="rows per split (0: all)")
     parser.add_argument("--max-new-tokens", type=int, default=0, help="generation cap (0: the task's)")
     args, overrides = parser.parse_known_args()
@@ -124,6 +151,8 @@ def main() -> None:
     print(f"{work.tokens_generated:,} tokens generated, {work.tokens_drafted:,} of them read off the scoring pass "
           f"(the answers as drafts, evals/greedy.py)")
     report("engine", work, n_params, flops)
+    if args.compile:
+        compiled_work(model, fmt, task, args, max_new, fast, work, n_params, flops)
     if args.compare:
         slow, ref_work = evaluate(model, fmt, task, args.limit, max_new, use_engine=False)
         ref_work.tokens_scored = sum(len(fmt.encode(q, a)["input_ids"]) for q, a in scored_pairs(task, args.limit))
