@@ -109,10 +109,15 @@ def compiled_work(model, fmt, task, args, max_new: int, eager: dict, eager_work:
     finally:
         model.forward, RoomyLayer.update = forward, update
     report("compiled", work, n_params, flops)
-    diff, gens = largest_difference(compiled, eager)
-    print(f"compiled / eager: total x{eager_work.seconds / work.seconds:.2f}, scoring "
-          f"x{eager_work.scoring_seconds / work.scoring_seconds:.2f}, generation "
-          f"x{eager_work.generation_seconds / work.generation_seconds:.2f}; largest NLL difference {diff:.2e} "
+    compare("compiled / eager", compiled, work, eager, eager_work)
+
+
+def compare(label: str, fast: dict, fast_work: Work, slow: dict, slow_work: Work) -> None:
+    """How much faster `fast` ran than `slow`, part by part, and how far apart their results are."""
+    diff, gens = largest_difference(fast, slow)
+    print(f"{label}: total x{slow_work.seconds / fast_work.seconds:.2f}, scoring "
+          f"x{slow_work.scoring_seconds / fast_work.scoring_seconds:.2f}, generation "
+          f"x{slow_work.generation_seconds / fast_work.generation_seconds:.2f}; largest NLL difference {diff:.2e} "
           f"(relative), generations that differ: {gens}")
 
 
@@ -159,11 +164,7 @@ def main() -> None:
         ref_work.prompt_tokens = sum(len(fmt.prompt_ids(q)) for q, _ in scored_pairs(task, args.limit, answers=False))
         ref_work.tokens_generated = work.tokens_generated      # the same generations (checked below)
         report("reference", ref_work, n_params, flops)
-        diff, gens = largest_difference(fast, slow)
-        print(f"speed-up: total x{ref_work.seconds / work.seconds:.2f}, scoring "
-              f"x{ref_work.scoring_seconds / work.scoring_seconds:.2f}, generation "
-              f"x{ref_work.generation_seconds / work.generation_seconds:.2f}; largest NLL difference {diff:.2e} "
-              f"(relative), generations that differ: {gens}")
+        compare("speed-up", fast, work, slow, ref_work)
 
 
 if __name__ == "__main__":
