@@ -8,9 +8,7 @@ Run with --help for every option.
 from __future__ import annotations
 
 import os
-import platform
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 import transformers
 from accelerate import Accelerator
@@ -21,6 +19,7 @@ from methods import METHODS, method_config
 from pipeline import run_task
 from preflight import check_run
 from unlearnbench.cache import UnitStore, atomic_write_text
+from unlearnbench import environment
 from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
 from unlearnbench.runtime import configure_threads
 from unlearnbench.tasks import build_task
@@ -57,17 +56,6 @@ leaderboard.md and plots/.
 
 The schema of every key is in unlearnbench/config.py (a task family's own keys in benchmarks/<task>.py); the
 method hyperparameters in methods/<method>.py."""
-
-
-def library_versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in ("unlearnbench", "torch", "transformers", "accelerate", "peft", "datasets", "rouge-score", "scipy",
-                "lm_eval"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def check_output_dir(out, resolved: dict) -> None:
@@ -125,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
         per_item[task_label] = done["per_item"]
 
     # 6. results files
-    payload = {"experiment": cfg.name, "config": to_dict(cfg), "versions": library_versions(),
+    payload = {"experiment": cfg.name, "config": to_dict(cfg), "versions": environment.describe(),
                "runtime": {"torch_threads": threads, "processes": accelerator.num_processes},
                "datasets": datasets, "results": records, "per_item": per_item}
     if accelerator.is_main_process:

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
-from evals import greedy
+from evals import greedy, kvcache
 from evals.reference import device_of, log_softmax
 from unlearnbench.models import PromptFormat
 
@@ -174,14 +173,14 @@ def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: 
     start, device, width = time.perf_counter(), device_of(model), max(it.shared for it in items)
     ids, mask = greedy.left_pad([it.prompt[:it.shared] for it in items], fmt.tokenizer.pad_token_id, device)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    cache = DynamicCache(config=model.config)
-    last = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+    cache = kvcache.new(model)
+    last = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                  logits_to_keep=1).logits[:, -1].float()
     work.add(tokens_scored=int(mask.sum()), forward_calls=1)
     scored = [Scored([], "", [], [], [], []) for _ in items]
     # greedy decoding starts from the answers' drafts (evals/greedy.py) where the engine's own loop is exact
     drafting = (max_new_tokens > 0 and greedy.plain_greedy(model) and all(it.shared == len(it.prompt) for it in items)
-                and all(type(layer) is DynamicLayer for layer in cache.layers))
+                and kvcache.full_attention(cache))
     drafts, first, eos = {}, last.argmax(-1).tolist(), fmt.tokenizer.eos_token_id
     for sub in _tree_batches([len(it.tree) for it in items], width, token_budget):
         after, sub_cache = _score_trees(model, [items[i] for i in sub], [scored[i] for i in sub], cache, sub, mask,
@@ -190,7 +189,7 @@ def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: 
             tokens, nodes = greedy.walk(items[i].tree.children, first[i], after[j], max_new_tokens, eos)
             done = tokens[-1] == eos or len(tokens) == max_new_tokens
             at = width + torch.tensor(nodes, dtype=torch.long, device=device)
-            kv = [] if done else [(layer.keys[j][:, at], layer.values[j][:, at]) for layer in sub_cache.layers]
+            kv = [] if done else [(keys[j][:, at], values[j][:, at]) for keys, values in kvcache.layers(sub_cache)]
             drafts[i] = greedy.Draft(tokens, done, kv)
     mid = time.perf_counter()
     work.scoring_seconds += mid - start
@@ -239,8 +238,7 @@ def _score_trees(model, items: list[_Item], scored: list[Scored], cache: Dynamic
     for v, part in zip(values, _label_stats(last[owner], (r[~deep],), label[~deep], detail)):
         v[~deep] = part.to(v.dtype)
     size, after = max(len(it.tree) for it in items), [[] for _ in items]
-    sub_cache = DynamicCache(ddp_cache_data=[(layer.keys[owner], layer.values[owner]) for layer in cache.layers],
-                             config=model.config)
+    sub_cache = kvcache.from_layers(model, [(keys[owner], values[owner]) for keys, values in kvcache.layers(cache)])
     if size:
         tokens = _right_pad([it.tree.tokens for it in items], 0, device)[0]      # padding: any token
         depth = _right_pad([it.tree.depth for it in items], 0, device)[0]
@@ -249,7 +247,7 @@ def _score_trees(model, items: list[_Item], scored: list[Scored], cache: Dynamic
         dtype = next(model.parameters()).dtype
         bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
         logits = model(input_ids=tokens, attention_mask=bias, position_ids=positions[owner, -1:] + 1 + depth,
-                       past_key_values=sub_cache).logits
+                       cache=sub_cache).logits
         work.add(tokens_scored=sum(len(it.tree) for it in items), forward_calls=1)
         for v, part in zip(values, _label_stats(logits, (r[deep], node[deep]), label[deep], detail)):
             v[deep] = part.to(v.dtype)

@@ -2,7 +2,8 @@
 
 - Decoding continues from the prompts' cache. A sequence leaves the batch at EOS or at its token cap (its rows are
   dropped from the cache), so a batch costs its longest *live* sequence rather than the slowest row at every step;
-  new keys and values go into reserved room instead of a concatenation per step.
+  new keys and values go into reserved room instead of a concatenation per step, where evals/kvcache.py's fast
+  path works.
 - **Answers as drafts.** The scoring pass has already run each question's answers (its token tree) and computed
   the model's argmax after every answer token. Greedy decoding's first tokens can be read off it: start from the
   argmax after the prompt and, while that token is a child in the tree, step into the child and take the argmax
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+
+from evals import kvcache
 
 # generation settings under which transformers' greedy `generate` is a plain argmax (the engine's loop);
 # a model whose generation_config sets any of them otherwise is decoded by `generate` itself
@@ -81,16 +83,16 @@ def finish(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, d
         rows, fed = torch.tensor(todo, device=mask.device), [len(drafts[i].tokens) - 1 for i in todo]
         width = max(fed)
         grown = []      # per layer: the prompt's keys/values, then the draft's, right-padded (masked out)
-        for layer, parts in zip(cache.layers, zip(*(drafts[i].kv for i in todo))):
+        for (keys, values), parts in zip(kvcache.layers(cache), zip(*(drafts[i].kv for i in todo))):
             kv = []
-            for prompt, drafted in zip((layer.keys[rows], layer.values[rows]), zip(*parts)):
+            for prompt, drafted in zip((keys[rows], values[rows]), zip(*parts)):
                 room = prompt.new_zeros(*prompt.shape[:2], width, prompt.shape[-1])
                 for j, d in enumerate(drafted):
                     room[j, :, :d.shape[1]] = d
                 kv.append(torch.cat([prompt, room], 2))
             grown.append(tuple(kv))
         drafted_mask = (torch.arange(width, device=mask.device) < torch.tensor(fed, device=mask.device)[:, None])
-        more = decode(model, DynamicCache(ddp_cache_data=grown, config=model.config),
+        more = decode(model, kvcache.from_layers(model, grown),
                       torch.cat([mask[rows], drafted_mask.to(mask.dtype)], 1),
                       last[rows] + torch.tensor(fed, device=last.device),
                       torch.tensor([drafts[i].tokens[-1] for i in todo], device=last.device),
@@ -111,41 +113,12 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, tok, work) ->
         work.add(tokens_generated=out.numel())
         return out.tolist()             # decoded with special tokens skipped, as the reference does
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-    cache = DynamicCache(config=model.config)
-    last = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+    cache = kvcache.new(model)
+    last = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
                  logits_to_keep=1).logits[:, -1].float()
     new = decode(model, cache, mask, positions[:, -1], last.argmax(-1), [max_new_tokens] * len(prompts),
                  tok.eos_token_id, work)
     return [g[:g.index(tok.eos_token_id)] if tok.eos_token_id in g else g for g in new]
-
-
-class RoomyLayer(DynamicLayer):
-    """A full-attention cache layer that writes new tokens into reserved room, where DynamicLayer concatenates
-    (a copy of the whole cache at every step, most of a decoding step's time on a small model). The room doubles
-    when full, so a step copies the cache only now and then, and dropping finished rows copies little unused room.
-    `keys` and `values` are views of the filled part, so the layer reads like a DynamicLayer."""
-
-    def __init__(self, layer: DynamicLayer):
-        super().__init__()
-        self.dtype, self.device, self.is_initialized = layer.dtype, layer.device, True
-        self.length, self.buffers = layer.keys.shape[-2], [layer.keys, layer.values]
-        self.keys, self.values = layer.keys, layer.values
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        end = self.length + key_states.shape[-2]
-        if end > self.buffers[0].shape[-2]:
-            self.buffers = [torch.cat([b[:, :, :self.length], b.new_empty(*b.shape[:2], max(end, 2 * self.length)
-                                                                         - self.length, b.shape[-1])], 2)
-                            for b in self.buffers]
-        for buffer, new in zip(self.buffers, (key_states, value_states)):
-            buffer[:, :, self.length:end] = new
-        self.length = end
-        self.keys, self.values = (b[:, :, :end] for b in self.buffers)
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self.buffers = [b[indices] for b in self.buffers]
-        self.keys, self.values = (b[:, :, :self.length] for b in self.buffers)
 
 
 def decode(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, next_token: torch.Tensor,
@@ -154,8 +127,7 @@ def decode(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, n
     row i's tokens, its first token included, until EOS (kept) or caps[i] tokens."""
     live = torch.arange(len(next_token), device=next_token.device)
     left = torch.tensor(caps, device=next_token.device)            # tokens each row may still take
-    # exact DynamicLayer only: a sliding-window or other layer keeps its own update rule
-    cache.layers = [RoomyLayer(layer) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    cache = kvcache.roomy(cache)
     generated: list[list[int]] = [[] for _ in range(len(next_token))]
     while True:
         for row, token in zip(live.tolist(), next_token.tolist()):
@@ -172,6 +144,6 @@ def decode(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, n
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], 1)
         last = last + 1
         logits = model(input_ids=next_token[:, None], attention_mask=mask, position_ids=last[:, None],
-                       past_key_values=cache, logits_to_keep=1).logits
+                       cache=cache, logits_to_keep=1).logits
         next_token = logits[:, -1].float().argmax(-1)
         work.add(forward_calls=1)

@@ -25,7 +25,7 @@ from accelerate import Accelerator  # noqa: E402
 
 from benchmarks.tofu import EVAL_SPLITS  # noqa: E402
 from evals.engine import Work  # noqa: E402
-from evals.greedy import RoomyLayer  # noqa: E402
+from evals import kvcache  # noqa: E402
 from evals.stats import split_stats  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 from unlearnbench.cache import UnitStore  # noqa: E402
@@ -98,16 +98,20 @@ def compiled_work(model, fmt, task, args, max_new: int, eager: dict, eager_work:
                   flops: float) -> None:
     """The engine again with model.forward compiled (torch.compile, dynamic shapes): a first pass that compiles,
     a timed second pass, and its differences from the eager pass."""
-    forward, update = model.forward, RoomyLayer.update
+    forward = model.forward
     model.forward = torch.compile(forward, dynamic=True)
-    RoomyLayer.update = torch.compiler.disable(update)     # inductor fails on views of the reserved room
+    if kvcache.FAST:        # inductor fails on views of the reserved room
+        update = kvcache.RoomyLayer.update
+        kvcache.RoomyLayer.update = torch.compiler.disable(update)
     try:
         start = time.perf_counter()
         evaluate(model, fmt, task, args.limit, max_new, use_engine=True)
         print(f"first compiled pass (compiling): {time.perf_counter() - start:.1f} s")
         compiled, work = evaluate(model, fmt, task, args.limit, max_new, use_engine=True)
     finally:
-        model.forward, RoomyLayer.update = forward, update
+        model.forward = forward
+        if kvcache.FAST:
+            kvcache.RoomyLayer.update = update
     report("compiled", work, n_params, flops)
     compare("compiled / eager", compiled, work, eager, eager_work)
 

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Creates .venv and installs unlearnbench into it: the CPU build of torch first, then the package and its deps.
+# Creates .venv with exactly the locked environment (requirements/cpu.txt, every package pinned), then installs
+# this package without letting pip resolve anything else, and checks that what is installed equals the lock.
+#   LOCK=requirements/gpu.txt   the CUDA build of torch (a GPU node)
+#   TORCH_INDEX=<url>           where the lock's torch build is found, if not on the default index (e.g. the
+#                               PyTorch CPU index for torch==2.13.0+cpu on a machine that has not got it)
+# Regenerate the locks with scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+lock="${LOCK:-requirements/cpu.txt}"
 python3 -m venv .venv
 . .venv/bin/activate
-# torch first, so that the package's torch>=2.4 is already met and pip pulls no multi-GB CUDA build on a CPU
-# machine. TORCH_SPEC chooses another build (e.g. TORCH_SPEC=torch on a GPU node).
-python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
-python -m pip install -q -e ".[test]"
+# --no-deps: the lock is the whole environment; pip installs what it names and resolves nothing of its own
+python -m pip install -q --no-deps ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} -r "$lock"
+python -m pip install -q --no-deps -e .
+python scripts/check_env.py "$lock"

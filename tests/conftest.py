@@ -1,4 +1,7 @@
-"""Test setup: nothing may reach the network, and the library's caches stay out of the user's home."""
+"""Test setup: nothing may reach the network, the library's caches stay out of the user's home, and a deprecation
+fails the test that triggered it (pyproject.toml turns deprecation warnings into errors; transformers also logs
+some, e.g. "`past_key_values`/`cache_params` are deprecated", which the fixture below catches)."""
+import logging
 import os
 import socket
 import tempfile
@@ -25,6 +28,28 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+class _Deprecations(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "deprecat" in record.getMessage().lower():
+            self.seen.append(f"{record.name}: {record.getMessage()}")
+
+
+@pytest.fixture(autouse=True)
+def logged_deprecations_fail():
+    handler, loggers = _Deprecations(), [logging.getLogger(n) for n in ("transformers", "peft", "accelerate")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield
+    for logger in loggers:
+        logger.removeHandler(handler)
+    if handler.seen:
+        pytest.fail("a library logged a deprecation: " + "; ".join(handler.seen))
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes; excluded from the default run (-m 'not slow')")
 
@@ -33,3 +58,22 @@ def pytest_configure(config):
 def smoke_root(tmp_path_factory):
     """One folder for the smoke experiment's results and cache, shared by the tests that need its models."""
     return tmp_path_factory.mktemp("smoke")
+
+
+@pytest.fixture(scope="module")
+def smoke_target(smoke_root):
+    """The smoke experiment's fine-tuned target, its prompt format and task (a cache hit when
+    tests/test_end_to_end.py ran first)."""
+    from accelerate import Accelerator
+
+    from pipeline import Pipeline
+    from unlearnbench.cache import UnitStore
+    from unlearnbench.config import load_config
+    from unlearnbench.tasks import build_task
+    cfg = load_config(["experiment=smoke", f"cache_dir={smoke_root / 'cache'}"])
+    label, section = next(iter(cfg.tasks.items()))
+    task = build_task(label, section)
+    data = task.load(cfg.resolved_cache_dir() / "tasks")
+    pipe = Pipeline(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), Accelerator())
+    target = pipe.finetuned(pipe.base(), "target", "")
+    return pipe.load(target), pipe.fmt(pipe.tokenizer(target)), task

@@ -9,6 +9,7 @@ import math
 import run_benchmark
 from evals.tofu_metrics import UTILITY_COMPONENTS
 from tofu_release import write_release
+from unlearnbench import environment
 from unlearnbench.config import ConfigError
 
 
@@ -54,6 +55,10 @@ def test_results_files(smoke_run):
     assert rows["target"]["metrics"]["auc_loss"] > rows["retain"]["metrics"]["auc_loss"]
     assert rows["retain"]["metrics"]["priv_leak"] == 0.0 and rows["retain"]["metrics"]["auc_reference"] == 0.5
     assert results["versions"]["torch"] and results["datasets"]["tofu_forget10"]["fingerprint"]
+    # the environment it came from: a lock, its hash, and whether (and how) the installed packages differ from it
+    versions = results["versions"]
+    assert versions["lock_sha256"] == environment.sha256(environment.LOCKS.parent / versions["lock"])
+    assert versions["matches_lock"] == (not versions["lock_drift"])
     per_item = json.loads((out / "per_item.json").read_text())["tofu_forget10"]
     assert len(per_item["retain"]["forget"]["nll_paraphrased"]) == len(per_item["GradAscent"]["forget"]["generation"])
     assert results["runtime"]["torch_threads"] >= 1

@@ -11,31 +11,33 @@ import dataclasses
 
 import pytest
 import torch
-from accelerate import Accelerator
 
 from benchmarks.tofu import EVAL_SPLITS
+from evals import kvcache
 from evals.engine import Work, _tree_batches, evaluate, length_batches
 from evals.greedy import walk
 from evals.reference import greedy_generate, mean_answer_nll
 from evals.stats import split_stats
-from pipeline import Pipeline
-from unlearnbench.cache import UnitStore
-from unlearnbench.config import load_config
 from unlearnbench.cost import CostMeter
 from unlearnbench.models import PromptFormat
-from unlearnbench.tasks import build_task
 
 
-@pytest.fixture(scope="module")
-def smoke_target(smoke_root):
-    """The smoke experiment's fine-tuned target (a cache hit when tests/test_end_to_end.py ran first)."""
-    cfg = load_config(["experiment=smoke", f"cache_dir={smoke_root / 'cache'}"])
-    label, section = next(iter(cfg.tasks.items()))
-    task = build_task(label, section)
-    data = task.load(cfg.resolved_cache_dir() / "tasks")
-    pipe = Pipeline(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), Accelerator())
-    target = pipe.finetuned(pipe.base(), "target", "")
-    return pipe.load(target), pipe.fmt(pipe.tokenizer(target)), task
+@pytest.fixture(params=["fast", "public"])
+def kv_path(request, monkeypatch):
+    """Both of evals/kvcache.py's paths: its private fast path (where its feature test passed) and the plain public
+    DynamicCache it falls back to."""
+    if request.param == "fast" and not kvcache.FAST:
+        pytest.skip("the KV cache's fast path is not available on this transformers version")
+    monkeypatch.setattr(kvcache, "FAST", request.param == "fast")
+    return request.param
+
+
+def test_kv_fast_path_feature_test_and_switch(monkeypatch):
+    """The fast path's feature test passes on the locked transformers (the engine would silently run the slower
+    public path otherwise), and UNLEARNBENCH_KV_FAST=0 turns it off."""
+    assert kvcache._fast_path_works()
+    monkeypatch.setenv("UNLEARNBENCH_KV_FAST", "0")
+    assert not kvcache._fast_path_works()
 
 
 def close(a: float, b: float, tol: float = 4e-6) -> bool:
@@ -66,7 +68,7 @@ def test_tree_batches_bound_padding_and_the_budget():
     assert [sizes[i] for b in batches for i in b] == sorted(sizes)
 
 
-def test_engine_equals_the_reference_on_the_smoke_world(smoke_target):
+def test_engine_equals_the_reference_on_the_smoke_world(smoke_target, kv_path):
     model, fmt, task = smoke_target
     exact = copy.deepcopy(model).double()
     fast_all, ref_all, work = {}, {}, Work()
@@ -188,7 +190,7 @@ def test_walk_follows_the_models_argmax_through_the_tree():
 
 
 @pytest.mark.parametrize("cut", [2, 5])
-def test_drafts_that_leave_the_tree_decode_on_exactly(smoke_target, cut):
+def test_drafts_that_leave_the_tree_decode_on_exactly(smoke_target, cut, kv_path):
     """Answers cut after a few words and ended with a wrong word: the walk leaves each tree part-way (or at once),
     decoding goes on from the prompt's cache plus the walked nodes' keys and values, and every generation equals
     transformers' `generate`; some tokens came from the drafts, some from decoding."""
