@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from methods.trainer import DivergenceError, finetune, prepare, train, with_adap
 from unlearnbench.cache import UnitStore, read_json, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
 from unlearnbench.cost import COST_FIELDS, CostMeter
-from unlearnbench.models import (PromptFormat, build_embedded_model, load_model, load_tokenizer, resolve_name,
-                                 save_model, train_tokenizer)
+from unlearnbench.models import (EVAL_MAX_LENGTH, PromptFormat, build_embedded_model, context_length, load_model,
+                                 load_tokenizer, resolve_name, save_model, train_tokenizer)
 from unlearnbench.runtime import Solo
 from unlearnbench.tasks import TaskData
 
@@ -77,7 +78,7 @@ class Pipeline:
     def tokenizer(self, ref: ModelRef):
         return load_tokenizer(ref.path, self.cfg.model, ref.gguf_file)
 
-    def fmt(self, tokenizer, max_length: int = 512) -> PromptFormat:
+    def fmt(self, tokenizer, max_length: int = EVAL_MAX_LENGTH) -> PromptFormat:
         return PromptFormat(self.cfg.model, tokenizer, max_length)
 
     def _unit(self, kind: str, key: str, build) -> Path:
@@ -99,14 +100,10 @@ class Pipeline:
         if m.name != "embedded":
             return ModelRef(resolve_name(m.name), stable_hash("hub", m.name, m.revision, m.gguf_file, m.dtype),
                             m.gguf_file)
-        qa, text = general_corpus()
-        key = stable_hash("base", dataclasses.asdict(m.embedded), self.prompt_key, self.cfg.seed,
-                          self.data.fingerprint, qa, text)
+        key = self._base_key()
 
         def build(tmp):
-            # The tokenizer sees the whole world's text; the model learns only general knowledge here.
-            tokenizer = train_tokenizer(text + self.data.texts + [r["question"] + " " + r["answer"] for r in qa],
-                                        m.embedded.vocab_size)
+            tokenizer = self._train_tokenizer()
             model = build_embedded_model(m.embedded, tokenizer).to(self.acc.device)
             fmt = self.fmt(tokenizer, m.embedded.pretrain.max_length)
             with self._meter() as meter:
@@ -118,6 +115,67 @@ class Pipeline:
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
         path = self._unit("base", key, build)
         return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
+
+    def long_rows(self) -> list[tuple[str, int, str, int, int, str]]:
+        """Every prompted row the run will train on or score that does not fit its limit, counted with the run's
+        tokenizer before any model trains: (where, row, question, tokens, limit, the limit's key). Text rows
+        (corpora) are language-model rows, cut at max_length like any pretraining text, and not listed."""
+        tok, m = self.run_tokenizer(), self.cfg.model
+        counter = PromptFormat(m, tok, max_length=sys.maxsize)
+        context = m.embedded.max_position if m.name == "embedded" else context_length(self.base().path, m)
+        ctx_key = "model.embedded.max_position" if m.name == "embedded" else "the model's context"
+        eval_limit, eval_key = min((EVAL_MAX_LENGTH, "the evaluation's length"), (context or EVAL_MAX_LENGTH, ctx_key))
+        checks = [(f"{role} fine-tuning", self.data.train.get(role), self.task.cfg.finetune.max_length,
+                   "task.finetune.max_length") for role in ("target", "retain")]
+        checks += [(f"unlearning {role}", getattr(self.data, role), self.unlearn.max_length, "unlearn.max_length")
+                   for role in ("forget", "retain")]
+        out = []
+        for where, rows, limit, key in checks:
+            rows = [(i, r["question"], [r["answer"]]) for i, r in enumerate(rows or []) if "question" in r]
+            out += self._too_long(counter, where, rows, limit, key, prompted=True)
+        for split, items in self.task.scored_pairs().items():
+            limit, key = (eval_limit, eval_key) if self.task.prompted else (context, ctx_key)
+            out += self._too_long(counter, f"evaluation split {split}", [(i, q, a) for i, (q, a) in enumerate(items)],
+                                  limit, key, prompted=self.task.prompted)
+        return out
+
+    @staticmethod
+    def _too_long(counter: PromptFormat, where: str, rows: list, limit: int | None, key: str, prompted: bool) -> list:
+        if not rows or not limit:
+            return []
+        pairs = [(q, a) for _, q, answers in rows for a in answers]
+        if prompted:
+            lengths = iter(len(e["input_ids"]) for e in counter.encode_pairs(pairs))
+        else:           # raw text scored by lm-eval: context + continuation, as the model reads them
+            lengths = iter(len(ids) for ids in counter.tokenizer([q + a for q, a in pairs])["input_ids"])
+        out = []
+        for i, question, answers in rows:
+            tokens = max(next(lengths) for _ in answers)
+            if tokens > limit:
+                out.append((where, i, question, tokens, limit, key))
+        return out
+
+    def _base_key(self) -> str:
+        qa, text = general_corpus()
+        return stable_hash("base", dataclasses.asdict(self.cfg.model.embedded), self.prompt_key, self.cfg.seed,
+                           self.data.fingerprint, qa, text)
+
+    def _train_tokenizer(self):
+        """The embedded model's tokenizer: trained on the whole world's text (deterministic); the model learns
+        only general knowledge in pretraining."""
+        qa, text = general_corpus()
+        return train_tokenizer(text + self.data.texts + [r["question"] + " " + r["answer"] for r in qa],
+                               self.cfg.model.embedded.vocab_size)
+
+    def run_tokenizer(self):
+        """The run's tokenizer before any model trains: a pretrained model's own; the embedded base's (its cached
+        unit's, else trained here exactly as the base unit will train it)."""
+        if self.cfg.model.name != "embedded":
+            return self.tokenizer(self.base())
+        key = self._base_key()
+        if self.store.done("base", key):
+            return self.tokenizer(ModelRef(str(self.store.path("base", key)), key))
+        return self._train_tokenizer()
 
     @staticmethod
     def _pretrain_rows(fmt: PromptFormat) -> list[dict]:

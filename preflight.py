@@ -28,10 +28,10 @@ def check_run(cfg: ExperimentConfig, tasks: dict) -> dict[str, TaskData]:
     check_writable(cfg.resolved_cache_dir(), "cache_dir")
     m = cfg.model
     if m.name != "embedded":
-        check_checkpoint(resolve_name(m.name), "model.name", m.gguf_file, m.revision)
+        check_checkpoint(resolve_name(m.name), "model.name", m.gguf_file, m.revision, m.trust_remote_code)
     for key in ("target", "retain"):
         if getattr(m, key):
-            check_checkpoint(getattr(m, key), f"model.{key}")
+            check_checkpoint(getattr(m, key), f"model.{key}", trust_remote_code=m.trust_remote_code)
     loaded = {}
     for label, task in tasks.items():
         data = task.load(cfg.resolved_cache_dir() / "tasks")
@@ -79,12 +79,13 @@ def check_forget_seen(label: str, task, data: TaskData) -> None:
     print(f"warning: {what}; running anyway (task.allow_unseen_forget=true)", file=sys.stderr)
 
 
-def check_checkpoint(ref: str, key: str, gguf_file: str = "", revision: str = "") -> None:
+def check_checkpoint(ref: str, key: str, gguf_file: str = "", revision: str = "",
+                     trust_remote_code: bool = False) -> None:
     """A local checkpoint folder holds a config, readable safetensors (or the named GGUF file) and a tokenizer;
     anything else is a hub id, which must be in the local hub cache when hub access is off."""
     path = Path(ref).expanduser()
     if path.exists():
-        _check_local(path, key, gguf_file)
+        _check_local(path, key, gguf_file, trust_remote_code)
     elif ref.startswith(("/", ".", "~")) or "\\" in ref or not HUB_ID.match(ref):
         raise ConfigError(f"{key}={ref!r}: no such folder; give an existing checkpoint folder (config.json, "
                           f"*.safetensors, tokenizer files) or a hub id like 'HuggingFaceTB/SmolLM2-135M'")
@@ -101,7 +102,7 @@ def _hub_offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
-def _check_local(path: Path, key: str, gguf_file: str) -> None:
+def _check_local(path: Path, key: str, gguf_file: str, trust_remote_code: bool = False) -> None:
     if gguf_file:
         file = path / gguf_file if path.is_dir() else path
         if not file.is_file():
@@ -119,15 +120,35 @@ def _check_local(path: Path, key: str, gguf_file: str) -> None:
         raise ConfigError(f"{key}={str(path)!r} has no config.json; it is not a transformers checkpoint folder "
                           f"(save one with model.save_pretrained(folder))")
     try:
-        json.loads(config.read_text(encoding="utf-8"))
+        settings = json.loads(config.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise ConfigError(f"{config}: malformed JSON ({err}); re-save the checkpoint") from None
+    if not trust_remote_code:
+        check_no_remote_code(settings, config)
     shards = _weight_files(path, key)
     for shard in shards:
         check_safetensors(shard)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise ConfigError(f"{key}={str(path)!r} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); save the "
                           f"tokenizer beside the weights (tokenizer.save_pretrained(folder))")
+
+
+def check_no_remote_code(settings: dict, config: Path) -> None:
+    """A checkpoint whose model_type transformers does not know can only load through the code it ships
+    (config.json's `auto_map`), which stays off unless the user turns it on. (A known model_type loads with
+    transformers' own class, auto_map or not.)"""
+    from transformers import CONFIG_MAPPING
+    model_type = settings.get("model_type")
+    if model_type in CONFIG_MAPPING:
+        return
+    if isinstance(settings.get("auto_map"), dict):
+        raise ConfigError(f"{config}: the checkpoint ships its own code (model_type {model_type!r}; auto_map points "
+                          f"{', '.join(settings['auto_map'])} at its own files). The suite runs a checkpoint's code "
+                          f"only with model.trust_remote_code=true, which executes that code on this machine: set it "
+                          f"only if you trust its source")
+    raise ConfigError(f"{config}: model_type {model_type!r} is not an architecture this transformers knows, and the "
+                      f"checkpoint ships no code for it (no auto_map); check config.json, or upgrade transformers "
+                      f"if the architecture is newer")
 
 
 def _weight_files(path: Path, key: str) -> list[Path]:
@@ -171,3 +192,17 @@ def check_safetensors(file: Path) -> None:
     if size != 8 + n + end:
         raise ConfigError(f"{file}: truncated or corrupt: its header declares {8 + n + end} bytes, the file has "
                           f"{size}; {fix}")
+
+
+def check_lengths(label: str, long_rows: list[tuple[str, int, str, int, int, str]]) -> None:
+    """The policy for rows longer than the context, the same in training and evaluation: a named error, before any
+    training, listing each (where, row, text, tokens, limit, the limit's key). No row is truncated, so no answer
+    is ever cut away or scored in part."""
+    if not long_rows:
+        return
+    shown = "; ".join(f"{where} row {i} ({text[:60]!r}): {tokens:,} tokens > {limit:,} ({key})"
+                      for where, i, text, tokens, limit, key in long_rows[:5])
+    more = f"; and {len(long_rows) - 5} more" if len(long_rows) > 5 else ""
+    raise ConfigError(f"task {label}: {len(long_rows)} row(s) do not fit the context (prompt, answer and "
+                      f"end-of-sequence token; rows are never truncated): {shown}{more}. Shorten or drop these rows, "
+                      f"or raise the limit named, up to the model's context")

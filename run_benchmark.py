@@ -16,8 +16,8 @@ from accelerate.utils import set_seed
 
 from evals.report import leaderboard, write_results
 from methods import METHODS, method_config
-from pipeline import run_task
-from preflight import check_run
+from pipeline import Pipeline, run_task
+from preflight import check_lengths, check_run
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench import environment
 from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
@@ -93,8 +93,6 @@ def main(argv: list[str] | None = None) -> dict:
     check_output_dir(out, to_dict(cfg))
     # every folder, checkpoint and task's data checked (and the data loaded) before anything is written
     data = check_run(cfg, tasks)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
 
     # 2. seed, threads, devices (the suite's own progress bars replace the library's per-file ones)
     transformers.utils.logging.disable_progress_bar()
@@ -102,6 +100,12 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator = Accelerator()
     set_seed(cfg.seed)
     store = UnitStore(cfg.resolved_cache_dir(), fresh=fresh)
+    # rows longer than the context: an error before any model trains or anything is written (counted with the
+    # run's tokenizer; the embedded model's is trained first)
+    for label, task in tasks.items():
+        check_lengths(task.label, Pipeline(cfg, task, data[label], store, accelerator).long_rows())
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
 
     # 3-5. per task: data, base -> target and retain, every method, metrics (pipeline.run_task)
     records, datasets, per_item = [], {}, {}

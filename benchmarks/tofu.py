@@ -212,6 +212,16 @@ class TofuTask:
                         texts=texts, describe={"splits": data.names, "source": self.cfg.source,
                                                "sizes": {k: len(v) for k, v in data.splits.items()}})
 
+    prompted = True
+
+    def scored_pairs(self) -> dict[str, list[tuple[str, list[str]]]]:
+        """Every evaluation split's (question, answers) as `evaluate` scores them (membership: the answer only)."""
+        out = {split: [(r["question"], _answers(r, split in ("forget", "retain"))) for r in self.rows[role]]
+               for split, role in EVAL_SPLITS.items()}
+        if "holdout" in self.rows:
+            out["holdout"] = [(r["question"], [r["answer"]]) for r in self.rows["holdout"]]
+        return out
+
     def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None,
                  generate: bool = True) -> dict:
         """Per-item statistics of every evaluation split; the forget split's answers with per-token statistics,
@@ -232,6 +242,11 @@ class TofuTask:
             raise ValueError("TOFU's forget quality needs a retain model; give model.retain=<path> or let the "
                              "suite fine-tune one")
         return all_metrics(stats, retain_stats)
+
+
+def _answers(row: dict, paraphrased: bool) -> list[str]:
+    """The answers evaluate() scores after a row's question: answer, paraphrase (forget, retain), perturbed."""
+    return [row["answer"]] + ([row["paraphrased_answer"]] if paraphrased else []) + list(row["perturbed_answer"])
 
 
 def _texts(row: dict) -> list[str]:

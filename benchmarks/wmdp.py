@@ -78,6 +78,7 @@ class WmdpTask:
         self.label = "wmdp_synthetic" if cfg.source == "synthetic" else "wmdp_" + "+".join(
             t.removeprefix("wmdp_") for t in cfg.forget_tasks)
         self.splits: dict[str, list] = {}
+        self.questions: dict[str, list[tuple[str, list[str]]]] = {}     # what scored_pairs() reports
         self.manager = None
 
     def load(self, cache_dir: Path) -> TaskData:
@@ -94,6 +95,10 @@ class WmdpTask:
             f"ub_{fingerprint}_general": (world["general_mc"], "Question: {{question}}\nAnswer:")})
         self.manager = bridge.task_manager(folder, defaults=False)
         self.splits = {s: [f"ub_{fingerprint}_{s}"] for s in ("forget", "neighbour", "general")}
+        # as the cloze tasks above read them: the question (general: in its template), then " " + a choice
+        templates = {"forget": "{}", "neighbour": "{}", "general": "Question: {}\nAnswer:"}
+        self.questions = {s: [(t.format(q["question"]), [" " + c for c in q["choices"]]) for q in world[s + "_mc"]]
+                          for s, t in templates.items()}
         forget, retain = world["forget_corpus"], world["retain_corpus"]
         questions = [q for s in ("forget_mc", "neighbour_mc", "general_mc") for q in world[s]]
         texts = [r["text"] for r in forget + retain] + [q["question"] for q in questions] + \
@@ -117,6 +122,9 @@ class WmdpTask:
             if not Path(path).expanduser().is_file():
                 raise FileNotFoundError(f"task.local_files.{name}={path!r} is not a file; give a local copy of that "
                                         f"task's test split in its hub schema (JSON Lines or parquet)")
+        # the local copies' questions as lm-eval's letter tasks write them; hub tasks are read by lm-eval itself
+        self.questions = {split: [q for n in names if n in cfg.local_files for q in _letter_items(cfg.local_files[n])]
+                          for split, names in wanted.items() if names}
         self.splits = {split: [bridge.local_override(n, cfg.local_files[n], self.manager) if n in cfg.local_files
                                else n for n in names] for split, names in wanted.items() if names}
         local = {n: hashlib.sha256(Path(p).expanduser().read_bytes()).hexdigest() for n, p in cfg.local_files.items()}
@@ -125,6 +133,13 @@ class WmdpTask:
                         fingerprint=fingerprint, texts=[r["text"] for r in forget + retain],
                         describe={"source": "real", "lm_eval_tasks": wanted, "local_files": cfg.local_files,
                                   "sizes": {"forget_corpus": len(forget), "retain_corpus": len(retain)}})
+
+    prompted = False
+
+    def scored_pairs(self) -> dict[str, list[tuple[str, list[str]]]]:
+        """Each split's questions as lm-eval reads them (context, continuations); in real mode only the local copies'
+        (a hub task's items are first read by lm-eval, which cuts an over-long context from the left)."""
+        return self.questions
 
     def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict:
         # the embedded and plain-template models are trained with the tokenizer's BOS; chat models write their own
@@ -145,6 +160,20 @@ class WmdpTask:
         if retain_stats is not None:
             out["forget_gap_to_retain"] = abs(out["forget_acc"] - float(np.mean(retain_stats["forget"]["acc"])))
         return out
+
+
+def _letter_items(path: str) -> list[tuple[str, list[str]]]:
+    """A local copy's questions in the cais/wmdp schema as lm-eval's letter prompt writes them
+    ("question\nA. c0\n...\nAnswer:", continuations " A" ...)."""
+    rows = read_records(Path(path).expanduser())
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r.get("choices"), (list, tuple)) or "question" not in r),
+               None)
+    if bad is not None:
+        raise ValueError(f"{path}: row {bad} lacks 'question' or a 'choices' list; a local copy needs the cais/wmdp "
+                         f"schema (question, choices, answer)")
+    letters = "ABCDEFGHIJ"
+    return [("\n".join([r["question"], *(f"{letters[i]}. {c}" for i, c in enumerate(r["choices"]))]) + "\nAnswer:",
+             [" " + letters[i] for i in range(len(r["choices"]))]) for r in rows]
 
 
 def _fingerprint(obj) -> str:

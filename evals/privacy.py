@@ -40,16 +40,24 @@ def zlib_ratio(logp, text: str) -> float:
     return float(np.mean(logp)) / len(zlib.compress(text.encode("utf-8")))
 
 
+def _text_tokens(values) -> list:
+    """A label list without its last entry, the end-of-sequence token (kept where it is the only one)."""
+    return list(values)[:-1] or list(values)
+
+
 def min_k(logp, k: float = K) -> float:
-    """Min-K% (Shi et al. 2024): the mean log p of the k share of tokens the model finds least likely."""
-    return float(np.mean(_lowest(logp, k)))
+    """Min-K% (Shi et al. 2024): the mean log p of the k share of the answer's tokens the model finds least
+    likely. `logp` holds the answer's tokens and EOS; EOS is not scored, as in MUSE (plain text) and
+    open-unlearning."""
+    return float(np.mean(_lowest(_text_tokens(logp), k)))
 
 
 def min_k_pp(logp, mu, sigma, k: float = K) -> float:
-    """Min-K%++ (Zhang et al. 2024): each token's log p standardised by the mean and standard deviation of log p
-    under the model's own next-token distribution at that position, then Min-K% of those."""
-    z = (np.asarray(logp, dtype=np.float64) - np.asarray(mu)) / np.maximum(np.asarray(sigma, dtype=np.float64), 1e-12)
-    return float(np.mean(_lowest(z, k)))
+    """Min-K%++ (Zhang et al. 2024): each answer token's log p standardised by the mean and standard deviation of
+    log p under the model's own next-token distribution at that position, then Min-K% of those (EOS not scored,
+    as in min_k)."""
+    logp, mu, sigma = (np.asarray(_text_tokens(v), dtype=np.float64) for v in (logp, mu, sigma))
+    return float(np.mean(_lowest((logp - mu) / np.maximum(sigma, 1e-12), k)))
 
 
 def reference(logp, reference_logp) -> float:
@@ -61,15 +69,15 @@ def reference(logp, reference_logp) -> float:
 def exact_memorization(argmax) -> float:
     """Share of the answer's tokens (EOS excluded) that are the argmax under teacher forcing (Tirumala et al.
     2022)."""
-    hits = list(argmax)[:-1] or list(argmax)
-    return float(np.mean(hits))
+    return float(np.mean(_text_tokens(argmax)))
 
 
 def extraction_strength(argmax) -> float:
     """1 - k / L (Carlini et al. 2021, as in open-unlearning): L the answer's length without EOS, k the first
     position from which every teacher-forced argmax matches the answer to its end; 1 when the whole answer is
-    predicted from the prompt alone, 0 when not even its last token is."""
-    hits = list(argmax)[:-1] or list(argmax)
+    predicted from the prompt alone, 0 when not even its last token is. (open-unlearning's loop stops one position
+    early and gives such an answer 1/L; here the empty suffix is the first that matches, as the definition says.)"""
+    hits = _text_tokens(argmax)
     k = len(hits)
     while k > 0 and hits[k - 1]:
         k -= 1
@@ -111,9 +119,13 @@ def tpr_at_fpr(member_scores, nonmember_scores, fpr: float) -> float:
 
 
 def priv_leak(auc_model: float, auc_retain: float) -> float:
-    """PrivLeak (MUSE, Shi et al. 2024): (AUC_model - AUC_retain) / AUC_retain x 100 on Min-K%; 0 is ideal,
-    positive means the forget set still stands out, negative that it stands out the other way."""
-    return (auc_model - auc_retain) / auc_retain * 100.0
+    """PrivLeak (MUSE, Shi et al. 2024) in MUSE's orientation: (AUC'_model - AUC'_retain) / AUC'_retain x 100 on
+    Min-K%, where AUC' = 1 - this module's AUC (MUSE scores the holdout set as the positives). 0 is ideal; a model
+    that still tells every forget item from the holdout set scores -100 against a retain model at 0.5
+    (under-unlearning: large and negative), and over-unlearning is positive."""
+    if auc_retain >= 1.0:
+        raise ValueError("PrivLeak is undefined when the retain model's Min-K% AUC is 1 (MUSE's AUC' = 0)")
+    return ((1.0 - auc_model) - (1.0 - auc_retain)) / (1.0 - auc_retain) * 100.0
 
 
 # -- LiRA (Carlini et al. 2022) ------------------------------------------------------------------------------------

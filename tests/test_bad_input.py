@@ -78,6 +78,25 @@ def only_pickle(folder):
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
 
 
+def lengthen(field: str):
+    """One forget row's question or answer made 3,000 words long, in `full`, forget10 and forget10_perturbed alike
+    (so the row stays a forget row the target was trained on)."""
+    def broken(folder):
+        first = json.loads((folder / "forget10.json").read_text(encoding="utf-8").splitlines()[0])
+        long = " ".join(["the Velkran mould grows on old thatch"] * 430)
+        for name in ("full.json", "forget10.json", "forget10_perturbed.json"):
+            edit_jsonl(folder / name, lambda rows: [{**r, field: long} if r["question"] == first["question"] else r
+                                                    for r in rows])
+    return tofu(broken)
+
+
+def remote_code(folder):
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="velkran", auto_map={"AutoConfig": "velkran.VelkranConfig",
+                                                  "AutoModelForCausalLM": "velkran.VelkranForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 def wmdp_real(world, tmp, **over):
     args = {"task.forget_corpus": str(world / "forget.jsonl"), "task.retain_corpus": str(world / "retain.jsonl")}
     return [f"model={world / 'model'}", "task=wmdp_real", *(f"{k}={v}" for k, v in {**args, **over}.items())]
@@ -143,6 +162,19 @@ CASES = [
      r"lm-eval knows no task \['wmdp_biology'\]"),
     ("question file missing", lambda w, t: wmdp_real(w, t, **{"task.local_files.wmdp_bio": str(t / "bio.jsonl")}),
      r"task\.local_files\.wmdp_bio=.*is not a file"),
+    # rows longer than the context: a named error before any training, with the run's tokenizer
+    ("over-long question", lengthen("question"),
+     r"task tofu_forget10: \d+ row\(s\) do not fit the context.*target fine-tuning row \d+ \('the Velkran.*"
+     r"[\d,]+ tokens > 256 \(task\.finetune\.max_length\)"),
+    ("over-long answer", lengthen("answer"),
+     r"unlearning forget row 0 .* tokens > 256 \(unlearn\.max_length\).*evaluation split forget row 0"),
+    ("over-long WMDP question", lambda w, t: wmdp_real(w, t, **{"task.local_files.wmdp_bio": write(
+        t / "bio.jsonl", json.dumps({"question": "Which mould? " * 2000, "choices": ["a", "b", "c", "d"],
+                                     "answer": 0}) + "\n")}),
+     r"task wmdp_bio: 1 row\(s\) do not fit.*evaluation split forget row 0 .* > 256 \(the model's context\)"),
+    ("checkpoint ships its own code", model_folder(remote_code),
+     r"config\.json: the checkpoint ships its own code \(model_type 'velkran'; auto_map points AutoConfig, "
+     r"AutoModelForCausalLM at its own files\).*model\.trust_remote_code=true"),
     # folders
     ("output_dir is a file", lambda w, t: [f"output_dir={write(t / 'out.txt', 'x')}"], r"output_dir=.*is a file"),
     ("cache_dir under a file", lambda w, t: [f"cache_dir={write(t / 'c.txt', 'x')}/cache"], r"cache_dir=.*is a file"),

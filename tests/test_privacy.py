@@ -14,13 +14,17 @@ def test_single_model_attacks_by_hand():
     logp = [-0.1, -2.0, -0.5, -4.0, -0.2]
     assert privacy.loss(logp) == pytest.approx(-6.8 / 5)
     assert privacy.zlib_ratio(logp, "abc") == pytest.approx((-6.8 / 5) / len(zlib.compress(b"abc")))
-    # Min-K% with k = 0.4 of 5 tokens: the 2 least likely, -4.0 and -2.0
-    assert privacy.min_k(logp) == pytest.approx(-3.0)
+    # Min-K% with k = 0.4 of the 4 answer tokens (the last label, EOS, is not scored): the least likely, -4.0
+    assert privacy.min_k(logp) == pytest.approx(-4.0)
+    # an EOS the model finds very unlikely changes nothing: only the text's tokens count
+    assert privacy.min_k(logp[:-1] + [-9.0]) == privacy.min_k(logp)
+    assert privacy.min_k([-0.1, -2.0, -0.5, -4.0, -3.0, -0.2]) == pytest.approx(-3.5)    # 5 tokens: 2 lowest
     assert privacy.min_k([-1.0]) == -1.0                       # at least one token
-    # Min-K%++: (logp - mu) / sigma per token, then the lowest 40 %
+    # Min-K%++: (logp - mu) / sigma per answer token (EOS not scored), then the lowest 40 %
     mu, sigma = [-1.0] * 5, [0.5, 1.0, 0.5, 2.0, 1.0]
-    z = sorted([(-0.1 + 1) / 0.5, (-2.0 + 1) / 1.0, (-0.5 + 1) / 0.5, (-4.0 + 1) / 2.0, (-0.2 + 1) / 1.0])
-    assert privacy.min_k_pp(logp, mu, sigma) == pytest.approx((z[0] + z[1]) / 2)
+    z = sorted([(-0.1 + 1) / 0.5, (-2.0 + 1) / 1.0, (-0.5 + 1) / 0.5, (-4.0 + 1) / 2.0])
+    assert privacy.min_k_pp(logp, mu, sigma) == pytest.approx(z[0])
+    assert privacy.min_k_pp(logp[:-1] + [-9.0], mu, sigma[:-1] + [0.01]) == privacy.min_k_pp(logp, mu, sigma)
     assert privacy.reference(logp, [-1.0] * 5) == pytest.approx(-6.8 / 5 + 1.0)
 
 
@@ -30,7 +34,9 @@ def test_memorization_by_hand():
     # 1 - k / L: L = 4 answer tokens, matching from position 2 to the end -> k = 2
     assert privacy.extraction_strength([False, False, True, True, False]) == pytest.approx(0.5)
     assert privacy.extraction_strength([True, True, True, True, True]) == 1.0
+    # not even the last answer token is the argmax: k = L, strength 0 (open-unlearning's loop would give 1/L)
     assert privacy.extraction_strength([True, True, True, False, True]) == 0.0
+    assert privacy.extraction_strength([True, True, True, False, False]) == 0.0
 
 
 def test_auc_tpr_and_priv_leak_by_hand():
@@ -41,8 +47,15 @@ def test_auc_tpr_and_priv_leak_by_hand():
     # FPR 0: the threshold above 0.4 keeps 2 of 3 members
     assert privacy.tpr_at_fpr(members, others, 0.01) == pytest.approx(2 / 3)
     assert privacy.tpr_at_fpr(members, others, 1 / 3) == pytest.approx(1.0)
-    assert privacy.priv_leak(0.75, 0.5) == pytest.approx(50.0)
+    # PrivLeak in MUSE's orientation: a perfectly memorised forget set (AUC 1) against a retain model at 0.5 is
+    # -100, the retain model itself 0, over-unlearning (the forget set looks less trained-on than unseen data) > 0
+    assert privacy.priv_leak(1.0, 0.5) == pytest.approx(-100.0)
+    assert privacy.priv_leak(0.75, 0.5) == pytest.approx(-50.0)
     assert privacy.priv_leak(0.5, 0.5) == 0.0
+    assert privacy.priv_leak(0.3, 0.5) == pytest.approx(40.0)
+    assert privacy.priv_leak(0.6, 0.6) == 0.0 and privacy.priv_leak(1.0, 0.6) == pytest.approx(-100.0)
+    with pytest.raises(ValueError, match="undefined"):
+        privacy.priv_leak(0.9, 1.0)
     with pytest.raises(ValueError, match="both forget and holdout"):
         privacy.auc([], others)
 

@@ -39,6 +39,12 @@ class ToyTask:
                         retain=self.retain, fingerprint=f"toy{self.cfg.n_forget}",
                         texts=[t for pair in FACTS for t in pair])
 
+    prompted = True
+
+    def scored_pairs(self):
+        return {s: [(r["question"], [r["answer"]]) for r in rows] for s, rows in (("forget", self.forget),
+                                                                                   ("retain", self.retain))}
+
     def evaluate(self, model, tokenizer, fmt, name, batch_size, accelerator=None):
         return {s: mean_answer_nll(model, fmt, [(r["question"], r["answer"]) for r in rows], batch_size)
                 for s, rows in (("forget", self.forget), ("retain", self.retain))}

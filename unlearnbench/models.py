@@ -8,11 +8,13 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
+                          PreTrainedTokenizerFast)
 
 from unlearnbench.config import ConfigError, EmbeddedModelConfig, ModelConfig
 
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
+EVAL_MAX_LENGTH = 512      # the evaluation's prompt + answer length (a row longer than the context is an error)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -81,6 +83,18 @@ def load_model(path: str, cfg: ModelConfig, gguf_file: str = ""):
     return model
 
 
+def context_length(path: str, cfg: ModelConfig) -> int | None:
+    """The model's context (max_position_embeddings) from its config alone, no weights read; None if it has none
+    (then only the run's own max_length limits apply)."""
+    kwargs = dict(trust_remote_code=cfg.trust_remote_code)
+    if cfg.gguf_file:
+        kwargs["gguf_file"] = cfg.gguf_file
+    elif cfg.revision and not Path(path).exists():
+        kwargs["revision"] = cfg.revision
+    config = AutoConfig.from_pretrained(path, **kwargs)
+    return getattr(config.get_text_config(), "max_position_embeddings", None)
+
+
 def load_tokenizer(path: str, cfg: ModelConfig, gguf_file: str = ""):
     kwargs = dict(trust_remote_code=cfg.trust_remote_code)
     if gguf_file:
@@ -104,7 +118,7 @@ def save_model(model, tokenizer, folder: Path, alone: bool = False) -> None:
 class PromptFormat:
     """Turns a question into the prompt the model config chooses, and QA pairs into TOFU-style training rows."""
 
-    def __init__(self, cfg: ModelConfig, tokenizer, max_length: int = 512):
+    def __init__(self, cfg: ModelConfig, tokenizer, max_length: int = EVAL_MAX_LENGTH):
         if cfg.prompt_format not in ("plain", "chat"):
             raise ValueError(f"model.prompt_format must be 'plain' or 'chat', got {cfg.prompt_format!r}")
         if cfg.prompt_format == "chat" and not getattr(tokenizer, "chat_template", None):

@@ -12,6 +12,11 @@ class, built from its validated config, provides:
     headline: list[str]               the metrics the leaderboard shows, in order
     log_scale: set[str]               metrics best drawn on a log axis (p-values)
     load(cache_dir) -> TaskData       rows to train and unlearn on (cache_dir: where to write generated files)
+    scored_pairs() -> dict[str, list[tuple[str, list[str]]]]
+                                      after load: per evaluation split, each item's (question, answers) as the
+                                      evaluation scores them; checked against the context before any training
+    prompted: bool                    whether those questions go through the model's prompt format (QA) or are
+                                      scored as raw text (lm-eval's context + continuation)
     evaluate(model, tokenizer, fmt, name, batch_size, accelerator) -> dict
                                       per-item statistics of a model (JSON-able); computed once and cached;
                                       every process calls it and gets the whole result (a task may split the
