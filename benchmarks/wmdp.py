@@ -166,8 +166,8 @@ def _letter_items(path: str) -> list[tuple[str, list[str]]]:
     """A local copy's questions in the cais/wmdp schema as lm-eval's letter prompt writes them
     ("question\nA. c0\n...\nAnswer:", continuations " A" ...)."""
     rows = read_records(Path(path).expanduser())
-    bad = next((i for i, r in enumerate(rows) if not isinstance(r.get("choices"), (list, tuple)) or "question" not in r),
-               None)
+    usable = lambda r: "question" in r and not isinstance(r.get("choices"), (str, type(None)))  # noqa: E731
+    bad = next((i for i, r in enumerate(rows) if not usable(r)), None)      # (parquet gives choices as an array)
     if bad is not None:
         raise ValueError(f"{path}: row {bad} lacks 'question' or a 'choices' list; a local copy needs the cais/wmdp "
                          f"schema (question, choices, answer)")
