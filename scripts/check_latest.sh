@@ -28,6 +28,7 @@ for pkg in $direct; do printf '  %s==%s\n' "$pkg" "$(python -c "from importlib.m
 python scripts/check_env.py >/dev/null 2>&1 && echo "  (identical to requirements/cpu.txt)" \
     || echo "  differs from requirements/cpu.txt: $(python scripts/check_env.py 2>&1 | head -1 | cut -d: -f2-)"
 export UNLEARNBENCH_UNLOCKED=1 UNLEARNBENCH_CACHE="$PWD/.cache/check-latest"
-python run_benchmark.py experiment=smoke output_dir=.cache/check-latest/smoke > /dev/null
+python run_benchmark.py experiment=smoke output_dir=.cache/check-latest/smoke > /dev/null 2> "$venv/smoke.err" \
+    || { tail -n 20 "$venv/smoke.err"; echo "smoke experiment: FAILED"; exit 1; }
 echo "smoke experiment: ok"
 python -m pytest -q -p no:cacheprovider
