@@ -16,6 +16,7 @@ from pathlib import Path
 import benchmarks  # noqa: F401  (registers every task family)
 import populations
 from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
+from evals import spread
 from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
@@ -321,12 +322,17 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     units["target"] = {"status": "ok", **pipe.evaluated(target, "target"), "cost": target.cost}
     units["retain"] = ({"status": "ok", **pipe.evaluated(retain, "retain"), "cost": retain.cost} if retain
                        else {"status": "absent", "error": NO_RETAIN})
+    seeds = [cfg.seed + k for k in range(1, cfg.seeds)]     # every method row's further seeds (evals/spread.py)
+    repeats: dict[str, list[dict]] = {}
     for name in cfg.methods:
         spec = METHODS.get_or_raise(name)
         if spec.is_retrain:
             units[name] = units["retain"]
         else:
-            units[name + ("+lora" if cfg.lora and spec.loss else "")] = pipe.unlearned(target, name)
+            row = name + ("+lora" if cfg.lora and spec.loss else "")
+            units[row] = pipe.unlearned(target, name)
+            if seeds:
+                repeats[row] = [pipe.unlearned(target, name, seed=s) for s in seeds]
 
     extra: dict[str, dict] = {}         # the privacy evaluations that need many models (populations.py)
     if cfg.privacy.population or cfg.privacy.shadow_models:
@@ -351,11 +357,18 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         cost["relative_cost"] = cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] else None
         record = {"task": task.label, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
                   "eval_cost": unit.get("eval_cost")}
-        if unit["status"] == "ok":
+        failed = next((u for u in [unit] + repeats.get(row, []) if u["status"] != "ok"), None)
+        if failed is None:
             record["metrics"] = {**task.metrics(unit["stats"], retain_stats), **extra.get(row, {})}
+            if row in repeats:
+                spread.over_seeds(record, [(cfg.seed, record["metrics"])] + [
+                    (s, task.metrics(u["stats"], retain_stats)) for s, u in zip(seeds, repeats[row])], task.log_scale)
         else:
-            record["error"] = unit["error"]
+            record["status"], record["error"] = failed["status"], failed["error"]
         records.append(record)
+    if seeds:
+        spread.mark_rows(records, task.forget_score, task.higher_is_better[task.forget_score],
+                         task.forget_score in task.log_scale)
     dataset = {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
                **data.describe, "forget_score": task.forget_score, "utility": task.utility,
                "headline": task.headline, "higher_is_better": task.higher_is_better,

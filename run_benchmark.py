@@ -42,6 +42,8 @@ leaderboard.md and plots/.
   task=<name>           configs/task/<name>.yaml ({tasks}); task.<key>=<value> sets one of its keys
   tasks=A,B             several tasks in one run (one leaderboard section each, plus a table across tasks);
                         tasks.<A>.<key>=<value> sets a key of task A
+  seeds=<n>             run every method row from seeds seed .. seed+n-1: means, 95 % intervals and a mark
+                        for rows not significantly different from the best (default experiment: 5)
   threads=<n>           torch CPU threads (default 0: OMP_NUM_THREADS, else usable CPUs / local processes)
   cache_dir=<dir>       where trained models and finished units are cached (default: $UNLEARNBENCH_CACHE or
                         ~/.cache/unlearnbench); a rerun reuses them and a crashed run resumes
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = load_config([a for a in argv if a not in FLAGS])
     if not cfg.methods:
         raise ConfigError("methods is empty; name at least one, e.g. methods=GradAscent")
+    if cfg.seeds < 1:
+        raise ConfigError(f"seeds={cfg.seeds}: the number of unlearning seeds per method must be at least 1")
     tasks = {label: build_task(label, section) for label, section in cfg.tasks.items()}
     cfg.tasks = {label: to_dict(t.cfg) for label, t in tasks.items()}   # config.yaml holds every resolved value
     for t in tasks.values():

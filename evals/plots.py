@@ -68,6 +68,9 @@ def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
         fs_log = fs in meta["log_scale"]
         ok = [r for r in records if r["task"] == task and r["status"] == "ok"]
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for r in (r for r in ok if r.get("per_seed")):       # each seed's own point, faint, beside the mean
+            ax.scatter([max(s["metrics"][fs], FLOOR) if fs_log else s["metrics"][fs] for s in r["per_seed"]],
+                       [s["metrics"][ut] for s in r["per_seed"]], s=12, alpha=0.35, color=colours[r["model"]])
         _scatter(ax, [(r["model"], _axis_value(r, fs, fs_log), r["metrics"][ut]) for r in ok], colours, xlog=fs_log)
         ax.set_xlabel(_label(fs, meta))
         ax.set_ylabel(_label(ut, meta))

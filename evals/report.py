@@ -71,10 +71,19 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
             for c in cols:
                 value = r["metrics"].get(c, r["cost"].get(c))
                 text = _fmt(value)
+                if c in r.get("spread", {}):
+                    low, high = r["spread"][c]["ci95"]
+                    text += f" [{_fmt(low)}, {_fmt(high)}]"
                 best = value is not None and r["model"] not in REFERENCE_ROWS and \
                     value == _best(records, task, c, directions)
-                cells.append(f"**{text}**" if best else text)
+                tie = c == meta["forget_score"] and r.get("tie_with_best") and not best
+                cells.append(f"**{text}**" if best else f"{text} ≈" if tie else text)
             out.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+        seeded = [r for r in records if r["task"] == task and r.get("per_seed")]
+        if seeded:
+            out += ["", f"Method rows: mean over {len(seeded[0]['per_seed'])} unlearning seeds [95 % t interval; "
+                        f"log-scaled metrics: geometric mean, interval of log10]. ≈: forget score not significantly "
+                        f"different from the best row's (paired t-test over seeds, p ≥ 0.05; evals/spread.py)."]
         out.append("")
         out += privacy_table(records, task)
     if len(tasks) > 1:

@@ -28,13 +28,21 @@ def times(v, ref):
     """A ratio that spans decades: whole numbers from 10 up, two significant digits below (0.21, not 0)."""
     return "—" if v is None or not ref else f"{v / ref:.0f}" if v / ref >= 10 else f"{v / ref:.2g}"
 def mib(v): return "—" if v is None else f"{v / 2**20:.0f}"
+def interval(r, key, fmt):
+    """A row's 95 % interval over seeds, where it has one (evals/spread.py)."""
+    s = (r.get("spread") or {}).get(key)
+    return f" [{fmt(s['ci95'][0])}, {fmt(s['ci95'][1])}]" if s else ""
+def mark(r):
+    """The forget score's significance mark over seeds: best row, or not significantly different from it."""
+    return " (best)" if r.get("best_over_seeds") else " ≈" if r.get("tie_with_best") else ""
 
 
 # (header, cell(record, target record), compared?)
 TOFU = [("row", lambda r, t: r["model"], True),
-        ("forget quality ↑", lambda r, t: sci(r["metrics"]["forget_quality"]), True),
+        ("forget quality ↑", lambda r, t: sci(r["metrics"]["forget_quality"])
+         + interval(r, "forget_quality", sci) + mark(r), True),
         ("× target", lambda r, t: times(r["metrics"]["forget_quality"], t["metrics"]["forget_quality"]), True),
-        ("model utility ↑", lambda r, t: f3(r["metrics"]["model_utility"]), True),
+        ("model utility ↑", lambda r, t: f3(r["metrics"]["model_utility"]) + interval(r, "model_utility", f3), True),
         ("÷ target", lambda r, t: ratio(r["metrics"]["model_utility"], t["metrics"]["model_utility"]), True),
         ("forget Prob", lambda r, t: f3(r["metrics"]["forget_prob"]), True),
         ("forget truth ratio", lambda r, t: f3(r["metrics"]["forget_truth_ratio"]), True),

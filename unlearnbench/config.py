@@ -126,6 +126,8 @@ class PrivacySettings:
 class ExperimentConfig:
     name: str = "default"
     seed: int = 0
+    seeds: int = 1                         # every method row unlearned from seeds seed .. seed + seeds - 1: mean,
+                                           # spread, 95 % interval and significance over them (evals/spread.py)
     threads: int = 0                       # torch CPU threads; 0 = auto (OMP_NUM_THREADS, else usable CPUs / processes)
     gradient_checkpointing: bool = False   # recompute activations in backward: less memory, ~1/3 more compute
     output_dir: str = ""                   # default: results/<name>
