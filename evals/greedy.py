@@ -1,9 +1,7 @@
 """Greedy decoding for the evaluation engine (evals/engine.py), exact to transformers' greedy `generate`.
 
 - Decoding continues from the prompts' cache. A sequence leaves the batch at EOS or at its token cap (its rows are
-  dropped from the cache), so a batch costs its longest *live* sequence rather than the slowest row at every step;
-  new keys and values go into reserved room instead of a concatenation per step, where evals/kvcache.py's fast
-  path works.
+  dropped from the cache), so a batch costs its longest *live* sequence rather than the slowest row at every step.
 - **Answers as drafts.** The scoring pass has already run each question's answers (its token tree) and computed
   the model's argmax after every answer token. Greedy decoding's first tokens can be read off it: start from the
   argmax after the prompt and, while that token is a child in the tree, step into the child and take the argmax
@@ -127,7 +125,6 @@ def decode(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, n
     row i's tokens, its first token included, until EOS (kept) or caps[i] tokens."""
     live = torch.arange(len(next_token), device=next_token.device)
     left = torch.tensor(caps, device=next_token.device)            # tokens each row may still take
-    cache = kvcache.roomy(cache)
     generated: list[list[int]] = [[] for _ in range(len(next_token))]
     while True:
         for row, token in zip(live.tolist(), next_token.tolist()):

@@ -25,7 +25,6 @@ from accelerate import Accelerator  # noqa: E402
 
 from benchmarks.tofu import EVAL_SPLITS  # noqa: E402
 from evals.engine import Work  # noqa: E402
-from evals import kvcache  # noqa: E402
 from evals.stats import split_stats  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 from unlearnbench.cache import UnitStore  # noqa: E402
@@ -100,9 +99,6 @@ def compiled_work(model, fmt, task, args, max_new: int, eager: dict, eager_work:
     a timed second pass, and its differences from the eager pass."""
     forward = model.forward
     model.forward = torch.compile(forward, dynamic=True)
-    if kvcache.FAST:        # inductor fails on views of the reserved room
-        update = kvcache.RoomyLayer.update
-        kvcache.RoomyLayer.update = torch.compiler.disable(update)
     try:
         start = time.perf_counter()
         evaluate(model, fmt, task, args.limit, max_new, use_engine=True)
@@ -110,8 +106,6 @@ def compiled_work(model, fmt, task, args, max_new: int, eager: dict, eager_work:
         compiled, work = evaluate(model, fmt, task, args.limit, max_new, use_engine=True)
     finally:
         model.forward = forward
-        if kvcache.FAST:
-            kvcache.RoomyLayer.update = update
     report("compiled", work, n_params, flops)
     compare("compiled / eager", compiled, work, eager, eager_work)
 

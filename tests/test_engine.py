@@ -13,31 +13,12 @@ import pytest
 import torch
 
 from benchmarks.tofu import EVAL_SPLITS
-from evals import kvcache
 from evals.engine import Work, _tree_batches, evaluate, length_batches
 from evals.greedy import walk
 from evals.reference import greedy_generate, mean_answer_nll
 from evals.stats import split_stats
 from unlearnbench.cost import CostMeter
 from unlearnbench.models import PromptFormat
-
-
-@pytest.fixture(params=["fast", "public"])
-def kv_path(request, monkeypatch):
-    """Both of evals/kvcache.py's paths: its private fast path (where its feature test passed) and the plain public
-    DynamicCache it falls back to."""
-    if request.param == "fast" and not kvcache.FAST:
-        pytest.skip("the KV cache's fast path is not available on this transformers version")
-    monkeypatch.setattr(kvcache, "FAST", request.param == "fast")
-    return request.param
-
-
-def test_kv_fast_path_feature_test_and_switch(monkeypatch):
-    """The fast path's feature test passes on the locked transformers (the engine would silently run the slower
-    public path otherwise), and UNLEARNBENCH_KV_FAST=0 turns it off."""
-    assert kvcache._fast_path_works()
-    monkeypatch.setenv("UNLEARNBENCH_KV_FAST", "0")
-    assert not kvcache._fast_path_works()
 
 
 def close(a: float, b: float, tol: float = 4e-6) -> bool:
@@ -68,7 +49,7 @@ def test_tree_batches_bound_padding_and_the_budget():
     assert [sizes[i] for b in batches for i in b] == sorted(sizes)
 
 
-def test_engine_equals_the_reference_on_the_smoke_world(smoke_target, kv_path):
+def test_engine_equals_the_reference_on_the_smoke_world(smoke_target):
     model, fmt, task = smoke_target
     exact = copy.deepcopy(model).double()
     fast_all, ref_all, work = {}, {}, Work()
@@ -190,7 +171,7 @@ def test_walk_follows_the_models_argmax_through_the_tree():
 
 
 @pytest.mark.parametrize("cut", [2, 5])
-def test_drafts_that_leave_the_tree_decode_on_exactly(smoke_target, cut, kv_path):
+def test_drafts_that_leave_the_tree_decode_on_exactly(smoke_target, cut):
     """Answers cut after a few words and ended with a wrong word: the walk leaves each tree part-way (or at once),
     decoding goes on from the prompt's cache plus the walked nodes' keys and values, and every generation equals
     transformers' `generate`; some tokens came from the drafts, some from decoding."""

@@ -1,21 +1,18 @@
 """GPU tests (`pytest -m gpu`; skipped without CUDA, run by scripts/gpu_check.py on a lent GPU): the evaluation
-engine gives the reference's numbers on the GPU too, on both of evals/kvcache.py's paths."""
+engine gives the reference's numbers on the GPU too."""
 import copy
 
 import pytest
 import torch
 
 from benchmarks.tofu import EVAL_SPLITS
-from evals import kvcache
 from evals.stats import split_stats
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast", "public"])
-def test_engine_equals_the_reference_on_the_gpu(smoke_target, fast, monkeypatch):
-    monkeypatch.setattr(kvcache, "FAST", fast and kvcache.FAST)
+def test_engine_equals_the_reference_on_the_gpu(smoke_target):
     model, fmt, task = smoke_target
     model = copy.deepcopy(model).to("cuda")
     for split, role in EVAL_SPLITS.items():
