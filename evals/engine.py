@@ -185,11 +185,12 @@ def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: 
     for sub in _tree_batches([len(it.tree) for it in items], width, token_budget):
         after, sub_cache = _score_trees(model, [items[i] for i in sub], [scored[i] for i in sub], cache, sub, mask,
                                         positions, last, work, detail)
+        sub_kv = kvcache.layers(sub_cache) if drafting else []
         for j, i in enumerate(sub if drafting else []):
             tokens, nodes = greedy.walk(items[i].tree.children, first[i], after[j], max_new_tokens, eos)
             done = tokens[-1] == eos or len(tokens) == max_new_tokens
             at = width + torch.tensor(nodes, dtype=torch.long, device=device)
-            kv = [] if done else [(keys[j][:, at], values[j][:, at]) for keys, values in kvcache.layers(sub_cache)]
+            kv = [] if done else [(keys[j][:, at], values[j][:, at]) for keys, values in sub_kv]
             drafts[i] = greedy.Draft(tokens, done, kv)
     mid = time.perf_counter()
     work.scoring_seconds += mid - start
