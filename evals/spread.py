@@ -56,11 +56,16 @@ def paired_p(a, b, log: bool = False) -> float | None:
     return float(stats.ttest_rel(x, y).pvalue)
 
 
+def best_row(rows: dict[str, list[float]], higher_is_better: bool, log: bool = False) -> str:
+    """The row with the best mean (on log10 where `log`)."""
+    means = {name: float(_values(v, log).mean()) for name, v in rows.items()}
+    return (max if higher_is_better else min)(means, key=means.get)
+
+
 def mark_ties(rows: dict[str, list[float]], higher_is_better: bool, log: bool = False) -> dict[str, bool]:
     """Per row: True where its forget score is not significantly different from the best row's (by mean; the best
     row itself is True). `rows`: {row: per-seed values, all on the same seeds}."""
-    means = {name: float(_values(v, log).mean()) for name, v in rows.items()}
-    best = (max if higher_is_better else min)(means, key=means.get)
+    best = best_row(rows, higher_is_better, log)
     out = {}
     for name, values in rows.items():
         p = paired_p(values, rows[best], log)
@@ -84,9 +89,7 @@ def mark_rows(records: list[dict], forget_score: str, higher_is_better: bool, lo
     rows = {r["model"]: [s["metrics"][forget_score] for s in r["per_seed"]] for r in records if r.get("per_seed")}
     if len(rows) < 2:
         return
-    ties = mark_ties(rows, higher_is_better, log)
-    means = {name: float(_values(v, log).mean()) for name, v in rows.items()}
-    best = (max if higher_is_better else min)(means, key=means.get)
+    ties, best = mark_ties(rows, higher_is_better, log), best_row(rows, higher_is_better, log)
     for r in records:
         if r["model"] in ties:
             r["tie_with_best"], r["best_over_seeds"] = ties[r["model"]], r["model"] == best
