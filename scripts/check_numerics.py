@@ -1,7 +1,8 @@
 """How much the CPU's floating-point paths move the numbers: one experiment (default: smoke) run from an empty cache
 under each ATen CPU capability this machine supports (torch's vectorised kernels: default = none, avx2, avx512),
-at 1 and 2 threads, and with MKL's conditional numerical reproducibility (MKL_CBWR) pinned; prints the largest
-metric difference from the first setting, per setting.
+at 1 and 2 threads, and with MKL's conditional numerical reproducibility (MKL_CBWR), in the native mode (each
+CPU's own kernels) and in the reproducible mode (unlearnbench/numerics.py, the default); prints, per setting, the
+largest metric difference from the first setting of its mode, and the time.
 
     python scripts/check_numerics.py [--settings NAME ...] [key=value ...]
 
@@ -21,15 +22,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+NATIVE = {"UNLEARNBENCH_NUMERICS": "native"}
+# Native: each setting is what another CPU would pick. Reproducible (the default mode, unlearnbench/numerics.py):
+# the same settings must then give the same numbers, since the mode pins the kernels whatever the machine picks.
 SETTINGS = {
-    "baseline (2 threads)": {},
-    "1 thread": {"threads": "1"},
-    "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
-    "ATEN_CPU_CAPABILITY=avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
-    "ATEN_CPU_CAPABILITY=avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
-    "MKL_CBWR=AVX2": {"MKL_CBWR": "AVX2"},
-    "MKL_CBWR=AVX2 + ATEN avx2": {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
-    "MKL_CBWR=AVX2 + ATEN avx2, 1 thread": {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "threads": "1"},
+    "native, 2 threads": NATIVE,
+    "native, 1 thread": {**NATIVE, "threads": "1"},
+    "native, ATEN_CPU_CAPABILITY=default": {**NATIVE, "ATEN_CPU_CAPABILITY": "default"},
+    "native, ATEN_CPU_CAPABILITY=avx2": {**NATIVE, "ATEN_CPU_CAPABILITY": "avx2"},
+    "native, ATEN_CPU_CAPABILITY=avx512": {**NATIVE, "ATEN_CPU_CAPABILITY": "avx512"},
+    "native, MKL_CBWR=AVX2": {**NATIVE, "MKL_CBWR": "AVX2"},
+    "reproducible, 2 threads": {},
+    "reproducible, 1 thread": {"threads": "1"},
+    "reproducible, ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
+    "reproducible, ATEN_CPU_CAPABILITY=avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
+    "reproducible, ATEN_CPU_CAPABILITY=avx512, 1 thread": {"ATEN_CPU_CAPABILITY": "avx512", "threads": "1"},
 }
 
 
@@ -58,15 +65,29 @@ def main() -> None:
     have = supported()
     names = [n for n in args.settings if SETTINGS[n].get("ATEN_CPU_CAPABILITY", "default") in have]
     print(f"{' '.join(overrides)}; this CPU supports ATEN_CPU_CAPABILITY {sorted(have)}")
+    print("each setting against the first of its mode (native: what this CPU picks itself; reproducible: the mode "
+          "must give the same numbers whatever is set)")
+    references: dict[str, tuple[dict, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        base, base_seconds = run(names[0], SETTINGS[names[0]], overrides, Path(tmp))
-        print(f"{names[0]:<40} {base_seconds:6.1f} s  (the reference)")
-        for name in names[1:]:
+        for name in names:
+            group = name.split(",")[0]
             got, seconds = run(name, SETTINGS[name], overrides, Path(tmp))
-            diffs = {key: abs(got[key] - v) for key, v in base.items() if key in got}
-            worst = max(diffs, key=diffs.get)
-            print(f"{name:<40} {seconds:6.1f} s  largest metric difference {diffs[worst]:.3g} "
-                  f"({worst[1]} {worst[2]}); {sum(d > 0 for d in diffs.values())} of {len(diffs)} metrics differ")
+            if group not in references:
+                references[group] = (got, seconds)
+                print(f"{name:<52} {seconds:6.1f} s  (the {group} reference)")
+                continue
+            print(f"{name:<52} {seconds:6.1f} s  {compare(references[group][0], got)}")
+        if len(references) == 2:
+            (native, t_native), (repro, t_repro) = references["native"], references["reproducible"]
+            print(f"{'reproducible against native (both 2 threads)':<52} {t_repro / t_native:6.2f} x time  "
+                  f"{compare(native, repro)}")
+
+
+def compare(reference: dict, got: dict) -> str:
+    diffs = {key: abs(got[key] - v) for key, v in reference.items() if key in got}
+    worst = max(diffs, key=diffs.get)
+    return (f"largest metric difference {diffs[worst]:.3g} ({worst[1]} {worst[2]}); "
+            f"{sum(d > 0 for d in diffs.values())} of {len(diffs)} metrics differ")
 
 
 if __name__ == "__main__":

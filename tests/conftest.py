@@ -8,6 +8,10 @@ import tempfile
 
 import pytest
 
+from unlearnbench import numerics
+
+numerics.apply()        # the kernels the benchmark pins, before anything loads torch
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

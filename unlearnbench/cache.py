@@ -13,12 +13,19 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from unlearnbench import CACHE_VERSION, __version__
+from unlearnbench import CACHE_VERSION, __version__, numerics
 
 
 def stable_hash(*parts) -> str:
-    blob = json.dumps([__version__, CACHE_VERSION, *parts], sort_keys=True, default=str)
+    # the numerics mode picks other CPU kernels, hence other weights: its units never mix with the other mode's
+    blob = json.dumps([__version__, CACHE_VERSION, numerics.mode(), *parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def row_digests(rows: list[dict]) -> list[str]:
+    """Sorted digests of the rows a training unit saw (written beside it), so a test can show which rows never
+    reached it (the tuning protocol's test split)."""
+    return sorted({hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:16] for r in rows})
 
 
 def atomic_write_text(path: Path, text: str) -> None:

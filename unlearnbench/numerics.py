@@ -1,0 +1,54 @@
+"""Reproducible CPU numerics: the same floating-point kernels on every x86 CPU with AVX2, so that a trained model
+and its metrics do not depend on which CPU ran them (README, "Numbers across CPUs").
+
+On CPU, torch picks its vectorised kernels (softmax, norms, reductions, elementwise ops) by the instruction set it
+finds, and MKL picks its GEMM code path the same way; the embedded model is pretrained from scratch at a high
+learning rate, which turns last-bit differences into other weights. The reproducible mode pins both to AVX2, which
+every x86 CPU since 2013-2015 has: torch's `ATEN_CPU_CAPABILITY=avx2` and MKL's conditional numerical
+reproducibility `MKL_CBWR=AVX2,STRICT` (STRICT: the same bits at any thread count), and oneDNN's ISA likewise.
+
+The variables are read when torch first runs a kernel, so `apply()` must run before torch is imported: it is the
+first thing run_benchmark.py and the tests do. `UNLEARNBENCH_NUMERICS=native` turns the mode off (each CPU's
+fastest kernels); the mode a run used is written to results.json (`runtime.numerics`).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+MODE_VARIABLE = "UNLEARNBENCH_NUMERICS"
+MODES = ("reproducible", "native")
+PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def mode(environ=os.environ) -> str:
+    value = environ.get(MODE_VARIABLE, "reproducible").strip().lower() or "reproducible"
+    if value not in MODES:
+        raise ValueError(f"{MODE_VARIABLE}={value!r}: choose 'reproducible' (the default: the same kernels on every "
+                         f"x86 CPU with AVX2) or 'native' (each CPU's fastest kernels)")
+    return value
+
+
+def apply(environ=os.environ) -> str:
+    """Pin the kernels (reproducible mode) before torch loads; returns the mode. The pins override variables the
+    user set, since a mode that another setting can undo would not be one; `native` leaves them alone."""
+    chosen = mode(environ)
+    if chosen == "reproducible":
+        if environ is os.environ and "torch" in sys.modules and any(environ.get(k) != v for k, v in PINNED.items()):
+            raise RuntimeError("unlearnbench.numerics.apply() must run before torch is imported, or the kernels it "
+                               "pins are already chosen; import and apply it first")
+        environ.update(PINNED)
+    return chosen
+
+
+def describe() -> dict:
+    """What results.json records: the mode, the pinned variables, and the kernels torch actually chose (a CPU without
+    AVX2 falls back to slower ones, and its numbers then differ from other CPUs')."""
+    import torch
+    capability = torch.backends.cpu.get_cpu_capability()
+    out = {"mode": mode(), "cpu_capability": capability,
+           "pinned": {k: os.environ.get(k, "") for k in PINNED} if mode() == "reproducible" else {}}
+    if mode() == "reproducible" and capability.lower() != "avx2":
+        out["warning"] = (f"torch runs {capability} kernels, not the AVX2 ones the reproducible mode pins: this "
+                          f"CPU's numbers may differ from other CPUs'")
+    return out
