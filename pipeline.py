@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import benchmarks  # noqa: F401  (registers every task family)
-import populations
 from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
-from evals import spread
 from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
-from unlearnbench.cache import UnitStore, read_json, stable_hash, write_json
+from unlearnbench.cache import UnitStore, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
-from unlearnbench.cost import COST_FIELDS, CostMeter
+from unlearnbench.cost import CostMeter
 from unlearnbench.models import (EVAL_MAX_LENGTH, PromptFormat, build_embedded_model, context_length, load_model,
                                  load_tokenizer, resolve_name, save_model, train_tokenizer)
 from unlearnbench.runtime import Solo
@@ -63,7 +61,7 @@ class Pipeline:
 
     def solo(self) -> Pipeline:
         """This pipeline for units this process builds alone while the other processes build theirs
-        (populations.build_members): the same config, data and cache, no collective operation."""
+        (orchestration/populations.py): the same config, data and cache, no collective operation."""
         return Pipeline(self.cfg, self.task, self.data, self.store, Solo(self.acc))
 
     def method_hparams(self, name: str):
@@ -227,6 +225,7 @@ class Pipeline:
             save_model(model.merge_and_unload() if lora_lr else model, tokenizer, tmp,
                        alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
+            write_json(tmp / "rows_seen.json", row_digests(rows))
         path = self._unit("finetuned", key, build)
         return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
 
@@ -296,81 +295,4 @@ class Pipeline:
             return {"status": "failed", "error": str(log), "cost": meter.record()}
         stats, eval_cost = self.evaluate(model, tokenizer, spec.name, generate)
         return {"status": "ok", "stats": stats, "cost": meter.record(), "eval_cost": eval_cost, "train_log": log,
-                "hparams": dataclasses.asdict(hp)}
-
-
-NO_RETAIN = ("no retain model: the target is the given model itself and model.retain names no checkpoint, so "
-             "metrics that compare with retraining are not reported")
-
-
-def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator) -> dict:
-    """One task end to end from its loaded (and checked: preflight.py) data: base -> target and retain,
-    unlearning with every method, metrics.
-
-    Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
-    pipe = Pipeline(cfg, task, data, store, accelerator)
-    if cfg.privacy.population or cfg.privacy.shadow_models:
-        populations.require_holdout(pipe)       # before any training, not after the main rows
-    base = pipe.base()
-    target = pipe.finetuned(base, "target", cfg.model.target)
-    retain = pipe.finetuned(base, "retain", cfg.model.retain)
-
-    units = {}
-    if cfg.model.name != "embedded" and not cfg.model.target and target is not base:
-        # a pretrained model the suite fine-tuned into the target: its untouched self is a row, the utility to keep
-        units["base"] = {"status": "ok", **pipe.evaluated(base, "base"), "cost": None}
-    units["target"] = {"status": "ok", **pipe.evaluated(target, "target"), "cost": target.cost}
-    units["retain"] = ({"status": "ok", **pipe.evaluated(retain, "retain"), "cost": retain.cost} if retain
-                       else {"status": "absent", "error": NO_RETAIN})
-    seeds = [cfg.seed + k for k in range(1, cfg.seeds)]     # every method row's further seeds (evals/spread.py)
-    repeats: dict[str, list[dict]] = {}
-    for name in cfg.methods:
-        spec = METHODS.get_or_raise(name)
-        if spec.is_retrain:
-            units[name] = units["retain"]
-        else:
-            row = name + ("+lora" if cfg.lora and spec.loss else "")
-            units[row] = pipe.unlearned(target, name)
-            if seeds:
-                repeats[row] = [pipe.unlearned(target, name, seed=s) for s in seeds]
-
-    extra: dict[str, dict] = {}         # the privacy evaluations that need many models (populations.py)
-    if cfg.privacy.population or cfg.privacy.shadow_models:
-        populations.build_members(pipe, base, target, units)
-    if cfg.privacy.shadow_models:
-        for row, values in populations.lira_metrics(pipe, base, units).items():
-            extra.setdefault(row, {}).update(values)
-    if cfg.privacy.population:
-        for row, values in populations.population_metrics(pipe, base, target, units).items():
-            extra.setdefault(row, {}).update(values)
-    for name in cfg.methods:            # the Retrain row is the retain model: the same columns
-        if METHODS.get_or_raise(name).is_retrain and "retain" in extra:
-            extra[name] = {**extra["retain"], **extra.get(name, {})}
-
-    retain_stats = units["retain"].get("stats")
-    retain_cost = (retain.cost or {}).get("wall_seconds") if retain else None
-    records = []
-    for row, unit in units.items():
-        # a given checkpoint's training cost is unknown: its fields stay present, as null
-        cost = {**dict.fromkeys(COST_FIELDS), **(unit.get("cost") or {})}
-        cost.pop("train_log", None)
-        cost["relative_cost"] = cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] else None
-        record = {"task": task.label, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
-                  "eval_cost": unit.get("eval_cost")}
-        failed = next((u for u in [unit] + repeats.get(row, []) if u["status"] != "ok"), None)
-        if failed is None:
-            record["metrics"] = {**task.metrics(unit["stats"], retain_stats), **extra.get(row, {})}
-            if row in repeats:
-                spread.over_seeds(record, [(cfg.seed, record["metrics"])] + [
-                    (s, task.metrics(u["stats"], retain_stats)) for s, u in zip(seeds, repeats[row])], task.log_scale)
-        else:
-            record["status"], record["error"] = failed["status"], failed["error"]
-        records.append(record)
-    if seeds:
-        spread.mark_rows(records, task.forget_score, task.higher_is_better[task.forget_score],
-                         task.forget_score in task.log_scale)
-    dataset = {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
-               **data.describe, "forget_score": task.forget_score, "utility": task.utility,
-               "headline": task.headline, "higher_is_better": task.higher_is_better,
-               "log_scale": sorted(task.log_scale)}
-    return {"records": records, "dataset": dataset, "per_item": {row: unit.get("stats") for row, unit in units.items()}}
+                "hparams": dataclasses.asdict(hp), "rows_seen": row_digests(self.data.forget + self.data.retain)}

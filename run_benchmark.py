@@ -10,13 +10,18 @@ from __future__ import annotations
 import os
 import sys
 
+from unlearnbench import numerics
+
+numerics.apply()     # before torch loads: the same CPU kernels on every machine (unlearnbench/numerics.py)
+
 import transformers
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from evals.report import leaderboard, write_results
 from methods import METHODS, method_config
-from pipeline import Pipeline, run_task
+from orchestration.benchmark import run_task
+from pipeline import Pipeline
 from preflight import check_lengths, check_run
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench import environment
@@ -44,6 +49,10 @@ leaderboard.md and plots/.
                         tasks.<A>.<key>=<value> sets a key of task A
   seeds=<n>             run every method row from seeds seed .. seed+n-1: means, 95 % intervals and a mark
                         for rows not significantly different from the best (default experiment: 5)
+  seed_models=true      seeds also fine-tune target and retain (seed s's rows: seed s's models)
+  utility_floor=<f>     rows with utility below f x the retain model's are flagged (†), never best (0.9)
+  tuned=<name|file>     method settings written by tune.py (configs/tuned/<name>.yaml); the default
+                        experiment reads tuned/default; method_args.* on top are marked "set by hand"
   threads=<n>           torch CPU threads (default 0: OMP_NUM_THREADS, else usable CPUs / local processes)
   cache_dir=<dir>       where trained models and finished units are cached (default: $UNLEARNBENCH_CACHE or
                         ~/.cache/unlearnbench); a rerun reuses them and a crashed run resumes
@@ -55,6 +64,9 @@ leaderboard.md and plots/.
   --fresh               ignore cached units and rebuild every stage of this run
   --debug               show the traceback of an input error (or set UNLEARNBENCH_DEBUG=1)
   --help                this text
+
+UNLEARNBENCH_NUMERICS=native (environment) turns off the reproducible CPU numerics: by default torch's and
+MKL's kernels are pinned to AVX2 so that every x86 CPU computes the same numbers (unlearnbench/numerics.py).
 
 The schema of every key is in unlearnbench/config.py (a task family's own keys in benchmarks/<task>.py); the
 method hyperparameters in methods/<method>.py."""
@@ -111,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
 
-    # 3-5. per task: data, base -> target and retain, every method, metrics (pipeline.run_task)
+    # 3-5. per task: data, base -> target and retain, every method, metrics (orchestration/benchmark.py)
     records, datasets, per_item = [], {}, {}
     for label, task in tasks.items():
         done = run_task(cfg, task, data[label], store, accelerator)
@@ -122,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 6. results files
     payload = {"experiment": cfg.name, "config": to_dict(cfg), "versions": environment.describe(),
-               "runtime": {"torch_threads": threads, "processes": accelerator.num_processes},
+               "runtime": {"torch_threads": threads, "processes": accelerator.num_processes,
+                           "numerics": numerics.describe()},
                "datasets": datasets, "results": records, "per_item": per_item}
     if accelerator.is_main_process:
         write_results(out, payload)
@@ -136,11 +149,14 @@ INPUT_ERRORS = (ConfigError, ValueError, OSError)
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """main() with input errors as one line on stderr and exit status 2; --debug (or UNLEARNBENCH_DEBUG=1)
+    return cli_errors(main, list(sys.argv[1:] if argv is None else argv))
+
+
+def cli_errors(entry, argv: list[str]) -> int:
+    """entry(argv) with input errors as one line on stderr and exit status 2; --debug (or UNLEARNBENCH_DEBUG=1)
     re-raises them with their traceback. Anything else is a bug and keeps its traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        main(argv)
+        entry(argv)
     except INPUT_ERRORS as err:
         if "--debug" in argv or os.environ.get("UNLEARNBENCH_DEBUG", "") not in ("", "0"):
             raise

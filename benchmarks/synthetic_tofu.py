@@ -1,7 +1,8 @@
 """Deterministic generator of a TOFU-style world of fictitious authors, in the exact `locuslab/TOFU` schema.
 
 Splits (SPEC section 4): `full`; `forgetNN` / `retain(100-NN)` / `holdoutNN` for each forget percentage;
-`forgetNN_perturbed`, `retain_perturbed`, `real_authors_perturbed`, `world_facts_perturbed`. Forget sets are the
+`forgetNN_perturbed`, `retain_perturbed`, `real_authors_perturbed`, `world_facts_perturbed`, and `full_perturbed`
+(every trained author's perturbed rows; not in the real release). Forget sets are the
 last authors of `full` (as in TOFU); holdout authors are generated the same way and never trained on.
 """
 from __future__ import annotations
@@ -140,6 +141,8 @@ def generate(cfg: SyntheticTofuConfig) -> dict[str, list[dict]]:
     # TOFU's retain_perturbed comes from authors kept by every forget split: the first ones.
     k_max = max(n_forget_authors(cfg.n_authors, p) for p in cfg.forget_percentages)
     splits["retain_perturbed"] = flat(trained[:k_max])
+    # every trained author's perturbed rows: the tuning protocol's validation forget authors come from them
+    splits["full_perturbed"] = flat(trained)
     splits["real_authors_perturbed"] = read_fact_table("real_authors")
     splits["world_facts_perturbed"] = read_fact_table("world_facts")
     return splits

@@ -25,8 +25,10 @@ QA_FIELDS = ("question", "answer")
 # answer and perturbed_answer (TOFU scores them against `answer`).
 REQUIRED = {"forget_eval": QA_FIELDS + ("paraphrased_answer", "perturbed_answer"),
             "retain_eval": QA_FIELDS + ("paraphrased_answer", "perturbed_answer"),
+            "full_eval": QA_FIELDS + ("paraphrased_answer", "perturbed_answer"),
             "real_authors": QA_FIELDS + ("perturbed_answer",), "world_facts": QA_FIELDS + ("perturbed_answer",)}
-OPTIONAL_ROLES = {"holdout": "membership attacks (forget vs holdout)"}
+OPTIONAL_ROLES = {"holdout": "membership attacks (forget vs holdout)",
+                  "full_eval": "validation forget authors beyond retain_perturbed's (tune.py)"}
 SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
@@ -57,7 +59,7 @@ def split_names(forget_split: str) -> dict[str, str]:
     return {"full": "full", "forget": forget_split, "retain": f"retain{100 - pct:02d}",
             "holdout": f"holdout{pct:02d}", "forget_eval": f"{forget_split}_perturbed",
             "retain_eval": "retain_perturbed", "real_authors": "real_authors_perturbed",
-            "world_facts": "world_facts_perturbed"}
+            "world_facts": "world_facts_perturbed", "full_eval": "full_perturbed"}
 
 
 def read_records(path: Path) -> list[dict]:
@@ -184,6 +186,8 @@ class TofuConfig(TaskConfig):
     source: str = "synthetic"              # synthetic | hub | local
     path: str = "locuslab/TOFU"            # hub dataset id, or a local folder of <split>.json files
     forget_split: str = "forget10"
+    rows_per_author: int = 20              # QA rows per author, in author order (the real release: 20); the
+                                           # synthetic world's is synthetic.qa_per_author
     synthetic: SyntheticTofuConfig = field(default_factory=SyntheticTofuConfig)
 
 
@@ -205,12 +209,57 @@ class TofuTask:
     def load(self, cache_dir: Path | None = None) -> TaskData:
         data = load_tofu(self.cfg)
         self.rows = data.splits
+        return self._task_data(data.names, data.fingerprint)
+
+    def _task_data(self, names: dict, fingerprint: str) -> TaskData:
         # every text of the world, in split order (the embedded tokenizer is trained on them)
-        texts = [v for rows in data.splits.values() for r in rows for v in _texts(r)]
-        return TaskData(train={"target": data.splits["full"], "retain": data.splits["retain"]},
-                        forget=data.splits["forget"], retain=data.splits["retain"], fingerprint=data.fingerprint,
-                        texts=texts, describe={"splits": data.names, "source": self.cfg.source,
-                                               "sizes": {k: len(v) for k, v in data.splits.items()}})
+        texts = [v for role, rows in self.rows.items() if role != "full_eval" for r in rows for v in _texts(r)]
+        return TaskData(train={"target": self.rows["full"], "retain": self.rows["retain"]},
+                        forget=self.rows["forget"], retain=self.rows["retain"], fingerprint=fingerprint,
+                        texts=texts, describe={"splits": names, "source": self.cfg.source,
+                                               "sizes": {k: len(v) for k, v in self.rows.items()}})
+
+    def validation(self, n_authors: int = 0) -> tuple[TofuTask, TaskData]:
+        """The tuning protocol's split (tune.py), after load(): the world without the test forget authors, whose
+        forget set is `n_authors` other authors (0: as many as the test forget set) and whose target and retain
+        models are fine-tuned on that world alone, so no row of the test forget set reaches a tuning run.
+
+        Its forget authors need perturbed rows (the truth ratio): the synthetic world has them for every author
+        (`full_perturbed`), and they are the last retain authors outside `retain_perturbed`. A source without them
+        (the real release) takes the last half of `retain_perturbed`'s authors (at most n_authors), and the first
+        half stays its retain evaluation set. An author is a block of `rows_per_author` rows of the retain split."""
+        per = self.cfg.synthetic.qa_per_author if self.cfg.source == "synthetic" else self.cfg.rows_per_author
+        retain, qa = self.rows["retain"], lambda r: (r["question"], r["answer"])  # noqa: E731
+        if per < 1 or len(retain) % per:
+            raise ValueError(f"the retain split has {len(retain)} rows, not a multiple of task.rows_per_author={per}; "
+                             f"set it to the rows each author has (the real TOFU release: 20)")
+        authors = [retain[i:i + per] for i in range(0, len(retain), per)]
+        author_of = {qa(r): a for a, rows in enumerate(authors) for r in rows}
+        strays = [r["question"] for r in self.rows["retain_eval"] if qa(r) not in author_of]
+        if strays:
+            raise ValueError(f"{len(strays)} retain_perturbed rows are not in the retain split (e.g. {strays[0]!r}); "
+                             f"the validation split needs retain_perturbed's authors among the retain authors")
+        perturbed = {qa(r): r for r in self.rows.get("full_eval", []) + self.rows["retain_eval"]}
+        evaluated = sorted({author_of[qa(r)] for r in self.rows["retain_eval"]})
+        want = n_authors or max(1, round(len(self.rows["forget"]) / per))
+        others = [a for a in range(len(authors)) if a not in evaluated and all(qa(r) in perturbed for r in authors[a])]
+        spare = min(want, len(evaluated) // 2)       # retain_perturbed's authors keep at least half as its own
+        chosen = others[-want:] if len(others) >= want else evaluated[len(evaluated) - spare:] if spare else []
+        if not chosen:
+            raise ValueError(f"no retain author has perturbed rows to spare for a validation forget set (retain_"
+                             f"perturbed covers {len(evaluated)} authors); add a full_perturbed split to task.path")
+        forget = [r for a in chosen for r in authors[a]]
+        split = TofuTask(self.cfg)
+        split.label = f"{self.label}_validation"
+        split.rows = {"full": retain, "forget": forget,
+                      "retain": [r for a, rows in enumerate(authors) if a not in chosen for r in rows],
+                      "forget_eval": [perturbed[qa(r)] for r in forget],
+                      "retain_eval": [r for r in self.rows["retain_eval"] if author_of[qa(r)] not in chosen],
+                      "real_authors": self.rows["real_authors"], "world_facts": self.rows["world_facts"]}
+        names = {role: f"validation {role}" for role in split.rows}
+        names["full"] = f"{self.cfg.forget_split}'s retain split"
+        blob = json.dumps([VERSION, "validation", split.rows], sort_keys=True, ensure_ascii=False)
+        return split, split._task_data(names, hashlib.sha256(blob.encode()).hexdigest()[:16])
 
     prompted = True
 

@@ -88,7 +88,7 @@ def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
             ax.set_title(f"{task}: cost vs forgetting")
             written.append(_save(fig, folder / f"{_slug(task)}_cost_vs_quality.png"))
         populated = [r for r in ok if "dist_forgetting" in r["metrics"]]
-        if populated:       # the challenge's distributional score (populations.py) against utility
+        if populated:       # the challenge's distributional score (orchestration/populations.py) against utility
             fig, ax = plt.subplots(figsize=(6.5, 4.5))
             _scatter(ax, [(r["model"], r["metrics"]["dist_forgetting"], r["metrics"][ut]) for r in populated],
                      colours)

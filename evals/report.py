@@ -45,7 +45,8 @@ def _fmt(value) -> str:
 def _best(records: list[dict], task: str, metric: str, directions: dict):
     """Best value of `metric` among a task's unlearned rows (target/retain are references, not contenders)."""
     values = [r["metrics"][metric] for r in records if r["task"] == task and r["status"] == "ok"
-              and r["model"] not in REFERENCE_ROWS and r["metrics"].get(metric) is not None]
+              and r["model"] not in REFERENCE_ROWS and r["metrics"].get(metric) is not None
+              and not r.get("below_utility_floor")]
     if not values or metric not in directions:
         return None
     return max(values) if directions[metric] else min(values)
@@ -75,20 +76,30 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
                     low, high = r["spread"][c]["ci95"]
                     text += f" [{_fmt(low)}, {_fmt(high)}]"
                 best = value is not None and r["model"] not in REFERENCE_ROWS and \
-                    value == _best(records, task, c, directions)
+                    not r.get("below_utility_floor") and value == _best(records, task, c, directions)
                 tie = c == meta["forget_score"] and r.get("tie_with_best") and not best
                 cells.append(f"**{text}**" if best else f"{text} ≈" if tie else text)
-            out.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+            out.append(f"| {row_label(r)} | " + " | ".join(cells) + " |")
         seeded = [r for r in records if r["task"] == task and r.get("per_seed")]
         if seeded:
             out += ["", f"Method rows: mean over {len(seeded[0]['per_seed'])} unlearning seeds [95 % t interval; "
                         f"log-scaled metrics: geometric mean, interval of log10]. ≈: forget score not significantly "
                         f"different from the best row's (paired t-test over seeds, p ≥ 0.05; evals/spread.py)."]
+        if any(r.get("settings") or r.get("below_utility_floor") for r in records if r["task"] == task):
+            out += ["", f"(tuned): settings chosen by tune.py on a validation split; (set by hand), (paper defaults): "
+                        f"not tuned. †: utility below {meta.get('utility_floor', 0.9)} x the retain model's, never "
+                        f"marked best."]
         out.append("")
         out += privacy_table(records, task)
     if len(tasks) > 1:
         out += cross_task_table(records, datasets, tasks)
     return "\n".join(out)
+
+
+def row_label(r: dict) -> str:
+    """The row's name, how its settings were chosen, and † where its utility fell below the floor."""
+    return r["model"] + (f" ({r['settings']})" if r.get("settings") else "") + (" †" if r.get("below_utility_floor")
+                                                                               else "")
 
 
 PRIVACY_COLUMNS = ["auc_loss", "auc_zlib", "auc_min_k", "auc_min_k_pp", "auc_reference", "priv_leak",

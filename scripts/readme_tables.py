@@ -3,10 +3,14 @@
     python scripts/readme_tables.py --check   # every marked table vs results/<experiment>/results.json; exit 1 if stale
     python scripts/readme_tables.py --write   # rewrite the marked tables from those results
     python scripts/readme_tables.py --print smollm2_tofu   # one experiment's table, for results CI does not rerun
+    python scripts/readme_tables.py --claims  # on another machine: do the README's claims over seeds still hold?
 
 A table sits between `<!-- table:<experiment> -->` and `<!-- /table -->`. Metric, token and FLOP cells must match
 at the printed digits; wall-time, relative-cost and memory cells depend on the machine's load and are rendered
-but not compared.
+but not compared. `--claims` checks what should hold on any machine instead of exact cells: every forget-quality
+mean the README shows with an interval lies within the new results' interval, and the README's best row is the
+new best or not significantly different from it. A tuning sweep (tune.py) sits between `<!-- tuning:<experiment> -->` and `<!-- /tuning -->`,
+from results/<experiment>/tuning.json; every cell but its wall time is compared.
 """
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MARK = re.compile(r"<!-- table:(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /table -->", re.S)
+sys.path.insert(0, str(ROOT))
+MARK = re.compile(r"<!-- (?P<kind>table|tuning):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /(?P=kind) -->", re.S)
 
 
 def sci(v): return "—" if v is None else f"{v:.2e}"
@@ -33,12 +38,15 @@ def interval(r, key, fmt):
     s = (r.get("spread") or {}).get(key)
     return f" [{fmt(s['ci95'][0])}, {fmt(s['ci95'][1])}]" if s else ""
 def mark(r):
-    """The forget score's significance mark over seeds: best row, or not significantly different from it."""
-    return " (best)" if r.get("best_over_seeds") else " ≈" if r.get("tie_with_best") else ""
+    """The forget score's significance mark over seeds (best row, or not significantly different from it), or †:
+    utility below the floor, so never best."""
+    return (" †" if r.get("below_utility_floor") else " (best)" if r.get("best_over_seeds") else
+            " ≈" if r.get("tie_with_best") else "")
 
 
 # (header, cell(record, target record), compared?)
 TOFU = [("row", lambda r, t: r["model"], True),
+        ("settings", lambda r, t: r.get("settings", ""), True),
         ("forget quality ↑", lambda r, t: sci(r["metrics"]["forget_quality"])
          + interval(r, "forget_quality", sci) + mark(r), True),
         ("× target", lambda r, t: times(r["metrics"]["forget_quality"], t["metrics"]["forget_quality"]), True),
@@ -80,6 +88,13 @@ def render(results: dict) -> list[list[tuple[str, bool]]]:
     return rows
 
 
+def render_tuning(result: dict) -> list[list[tuple[str, bool]]]:
+    """The sweep's table (orchestration/tuning.py) as cells; its last column, wall seconds, is not compared."""
+    from orchestration.tuning import table
+    rows = parse(table(result).split("\n", 2)[2])
+    return [[(c, i < len(row) - 1) for i, c in enumerate(row)] for row in rows]
+
+
 def to_markdown(rows) -> str:
     lines = ["| " + " | ".join(c for c, _ in rows[0]) + " |", "|" + "---|" * len(rows[0])]
     return "\n".join(lines + ["| " + " | ".join(c for c, _ in row) + " |" for row in rows[1:]]) + "\n"
@@ -90,6 +105,31 @@ def parse(body: str) -> list[list[str]]:
     return [[c.strip() for c in l.strip().strip("|").split("|")] for l in lines]
 
 
+def claims(experiment: str, shown: list[list[str]], records: list[dict]) -> list[str]:
+    """What a table over seeds claims, checked against results from another machine or run: each README mean with
+    an interval inside the new interval; the README's best row still best or not significantly different."""
+    header, by_name, out, checked = shown[0], {r["model"]: r for r in records}, [], 0
+    if "forget quality ↑" not in header:
+        return []
+    fq = header.index("forget quality ↑")
+    for row in shown[1:]:
+        match = re.match(r"([-+.\de]+) \[", row[fq])
+        r = by_name.get(row[0])
+        if not match or r is None or "forget_quality" not in (r.get("spread") or {}):
+            continue
+        low, high = r["spread"]["forget_quality"]["ci95"]
+        checked += 1
+        if not low <= float(match[1]) <= high:
+            out.append(f"{experiment}: {row[0]}'s README forget quality {match[1]} lies outside the new 95 % interval "
+                       f"[{low:.2e}, {high:.2e}]")
+        if "(best)" in row[fq] and not (r.get("best_over_seeds") or r.get("tie_with_best")):
+            out.append(f"{experiment}: the README's best row {row[0]} is significantly below the new best row")
+    if not checked and any(re.match(r"[-+.\de]+ \[", row[fq]) for row in shown[1:]):
+        out.append(f"{experiment}: the new results have no intervals to check the README's against (run it with the "
+                   f"README's seeds)")
+    return out
+
+
 def main(argv=None) -> int:
     import json
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,6 +137,7 @@ def main(argv=None) -> int:
     mode.add_argument("--check", action="store_true")
     mode.add_argument("--write", action="store_true")
     mode.add_argument("--print", metavar="EXPERIMENT", help="print results/<EXPERIMENT>'s table")
+    mode.add_argument("--claims", action="store_true", help="the README's means and best row vs new intervals")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="folder of results/<experiment>/")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args(argv)
@@ -106,16 +147,22 @@ def main(argv=None) -> int:
     text = args.readme.read_text(encoding="utf-8")
     problems, out, last = [], [], 0
     for m in MARK.finditer(text):
-        path = args.results / m["exp"] / "results.json"
+        tuning = m["kind"] == "tuning"
+        path = args.results / m["exp"] / ("tuning.json" if tuning else "results.json")
         if not path.is_file():
-            problems.append(f"{m['exp']}: no {path}; run `python run_benchmark.py experiment={m['exp']}` first")
+            problems.append(f"{m['exp']}: no {path}; run `python {'tune' if tuning else 'run_benchmark'}.py "
+                            f"experiment={m['exp']}` first")
             continue
-        rows = render(json.loads(path.read_text(encoding="utf-8")))
+        rows = (render_tuning if tuning else render)(json.loads(path.read_text(encoding="utf-8")))
         if args.write:
             out += [text[last:m.start("body")], to_markdown(rows)]
             last = m.end("body")
             continue
         shown = parse(m["body"])
+        if args.claims:
+            if not tuning:
+                problems += claims(m["exp"], shown, json.loads(path.read_text(encoding="utf-8"))["results"])
+            continue
         if len(shown) != len(rows):
             problems.append(f"{m['exp']}: README has {len(shown) - 1} rows, the results {len(rows) - 1}")
             continue
@@ -130,7 +177,8 @@ def main(argv=None) -> int:
     if problems:
         print("README tables differ from the results:\n- " + "\n- ".join(problems))
         return 1
-    print(f"README tables match {args.results} ({len(MARK.findall(text))} tables)")
+    print(f"README {'claims hold for' if args.claims else 'tables match'} {args.results} "
+          f"({len(MARK.findall(text))} tables)")
     return 0
 
 

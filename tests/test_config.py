@@ -3,7 +3,8 @@ import pytest
 
 import pipeline  # noqa: F401  (registers the task families, as a run does)
 from methods import METHODS, method_config
-from unlearnbench.config import CONFIG_ROOT, ConfigError, ExperimentConfig, from_dict, load_config, read_yaml
+from unlearnbench.config import (CONFIG_ROOT, ConfigError, ExperimentConfig, from_dict, load_config, read_yaml,
+                                 tuned_args)
 from unlearnbench.tasks import build_task
 
 
@@ -89,5 +90,8 @@ def test_every_yaml_under_configs_loads():
         elif group == "method":
             assert path.stem in METHODS, f"{path} names no registered method"
             method_config(path.stem, {})
+        elif group == "tuned":           # tune.py's choices: registered methods, valid hyperparameters
+            for name, args in tuned_args(f"tuned/{path.stem}").items():
+                method_config(name, args)
         else:
             read_yaml(path)

@@ -1,5 +1,5 @@
 """Membership attacks, LiRA and the distributional score (evals/privacy.py) against hand-computed values and
-worked examples; the population machinery (populations.py) end to end on the smoke world."""
+worked examples; the population machinery (orchestration/populations.py) end to end on the smoke world."""
 import math
 import zlib
 

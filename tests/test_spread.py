@@ -42,7 +42,9 @@ def test_significance_marks_on_constructed_rows():
 
 
 def test_two_seeds_report_mean_and_interval_of_their_values(smoke_root, tmp_path):
-    payload = run_benchmark.main(["experiment=smoke", "seeds=2", f"cache_dir={smoke_root / 'cache'}",
+    # utility_floor=0: the micro world's rows are all far below 0.9 of the retain model's utility, and a row under
+    # the floor gets no significance mark
+    payload = run_benchmark.main(["experiment=smoke", "seeds=2", "utility_floor=0", f"cache_dir={smoke_root / 'cache'}",
                                   f"output_dir={tmp_path / 'out'}"])
     rows = {r["model"]: r for r in payload["results"]}
     assert "per_seed" not in rows["target"] and "per_seed" not in rows["retain"]     # references: one model each
@@ -67,3 +69,33 @@ def test_two_seeds_report_mean_and_interval_of_their_values(smoke_root, tmp_path
 def test_seeds_must_be_positive():
     with pytest.raises(run_benchmark.ConfigError, match="seeds=0"):
         run_benchmark.main(["experiment=smoke", "seeds=0"])
+
+
+def test_seed_models_score_each_seed_against_its_own_retain_model(smoke_root, tmp_path):
+    payload = run_benchmark.main(["experiment=smoke", "seeds=2", "seed_models=true", "methods=GradDiff",
+                                  f"cache_dir={smoke_root / 'cache'}", f"output_dir={tmp_path / 'out'}"])
+    rows = {r["model"]: r for r in payload["results"]}
+    for name in ("target", "retain", "GradDiff"):
+        assert [s["seed"] for s in rows[name]["per_seed"]] == [0, 1], name
+    t0, t1 = (s["metrics"] for s in rows["target"]["per_seed"])
+    assert t0["model_utility"] != t1["model_utility"]        # another fine-tuning seed, another target
+    r0, r1 = (s["metrics"] for s in rows["retain"]["per_seed"])
+    assert r0["forget_quality"] == r1["forget_quality"] == 1.0   # each seed's retain model against itself
+    # seed 0's row is the plain run's (the same target, retain model and unlearning unit)
+    plain = run_benchmark.main(["experiment=smoke", "methods=GradDiff", f"cache_dir={smoke_root / 'cache'}",
+                                f"output_dir={tmp_path / 'plain'}"])
+    assert rows["GradDiff"]["per_seed"][0]["metrics"] == plain["results"][-1]["metrics"]
+
+
+def test_a_row_below_the_utility_floor_is_flagged_and_never_best():
+    from evals.report import leaderboard
+    from orchestration.benchmark import gate_utility
+    records = [{"task": "t", "model": "retain", "status": "ok", "metrics": {"fq": 1.0, "u": 0.8}, "cost": {}},
+               {"task": "t", "model": "Collapsed", "status": "ok", "metrics": {"fq": 0.99, "u": 0.1}, "cost": {}},
+               {"task": "t", "model": "Kept", "status": "ok", "metrics": {"fq": 0.3, "u": 0.75}, "cost": {}}]
+    gate_utility(records, "u", 0.9)                             # floor 0.72
+    assert [r.get("below_utility_floor", False) for r in records] == [False, True, False]
+    meta = {"t": {"forget_score": "fq", "utility": "u", "headline": ["fq", "u"], "utility_floor": 0.9,
+                  "higher_is_better": {"fq": True, "u": True}, "log_scale": ["fq"]}}
+    text = leaderboard(records, meta)
+    assert "| Collapsed † | 0.9900 |" in text and "| Kept | **0.3000** |" in text

@@ -9,7 +9,7 @@ CFG = SyntheticTofuConfig(n_authors=20, qa_per_author=20, forget_percentages=[1,
 
 def test_schema_of_every_split():
     splits = generate(CFG)
-    expected = {"full", "retain_perturbed", "real_authors_perturbed", "world_facts_perturbed"}
+    expected = {"full", "full_perturbed", "retain_perturbed", "real_authors_perturbed", "world_facts_perturbed"}
     for pct in ("01", "05", "10"):
         expected |= {f"forget{pct}", f"forget{pct}_perturbed", f"holdout{pct}"}
     expected |= {"retain99", "retain95", "retain90"}

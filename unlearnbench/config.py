@@ -123,11 +123,28 @@ class PrivacySettings:
 
 
 @dataclass
+class TuningSettings:
+    """The tuning protocol (tune.py): every method swept over its grid on the validation split, the same budget
+    each, one declared rule choosing its settings, which are written to configs/<output>.yaml."""
+    grid: dict = field(default_factory=dict)    # {method: {hyperparameter: [values, ...]}}: the product is swept
+    budget: int = 0                # configurations per method: every method's grid must have exactly this many
+    # rule: the best forget quality (geometric mean over seeds) among configurations whose mean utility is at
+    # least `utility_floor` (the experiment's) x the validation retain model's
+    validation_authors: int = 0    # validation forget authors; 0: as many as the test forget set
+    output: str = ""               # configs/<output>.yaml receives the chosen settings (e.g. tuned/default), or
+                                   # a path ending in .yaml
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "default"
     seed: int = 0
     seeds: int = 1                         # every method row unlearned from seeds seed .. seed + seeds - 1: mean,
                                            # spread, 95 % interval and significance over them (evals/spread.py)
+    seed_models: bool = False              # seeds also fine-tune target and retain: seed s's rows unlearn seed s's
+                                           # target and are scored against seed s's retain model
+    utility_floor: float = 0.9             # a method row whose utility is below this fraction of the retain
+                                           # model's is flagged and never marked best; tune.py's rule uses it too
     threads: int = 0                       # torch CPU threads; 0 = auto (OMP_NUM_THREADS, else usable CPUs / processes)
     gradient_checkpointing: bool = False   # recompute activations in backward: less memory, ~1/3 more compute
     output_dir: str = ""                   # default: results/<name>
@@ -140,6 +157,9 @@ class ExperimentConfig:
     methods: list[str] = field(default_factory=lambda: ["GradAscent", "GradDiff"])
     unlearn: TrainConfig = field(default_factory=TrainConfig)
     method_args: dict = field(default_factory=dict)     # {method name: {hyperparameter: value}}
+    # configs/<tuned>.yaml, written by tune.py: its method_args apply under the experiment's own (which win)
+    tuned: str = ""
+    tuning: TuningSettings = field(default_factory=TuningSettings)
     lora: bool = False
     lora_cfg: LoraSettings = field(default_factory=LoraSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
@@ -329,7 +349,29 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
             _set(tree, f"tasks.{next(iter(tasks))}.{key[5:]}", value)
         else:
             _set(tree, key, value)
+    if tree.get("tuned"):
+        chosen = tuned_args(str(tree["tuned"]))
+        own = tree.get("method_args") or {}
+        tree["method_args"] = {name: {**chosen.get(name, {}), **(own.get(name) or {})} for name in {*chosen, *own}}
     return from_dict(ExperimentConfig, tree)
+
+
+def tuned_path(name: str) -> Path:
+    """Where tune.py writes / an experiment's `tuned:` reads: configs/<name>.yaml, or a path given as *.yaml."""
+    return Path(name).expanduser() if name.endswith(".yaml") else CONFIG_ROOT / f"{name}.yaml"
+
+
+def tuned_args(name: str) -> dict:
+    """{method: settings} of a file tune.py wrote (tuned_path)."""
+    path = tuned_path(name)
+    if not path.is_file():
+        raise ConfigError(f"tuned={name!r}: no file {path}; run `python tune.py experiment=<its tuning experiment>` "
+                          f"to write it, or drop tuned=")
+    args = read_yaml(path).get("method_args")
+    if not isinstance(args, dict) or not all(isinstance(v, dict) for v in args.values()):
+        raise ConfigError(f"{path}: needs a `method_args:` mapping {{method: {{hyperparameter: value}}}} (tune.py "
+                          f"writes one)")
+    return args
 
 
 def to_dict(cfg) -> dict:

@@ -39,7 +39,7 @@ def configure_threads(requested: int) -> int:
 
 class Solo:
     """The accelerator for work one process does alone while the others do theirs (a population member each,
-    populations.py): this process's device and autocast, and no collective operation (no DDP wrapper, no gathering,
+    orchestration/populations.py): this process's device and autocast, and no collective operation (no DDP wrapper, no gathering,
     no barrier), so the processes never wait for one another inside a unit. `rank` is the real process index."""
     num_processes, process_index, is_main_process, distributed_type = 1, 0, True, "NO"
 

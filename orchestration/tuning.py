@@ -1,0 +1,131 @@
+"""The tuning protocol (README, "Fair tuning"): every method swept over a declared grid with the same budget (the
+same number of configurations, the same unlearning schedule and seeds), on a validation split whose forget and
+retain authors exclude the test forget set (the task's `validation()`), each configuration scored against that
+split's own retain model, and one rule, declared before the sweep, choosing each method's settings.
+
+Every configuration and seed is a cached unlearning unit keyed by its settings, so a sweep resumes where it
+stopped and a wider grid reuses the configurations of a narrower one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+from methods import METHODS, method_config
+from pipeline import Pipeline
+from unlearnbench.config import ConfigError, ExperimentConfig
+
+
+def grids(cfg: ExperimentConfig) -> dict[str, list[dict]]:
+    """Each method row's configurations (the product of its grid, in declared order), checked: every method gets a
+    grid, every grid exactly `tuning.budget` configurations, every value a valid hyperparameter."""
+    t = cfg.tuning
+    if t.budget < 1:
+        raise ConfigError(f"tuning.budget={t.budget}: the configurations every method gets; set it, e.g. 6")
+    if not t.output:
+        raise ConfigError("tuning.output is empty; name the file the chosen settings go to, e.g. tuned/default "
+                          "(configs/tuned/default.yaml), which an experiment then reads with tuned=tuned/default")
+    trained = [m for m in cfg.methods if not METHODS.get_or_raise(m).is_retrain]
+    missing, extra = [m for m in trained if m not in t.grid], [m for m in t.grid if m not in trained]
+    if missing or extra:
+        raise ConfigError(f"tuning.grid must name exactly the run's methods (Retrain has nothing to tune): "
+                          f"{'missing ' + ', '.join(missing) if missing else ''}"
+                          f"{'; not in methods: ' + ', '.join(extra) if extra else ''}")
+    out = {}
+    for name in trained:
+        axes = t.grid[name]
+        if not isinstance(axes, dict) or not axes or not all(isinstance(v, list) and v for v in axes.values()):
+            raise ConfigError(f"tuning.grid.{name} must map hyperparameters to non-empty lists of values, e.g. "
+                              f"{{lr: [3.0e-4, 1.0e-3], alpha: [1.0, 5.0]}}; got {axes!r}")
+        points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+        if len(points) != t.budget:
+            raise ConfigError(f"tuning.grid.{name} has {len(points)} configurations, the budget is {t.budget}: "
+                              f"every method gets the same number, so a wider sweep cannot favour one")
+        for point in points:
+            method_config(name, {**(cfg.method_args.get(name) or {}), **point})     # names and types, strictly
+        out[name] = points
+    return out
+
+
+def with_args(cfg: ExperimentConfig, name: str, point: dict) -> ExperimentConfig:
+    """The experiment with one configuration of one method (on top of its fixed method_args)."""
+    return dataclasses.replace(cfg, method_args={**cfg.method_args, name: {**(cfg.method_args.get(name) or {}),
+                                                                           **point}})
+
+
+def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
+    """Sweep every method's grid on the task's validation split; returns what tune.py writes and prints."""
+    points = grids(cfg)
+    if cfg.model.target or cfg.model.retain:
+        raise ConfigError("tuning fine-tunes its own validation target and retain models, without the test forget "
+                          "authors; a given model.target / model.retain has seen them: drop them for tune.py")
+    if not hasattr(task, "validation"):
+        raise ConfigError(f"task {task.label!r} has no validation split; the tuning protocol needs one "
+                          f"(TOFU-style tasks have it)")
+    base = Pipeline(cfg, task, data, store, accelerator).base()       # the test run's own base model
+    vtask, vdata = task.validation(cfg.tuning.validation_authors)
+    vpipe = Pipeline(cfg, vtask, vdata, store, accelerator)
+    target, retain = vpipe.finetuned(base, "target", ""), vpipe.finetuned(base, "retain", "")
+    retain_stats = vpipe.evaluated(retain, "validation retain")["stats"]
+    retain_utility = vtask.metrics(retain_stats, retain_stats)[vtask.utility]
+    floor = cfg.utility_floor * retain_utility
+    seeds = [cfg.seed + k for k in range(cfg.seeds)]
+    methods = {}
+    for name, configs in points.items():
+        rows = []
+        for point in configs:
+            pipe = Pipeline(with_args(cfg, name, point), vtask, vdata, store, accelerator)
+            units = [pipe.unlearned(target, name, seed=s) for s in seeds]
+            rows.append(score(point, units, vtask, retain_stats))
+        eligible = [r for r in rows if r["status"] == "ok" and r["utility"] >= floor]
+        chosen = (max(eligible, key=lambda r: r["log10_forget"]) if eligible else
+                  max((r for r in rows if r["status"] == "ok"), key=lambda r: r["utility"], default=None))
+        if chosen is None:
+            raise ValueError(f"every configuration of {name} diverged on the validation split; widen its grid "
+                             f"towards smaller learning rates")
+        methods[name] = {"chosen": chosen["args"], "met_floor": bool(eligible), "configurations": rows,
+                         "wall_seconds": sum(r["wall_seconds"] for r in rows), "runs": len(rows) * len(seeds)}
+    return {"task": task.label, "validation": {**vdata.describe, "fingerprint": vdata.fingerprint},
+            "seeds": seeds, "budget": cfg.tuning.budget, "utility_floor": cfg.utility_floor,
+            "validation_retain_utility": retain_utility, "floor": floor, "unlearn": dataclasses.asdict(vpipe.unlearn),
+            "rule": RULE.format(floor=cfg.utility_floor), "methods": methods}
+
+
+RULE = ("per method, the configuration with the best forget quality (geometric mean over the seeds) among those whose "
+        "mean model utility is at least {floor} x the validation retain model's; if none is, the one with the "
+        "highest utility")
+
+
+def score(point: dict, units: list[dict], vtask, retain_stats: dict) -> dict:
+    """One configuration over its seeds: forget quality's geometric mean (log10 mean), utility's mean, its cost."""
+    wall = sum((u.get("cost") or {}).get("wall_seconds") or 0 for u in units) + \
+        sum((u.get("eval_cost") or {}).get("wall_seconds") or 0 for u in units)
+    failed = next((u for u in units if u["status"] != "ok"), None)
+    if failed:
+        return {"args": point, "status": failed["status"], "error": failed.get("error", ""), "wall_seconds": wall}
+    metrics = [vtask.metrics(u["stats"], retain_stats) for u in units]
+    log10 = [math.log10(max(m[vtask.forget_score], 1e-300)) for m in metrics]
+    return {"args": point, "status": "ok", "forget_quality": 10 ** (sum(log10) / len(log10)),
+            "log10_forget": sum(log10) / len(log10), "utility": sum(m[vtask.utility] for m in metrics) / len(metrics),
+            "per_seed": [{vtask.forget_score: m[vtask.forget_score], vtask.utility: m[vtask.utility]} for m in metrics],
+            "wall_seconds": wall}
+
+
+def table(result: dict) -> str:
+    """The sweep as markdown: one line per method and configuration, the chosen one marked."""
+    out = [f"Tuning on {result['task']}'s validation split: {result['budget']} configurations per method, seeds "
+           f"{result['seeds']}; rule: {result['rule']} (floor {result['floor']:.3f}).", "",
+           "| method | configuration | forget quality (geo. mean) | model utility | chosen | sweep wall s |",
+           "|---|---|---|---|---|---|"]
+    for name, m in result["methods"].items():
+        for i, r in enumerate(m["configurations"]):
+            args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["args"].items())
+            if r["status"] != "ok":
+                cells = [f"{r['status']}", "", ""]
+            else:
+                mark = ("✓" if m["met_floor"] else "✓ (none met the floor)") if r["args"] == m["chosen"] else ""
+                cells = [f"{r['forget_quality']:.3g}", f"{r['utility']:.3f}", mark]
+            name_cell, wall_cell = (name, f"{m['wall_seconds']:.0f}") if i == 0 else ("", "")
+            out.append(f"| {name_cell} | {args} | {' | '.join(cells)} | {wall_cell} |")
+    return "\n".join(out)

@@ -1,0 +1,123 @@
+"""The tuning protocol (orchestration/tuning.py, tune.py): the validation split shares no author with the test
+forget set, no test forget row reaches a tuning run, every method gets the same budget, and the chosen settings
+reach the benchmark unchanged and marked as tuned."""
+import json
+
+import pytest
+import yaml
+
+import tune
+import run_benchmark
+from orchestration.tuning import grids
+from unlearnbench.cache import row_digests
+from unlearnbench.config import ConfigError, load_config
+from unlearnbench.tasks import build_task
+
+
+def _task(*overrides):
+    cfg = load_config(["experiment=default", "tuned=", *overrides])
+    label, section = next(iter(cfg.tasks.items()))
+    task = build_task(label, section)
+    task.load()
+    return task
+
+
+def _qa(rows):
+    return {(r["question"], r["answer"]) for r in rows}
+
+
+def test_validation_split_is_disjoint_from_the_test_forget_set():
+    task = _task()
+    split, data = task.validation()
+    test_forget = _qa(task.rows["forget"])
+    assert len(split.rows["forget"]) == len(task.rows["forget"])        # as many authors as the test forget set
+    for role in ("full", "forget", "retain", "forget_eval", "retain_eval"):
+        assert not test_forget & _qa(split.rows[role]), role
+    assert not _qa(split.rows["forget"]) & _qa(split.rows["retain"])
+    assert _qa(split.rows["forget"]) <= _qa(split.rows["full"])          # its target saw its forget authors
+    assert _qa(split.rows["retain_eval"]) <= _qa(split.rows["retain"])
+    assert _qa(split.rows["forget_eval"]) == _qa(split.rows["forget"])
+    assert data.train["target"] == task.rows["retain"] and data.fingerprint != task.load().fingerprint
+
+
+def test_validation_without_perturbed_authors_takes_half_of_retain_perturbed():
+    """The real release has perturbed rows only for retain_perturbed's authors: half become validation forget."""
+    task = _task()
+    del task.rows["full_eval"]
+    split, _ = task.validation()
+    per = task.cfg.synthetic.qa_per_author
+    evaluated = _qa(task.rows["retain_eval"])
+    assert _qa(split.rows["forget"]) <= evaluated and len(split.rows["forget"]) == 2 * per     # 2 of its 5 authors
+    assert _qa(split.rows["retain_eval"]) == evaluated - _qa(split.rows["forget"])
+    task.cfg.rows_per_author = 7
+    task.cfg.source = "local"
+    with pytest.raises(ValueError, match="rows_per_author"):
+        task.validation()
+
+
+def test_every_method_gets_the_same_budget():
+    cfg = load_config(["experiment=tune_default"])
+    assert all(len(points) == cfg.tuning.budget for points in grids(cfg).values())
+    cfg = load_config(["experiment=tune_smoke"])
+    cfg.tuning.grid["GradDiff"]["alpha"] = [1.0, 2.0, 5.0]
+    with pytest.raises(ConfigError, match="GradDiff has 3 configurations, the budget is 2"):
+        grids(cfg)
+    with pytest.raises(ConfigError, match="missing KL"):
+        grids(load_config(["experiment=tune_smoke", "methods=GradAscent,GradDiff,KL"]))
+    cfg = load_config(["experiment=tune_smoke"])
+    cfg.tuning.grid["GradAscent"] = {"alhpa": [1.0, 2.0]}
+    with pytest.raises(ConfigError, match="unknown config key 'method_args.GradAscent.alhpa'"):
+        grids(cfg)
+
+
+def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp_path):
+    cache, tuned = tmp_path / "cache", tmp_path / "tuned.yaml"
+    args = ["experiment=tune_smoke", f"cache_dir={cache}", f"output_dir={tmp_path / 'tune'}",
+            f"tuning.output={tuned}"]
+    result = tune.main(args)
+    task = _task("experiment=tune_smoke")
+    split, _ = task.validation()
+    seen = set()
+    for path in cache.rglob("rows_seen.json"):                      # fine-tuned models
+        seen |= set(json.loads(path.read_text()))
+    for path in cache.rglob("unit.json"):                           # unlearning runs
+        seen |= set(json.loads(path.read_text()).get("rows_seen", []))
+    assert set(row_digests(split.rows["forget"])) <= seen           # the check can fail: tuning rows are there
+    assert not set(row_digests(task.rows["forget"])) & seen         # and the test forget rows are not
+    chosen = yaml.safe_load(tuned.read_text())["method_args"]
+    assert chosen == {name: m["chosen"] for name, m in result["methods"].items()}
+    assert set(chosen) == {"GradAscent", "GradDiff"}
+    for m in result["methods"].values():
+        assert m["runs"] == 2 * 1 and len(m["configurations"]) == 2 and m["wall_seconds"] > 0
+        best = max((r for r in m["configurations"] if r["utility"] >= result["floor"]),
+                   key=lambda r: r["log10_forget"], default=None)
+        assert best is None or best["args"] == m["chosen"]          # the declared rule, recomputed
+
+    # a wider grid reuses every configuration already run: only the new ones are built
+    before = {p.parent for p in cache.rglob("unit.json")}
+    wider = load_config(args)
+    wider.tuning.budget = 3
+    wider.tuning.grid["GradAscent"]["lr"].append(2.0e-3)
+    wider.tuning.grid["GradDiff"]["alpha"].append(10.0)
+    again = tune.run(wider)
+    built = {p.parent for p in cache.rglob("unit.json")} - before
+    assert len(built) == 2 and all(len(m["configurations"]) == 3 for m in again["methods"].values())
+    assert again["methods"]["GradDiff"]["configurations"][:2] == result["methods"]["GradDiff"]["configurations"]
+    tune.run(load_config(args))                 # the budget of 2 again, and its choice back in the file
+
+    # the smoke experiment sets lr itself (its own method_args win over the tuned file's): here to the tuned value
+    payload = run_benchmark.main(["experiment=smoke", f"tuned={tuned}", f"cache_dir={cache}",
+                                  f"output_dir={tmp_path / 'run'}", "methods=GradAscent,GradDiff,IdkSFT",
+                                  f"method_args.GradAscent.lr={chosen['GradAscent']['lr']}"])
+    rows = {r["model"]: r for r in payload["results"]}
+    assert rows["GradAscent"]["settings"] == rows["GradDiff"]["settings"] == "tuned"
+    assert rows["IdkSFT"]["settings"] == "paper defaults" and "settings" not in rows["target"]
+    assert payload["config"]["method_args"]["GradDiff"] == chosen["GradDiff"]
+    hand = run_benchmark.main(["experiment=smoke", f"tuned={tuned}", f"cache_dir={cache}", "methods=GradAscent",
+                               f"output_dir={tmp_path / 'hand'}", "method_args.GradAscent.lr=0.002"])
+    assert hand["results"][-1]["settings"] == "set by hand"
+
+
+def test_a_tuning_experiment_refuses_tuned_settings_and_given_models(tmp_path):
+    with pytest.raises(ConfigError, match="starts from the methods' own settings"):
+        tune.main(["experiment=tune_smoke", "tuned=tuned/default"])

@@ -1,0 +1,76 @@
+"""Choose every method's settings by the tuning protocol (orchestration/tuning.py) and write them to a config.
+
+    python tune.py [experiment=tune_default] [key=value ...]
+
+The experiment's `tuning:` section declares each method's grid (the same number of configurations for all),
+the rule's utility floor (`utility_floor`) and the output, configs/<tuning.output>.yaml, which a benchmark
+experiment reads unchanged with `tuned: <tuning.output>` (configs/experiment/default.yaml does). The sweep's table
+and cost go to results/<experiment>/tuning.md and tuning.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from unlearnbench import numerics
+
+numerics.apply()     # before torch loads: the same CPU kernels as the benchmark runs
+
+import transformers
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from orchestration.tuning import table, tune
+from preflight import check_run
+from run_benchmark import cli_errors
+from unlearnbench.cache import UnitStore, atomic_write_text
+from unlearnbench.config import ConfigError, load_config, tuned_path
+from unlearnbench.runtime import configure_threads
+from unlearnbench.tasks import build_task
+
+HEADER = ("# Written by tune.py (experiment={experiment}): the settings the tuning protocol chose\n# on {task}'s "
+          "validation split. Do not edit by hand; rerun `python tune.py experiment={experiment}`.\n"
+          "# README, \"Fair tuning\"; the sweep: results/{experiment}/tuning.md.\n")
+
+
+def main(argv: list[str]) -> dict:
+    if "--help" in argv or "-h" in argv:
+        print(__doc__)
+        return {}
+    argv = [a for a in argv if a != "--debug"]
+    cfg = load_config(argv if any(a.startswith("experiment=") for a in argv) else ["experiment=tune_default", *argv])
+    return run(cfg)
+
+
+def run(cfg) -> dict:
+    """Tune as `cfg` declares; write the chosen settings, the sweep's table and its record."""
+    if cfg.tuned:
+        raise ConfigError(f"tuned={cfg.tuned!r}: a tuning experiment starts from the methods' own settings, not from "
+                          f"an earlier sweep's; set tuned= (empty) in it")
+    if len(cfg.tasks) != 1:
+        raise ConfigError(f"tune.py tunes on one task's validation split; this experiment has {len(cfg.tasks)}")
+    label, section = next(iter(cfg.tasks.items()))
+    task = build_task(label, section)
+    data = check_run(cfg, {label: task})[label]
+
+    transformers.utils.logging.disable_progress_bar()
+    configure_threads(cfg.threads)
+    accelerator = Accelerator()
+    set_seed(cfg.seed)
+    result = tune(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), accelerator)
+    if accelerator.is_main_process:
+        chosen = {name: m["chosen"] for name, m in result["methods"].items()}
+        body = yaml.safe_dump({"method_args": chosen}, sort_keys=False, default_flow_style=None)
+        atomic_write_text(tuned_path(cfg.tuning.output),
+                          HEADER.format(experiment=cfg.name, task=task.label) + body)
+        out = cfg.resolved_output_dir()
+        atomic_write_text(out / "tuning.json", json.dumps(result, indent=1))
+        atomic_write_text(out / "tuning.md", table(result) + "\n")
+        print(table(result))
+        print(f"\nchosen settings written to {tuned_path(cfg.tuning.output)}; the sweep to {out}/tuning.md")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(cli_errors(main, sys.argv[1:]))
