@@ -61,6 +61,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--settings", nargs="*", default=list(SETTINGS), help="which settings (names above)")
     args, overrides = parser.parse_known_args()
+    # key=value overrides given after --settings land in its list: whatever is no setting's name is an override
+    overrides += [a for a in args.settings if a not in SETTINGS]
+    args.settings = [a for a in args.settings if a in SETTINGS]
+    unknown = [a for a in overrides if "=" not in a]
+    if unknown:
+        parser.error(f"unknown setting(s) {unknown}; choose from {list(SETTINGS)}")
     overrides = overrides or ["experiment=smoke"]
     have = supported()
     names = [n for n in args.settings if SETTINGS[n].get("ATEN_CPU_CAPABILITY", "default") in have]
