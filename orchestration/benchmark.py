@@ -73,6 +73,7 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
             extra[name] = {**extra["retain"], **extra.get(name, {})}
 
     retain_cost = (retain.cost or {}).get("wall_seconds") if retain else None
+    chosen = tuned_args(cfg.tuned) if cfg.tuned else {}
     records = []
     for row, unit in units.items():
         # a given checkpoint's training cost is unknown: its fields stay present, as null
@@ -81,8 +82,9 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         cost["relative_cost"] = cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] else None
         record = {"task": task.label, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
                   "eval_cost": unit.get("eval_cost")}
-        if row.split("+")[0] in cfg.methods and not METHODS[row.split("+")[0]].is_retrain:
-            record["settings"] = settings_origin(cfg, pipe, row.split("+")[0])
+        method = row.split("+")[0]
+        if method in cfg.methods and not METHODS[method].is_retrain:
+            record["settings"] = settings_origin(pipe, method, chosen.get(method))
         failed = next((u for u in [unit] + [u for _, u in repeats.get(row, [])] if u["status"] != "ok"), None)
         if failed is None:
             record["metrics"] = {**task.metrics(unit["stats"], retain_of(cfg.seed)), **extra.get(row, {})}
@@ -117,10 +119,10 @@ def gate_utility(records: list[dict], utility: str, floor: float) -> None:
             r["below_utility_floor"] = True
 
 
-def settings_origin(cfg: ExperimentConfig, pipe: Pipeline, name: str) -> str:
-    """How a method row's settings were chosen: `tuned` (tune.py's file, `cfg.tuned`, unchanged), `set by hand`
+def settings_origin(pipe: Pipeline, name: str, chosen: dict | None) -> str:
+    """How a method row's settings were chosen: `tuned` (tune.py's `chosen` settings, unchanged), `set by hand`
     (method_args, or a tuned setting overridden), or `paper defaults` (methods/<method>.py, configs/method/)."""
-    hp, chosen = pipe.method_hparams(name), tuned_args(cfg.tuned).get(name) if cfg.tuned else None
+    hp = pipe.method_hparams(name)
     if chosen and all(getattr(hp, k) == v for k, v in chosen.items()):
         return "tuned"
-    return "set by hand" if cfg.method_args.get(name) or pipe.task.cfg.method_args.get(name) else "paper defaults"
+    return "set by hand" if pipe.cfg.method_args.get(name) or pipe.task.cfg.method_args.get(name) else "paper defaults"

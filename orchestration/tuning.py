@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 
+from evals import spread
 from methods import METHODS, method_config
 from pipeline import Pipeline
 from unlearnbench.config import ConfigError, ExperimentConfig
@@ -79,7 +79,7 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
             units = [pipe.unlearned(target, name, seed=s) for s in seeds]
             rows.append(score(point, units, vtask, retain_stats))
         eligible = [r for r in rows if r["status"] == "ok" and r["utility"] >= floor]
-        chosen = (max(eligible, key=lambda r: r["log10_forget"]) if eligible else
+        chosen = (max(eligible, key=lambda r: r["forget_quality"]) if eligible else
                   max((r for r in rows if r["status"] == "ok"), key=lambda r: r["utility"], default=None))
         if chosen is None:
             raise ValueError(f"every configuration of {name} diverged on the validation split; widen its grid "
@@ -105,9 +105,9 @@ def score(point: dict, units: list[dict], vtask, retain_stats: dict) -> dict:
     if failed:
         return {"args": point, "status": failed["status"], "error": failed.get("error", ""), "wall_seconds": wall}
     metrics = [vtask.metrics(u["stats"], retain_stats) for u in units]
-    log10 = [math.log10(max(m[vtask.forget_score], 1e-300)) for m in metrics]
-    return {"args": point, "status": "ok", "forget_quality": 10 ** (sum(log10) / len(log10)),
-            "log10_forget": sum(log10) / len(log10), "utility": sum(m[vtask.utility] for m in metrics) / len(metrics),
+    return {"args": point, "status": "ok",
+            "forget_quality": spread.summarize([m[vtask.forget_score] for m in metrics], log=True)["mean"],
+            "utility": spread.summarize([m[vtask.utility] for m in metrics])["mean"],
             "per_seed": [{vtask.forget_score: m[vtask.forget_score], vtask.utility: m[vtask.utility]} for m in metrics],
             "wall_seconds": wall}
 

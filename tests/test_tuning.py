@@ -90,7 +90,7 @@ def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp
     for m in result["methods"].values():
         assert m["runs"] == 2 * 1 and len(m["configurations"]) == 2 and m["wall_seconds"] > 0
         best = max((r for r in m["configurations"] if r["utility"] >= result["floor"]),
-                   key=lambda r: r["log10_forget"], default=None)
+                   key=lambda r: r["forget_quality"], default=None)
         assert best is None or best["args"] == m["chosen"]          # the declared rule, recomputed
 
     # a wider grid reuses every configuration already run: only the new ones are built
