@@ -24,6 +24,9 @@ class, built from its validated config, provides:
     metrics(stats, retain_stats | None) -> dict[str, float]
                                       numbers from statistics; retain_stats is the retain model's, or None where
                                       the task has no retain model (then no metric may pretend it has one)
+    validation(n_authors) -> (task, TaskData)
+                                      optional, after load: the tuning protocol's split (tune.py), a task and
+                                      its data sharing no forget row with the test forget set (TOFU has it)
 """
 from __future__ import annotations
 
