@@ -18,11 +18,12 @@ from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
 from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
-from unlearnbench.cache import UnitStore, read_json, row_digests, stable_hash, write_json
+from peft import PeftModel
+from unlearnbench.cache import UnitStore, folder_digest, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
 from unlearnbench.cost import CostMeter
-from unlearnbench.models import (EVAL_MAX_LENGTH, PromptFormat, build_embedded_model, context_length, load_model,
-                                 load_tokenizer, resolve_name, save_model, train_tokenizer)
+from unlearnbench.models import (EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, build_embedded_model,
+                                 context_length, load_model, load_tokenizer, resolve_name, save_model, train_tokenizer)
 from unlearnbench.runtime import Solo
 from unlearnbench.tasks import TaskData
 
@@ -34,6 +35,7 @@ class ModelRef:
     key: str
     gguf_file: str = ""
     cost: dict | None = None        # what training it cost, if this suite trained it
+    adapter: str = ""               # a peft adapter folder applied on top of `path` (a LoRA checkpoint row)
 
 
 def encode_row(fmt: PromptFormat, row: dict) -> dict:
@@ -70,12 +72,32 @@ class Pipeline:
 
     # -- models ----------------------------------------------------------------------------------------------
     def load(self, ref: ModelRef):
-        model = load_model(ref.path, self.cfg.model, ref.gguf_file).to(self.acc.device)
+        model = load_model(ref.path, self.cfg.model, ref.gguf_file)
+        if ref.adapter:         # evaluated with the adapter active, exactly as the suite's own LoRA rows are
+            model = PeftModel.from_pretrained(model, ref.adapter)
+        model = model.to(self.acc.device)
         model.eval()
         return model
 
     def tokenizer(self, ref: ModelRef):
-        return load_tokenizer(ref.path, self.cfg.model, ref.gguf_file)
+        own = ref.adapter and any((Path(ref.adapter) / f).is_file() for f in TOKENIZER_FILES)
+        return load_tokenizer(ref.adapter if own else ref.path, self.cfg.model, "" if own else ref.gguf_file)
+
+    def given(self, ref: str, default_base=None) -> ModelRef:
+        """A checkpoint the user names (model.target / model.retain / checkpoints.<row>): a local folder, keyed by a
+        digest of its files (an edited folder is evaluated again), or a hub id at the configured revision. A
+        folder holding a peft adapter loads on top of the model its adapter_config.json names, or else on
+        `default_base()` (a checkpoint row's: the run's target; model.target's own: the base model)."""
+        folder = Path(ref).expanduser()
+        m = self.cfg.model
+        if not folder.is_dir():
+            return ModelRef(ref, stable_hash("given", ref, m.revision, m.dtype))
+        key = stable_hash("given", folder_digest(folder), m.dtype)
+        base = adapter_base(folder)
+        if base is None:
+            return ModelRef(str(folder), key)
+        base_ref = self.given(base) if base else (default_base or self.base)()
+        return ModelRef(base_ref.path, stable_hash("adapter", key, base_ref.key), adapter=str(folder))
 
     def fmt(self, tokenizer, max_length: int = EVAL_MAX_LENGTH) -> PromptFormat:
         return PromptFormat(self.cfg.model, tokenizer, max_length)
@@ -169,6 +191,8 @@ class Pipeline:
     def run_tokenizer(self):
         """The run's tokenizer before any model trains: a pretrained model's own; the embedded base's (its cached
         unit's, else trained here exactly as the base unit will train it)."""
+        if self.cfg.model.target and any((Path(self.cfg.model.target) / f).is_file() for f in TOKENIZER_FILES):
+            return load_tokenizer(self.cfg.model.target, self.cfg.model)     # a given target: its own tokenizer
         if self.cfg.model.name != "embedded":
             return self.tokenizer(self.base())
         key = self._base_key()
@@ -201,7 +225,7 @@ class Pipeline:
         rows for the role (e.g. WMDP on a real model) uses the base itself as the target and has no retain
         model. lora_lr > 0: a LoRA adapter (`lora_cfg`) trained at that rate and merged into the weights."""
         if given:
-            return ModelRef(given, stable_hash("given", given, self.cfg.model.revision, self.cfg.model.dtype))
+            return self.given(given)
         rows = self.data.train.get(role) if rows is None else rows
         if rows is None:
             return base if role == "target" else None
@@ -254,22 +278,51 @@ class Pipeline:
         return read_json(self._unit("eval", key, build) / "unit.json")
 
     # -- unlearning ------------------------------------------------------------------------------------------
-    def unlearned(self, target: ModelRef, method_name: str, seed: int | None = None, generate: bool = True) -> dict:
+    def untrained(self, method_name: str) -> str:
+        """Why a trained method's rows stay the target's weights (a deliberate zero: unlearn.epochs=0 or lr 0), or
+        "" when they train."""
+        spec, hp = METHODS.get_or_raise(method_name), self.method_hparams(method_name)
+        if spec.edit is not None or spec.is_retrain:
+            return ""
+        if self.unlearn.epochs == 0:
+            return "unlearn.epochs=0"
+        return f"method_args.{method_name}.lr=0" if getattr(hp, "lr", None) == 0 else ""
+
+    def unlearned(self, target: ModelRef, method_name: str, seed: int | None = None, generate: bool = True,
+                  keep_model: bool = False) -> dict:
         """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}; with `seed`
-        a population member's (generate=False: teacher-forced statistics only)."""
+        a population member's (generate=False: teacher-forced statistics only). keep_model: the row's model is also
+        a cached unit (full weights, or the LoRA adapter), its folder in "model"; a row cached without it is
+        unlearned again for it, deterministically."""
         spec = METHODS.get_or_raise(method_name)
         hp, seed = self.method_hparams(method_name), self.cfg.seed if seed is None else seed
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
                           self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,
                           self.data.forget, self.data.retain,
                           read_refusals() if spec.needs_idk else None, *self._eval_key(target.key),
-                          *([] if generate else ["teacher-forced only"]))
+                          *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []))
+        weights = stable_hash("weights", key)
+
+        def keep(model, tokenizer):
+            with self.store.build("weights", weights, publish=self.acc.is_main_process) as tmp:
+                save_model(model, tokenizer, tmp, alone=self.acc.num_processes == 1)
 
         def build(tmp):
-            write_json(tmp / "unit.json", self._run_method(target, spec, hp, seed, generate))
-        return read_json(self._unit("row", key, build) / "unit.json")
+            write_json(tmp / "unit.json", self._run_method(target, spec, hp, seed, generate, keep if keep_model else None))
+        unit = read_json(self._unit("row", key, build) / "unit.json")
+        if keep_model and unit["status"] == "ok":
+            self.acc.wait_for_everyone()
+            if not self.store.done("weights", weights):
+                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False)
+            self.acc.wait_for_everyone()
+            unit["model"] = str(self.store.path("weights", weights))
+        return unit
 
-    def _run_method(self, target: ModelRef, spec, hp, seed: int, generate: bool) -> dict:
+    def _run_method(self, target: ModelRef, spec, hp, seed: int, generate: bool, keep=None,
+                    evaluate: bool = True) -> dict:
+        """Unlearn the target with `spec` and evaluate the result; keep(model, tokenizer), if given, saves the
+        model once it has trained without diverging."""
+        untrained = self.untrained(spec.name)
         model, tokenizer = self.load(target), self.tokenizer(target)
         fmt = self.fmt(tokenizer, self.unlearn.max_length)
         roles = {"forget": [encode_row(fmt, r) for r in self.data.forget],
@@ -283,6 +336,8 @@ class Pipeline:
             if spec.edit is not None:
                 spec.edit(model, hp, seed)
                 log = {"edit": spec.name}
+            elif untrained:
+                log = {"micro_batches": 0, "updates": 0, "untrained": untrained}
             else:
                 model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
                 try:
@@ -293,6 +348,10 @@ class Pipeline:
                     log = err
         if isinstance(log, DivergenceError):
             return {"status": "failed", "error": str(log), "cost": meter.record()}
+        if keep is not None:
+            keep(model, tokenizer)
+        if not evaluate:
+            return {}
         stats, eval_cost = self.evaluate(model, tokenizer, spec.name, generate)
         return {"status": "ok", "stats": stats, "cost": meter.record(), "eval_cost": eval_cost, "train_log": log,
                 "hparams": dataclasses.asdict(hp), "rows_seen": row_digests(self.data.forget + self.data.retain)}

@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 from unlearnbench.config import ConfigError, ExperimentConfig
-from unlearnbench.models import resolve_name
+from unlearnbench.models import TOKENIZER_FILES, adapter_base, resolve_name
 from unlearnbench.tasks import TaskData
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def check_run(cfg: ExperimentConfig, tasks: dict) -> dict[str, TaskData]:
@@ -29,9 +28,9 @@ def check_run(cfg: ExperimentConfig, tasks: dict) -> dict[str, TaskData]:
     m = cfg.model
     if m.name != "embedded":
         check_checkpoint(resolve_name(m.name), "model.name", m.gguf_file, m.revision, m.trust_remote_code)
-    for key in ("target", "retain"):
-        if getattr(m, key):
-            check_checkpoint(getattr(m, key), f"model.{key}", trust_remote_code=m.trust_remote_code)
+    given = {f"model.{key}": getattr(m, key) for key in ("target", "retain") if getattr(m, key)}
+    for key, ref in {**given, **{f"checkpoints.{n}": r for n, r in cfg.checkpoints.items()}}.items():
+        check_given(ref, key, m.trust_remote_code)
     loaded = {}
     for label, task in tasks.items():
         data = task.load(cfg.resolved_cache_dir() / "tasks")
@@ -77,6 +76,53 @@ def check_forget_seen(label: str, task, data: TaskData) -> None:
                           f"split a subset of the training split (TOFU: forget rows also in `full`), or set "
                           f"task.allow_unseen_forget=true to run anyway")
     print(f"warning: {what}; running anyway (task.allow_unseen_forget=true)", file=sys.stderr)
+
+
+def check_given(ref: str, key: str, trust_remote_code: bool = False) -> None:
+    """A checkpoint the user gives: a model (check_checkpoint), or a folder holding a peft adapter, whose weights must
+    be safetensors and whose base (adapter_config.json's base_model_name_or_path, if it names one) must exist."""
+    folder = Path(ref).expanduser()
+    base = adapter_base(folder) if folder.is_dir() else None
+    if base is None:
+        check_checkpoint(ref, key, trust_remote_code=trust_remote_code)
+        return
+    weights = folder / "adapter_model.safetensors"
+    if not weights.is_file():
+        pickled = sorted(p.name for p in folder.glob("adapter_model.bin"))
+        raise ConfigError(f"{key}={ref!r} holds an adapter_config.json but " + (
+            f"only pickled adapter weights ({pickled[0]}); the suite never unpickles files: re-save the adapter with "
+            f"model.save_pretrained(folder) (safetensors)" if pickled else
+            "no adapter_model.safetensors; copy the whole adapter folder"))
+    check_safetensors(weights)
+    if base:
+        check_checkpoint(base, f"{key} (its adapter's base, adapter_config.json base_model_name_or_path)",
+                         trust_remote_code=trust_remote_code)
+
+
+def check_vocabulary(key: str, ref: str, run_tokenizer, cfg) -> None:
+    """A checkpoint row is scored with its own tokenizer beside rows scored with the run's (forget quality compares
+    it with the run's retain model item by item), so both must be one vocabulary, and its weights must cover it."""
+    from transformers import AutoConfig
+
+    from unlearnbench.models import load_tokenizer
+    folder = Path(ref).expanduser()
+    base = adapter_base(folder) if folder.is_dir() else None
+    if base is not None:            # an adapter: its own tokenizer, if it has one; its base's checked as a model
+        if base:
+            check_vocabulary(f"{key} (its adapter's base)", base, run_tokenizer, cfg)
+        if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+            return
+    tokenizer = load_tokenizer(ref, cfg)
+    if tokenizer.get_vocab() != run_tokenizer.get_vocab():
+        raise ConfigError(f"{key}={ref!r}: its tokenizer ({len(tokenizer):,} tokens) is not the run's ({len(run_tokenizer):,} "
+                          f"tokens, model.name={cfg.name!r}); a checkpoint row is compared item by item with the run's "
+                          f"target and retain models, so it must be a checkpoint of the run's model: set model= to "
+                          f"the model it was unlearned from")
+    if base is None:
+        size = AutoConfig.from_pretrained(ref, trust_remote_code=cfg.trust_remote_code).get_text_config().vocab_size
+        if size < len(run_tokenizer):
+            raise ConfigError(f"{key}={ref!r}: its embedding has {size:,} rows for a tokenizer of "
+                              f"{len(run_tokenizer):,} tokens; the weights do not belong to this tokenizer")
 
 
 def check_checkpoint(ref: str, key: str, gguf_file: str = "", revision: str = "",

@@ -19,10 +19,10 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from evals.report import leaderboard, write_results
-from methods import METHODS, method_config
+from methods import METHODS, load_method_files, method_config
 from orchestration.benchmark import run_task
 from pipeline import Pipeline
-from preflight import check_lengths, check_run
+from preflight import check_lengths, check_run, check_vocabulary
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench import environment
 from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
@@ -40,6 +40,12 @@ leaderboard.md and plots/.
   output_dir=<dir>      where results go (default: results/<experiment>); a folder holding results of a
                         different config is never overwritten
   methods=A,B           which method rows run. Registered: {methods}
+  method_files=a.py,..  your own methods: files that register them with @method (methods/README.md)
+  checkpoints.<Row>=<folder|hub id>
+                        evaluate a model unlearned elsewhere as row <Row> of every task (a peft adapter
+                        folder loads on its base); with methods= empty, an evaluation-only run
+  save_models=true      every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter;
+                        save_models=merged: merged into full weights)
   model=<name|id|path>  configs/model/<name>.yaml ({models}), or any causal LM by hub id or local path
   model.target=<path>   use a given target checkpoint instead of fine-tuning one (model.retain likewise)
   model.replay=true     a pretrained model's fine-tuning also rehearses hand-written general QA that no
@@ -96,8 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. config: resolved, validated (tasks, methods and their hyperparameters too), saved beside the results
     cfg = load_config([a for a in argv if a not in FLAGS])
-    if not cfg.methods:
-        raise ConfigError("methods is empty; name at least one, e.g. methods=GradAscent")
+    load_method_files(cfg.method_files)
+    if not cfg.methods and not cfg.checkpoints:
+        raise ConfigError("methods is empty and no checkpoints are given; name a method (methods=GradAscent) or a "
+                          "checkpoint to evaluate (checkpoints.Mine=<folder>)")
     if cfg.seeds < 1:
         raise ConfigError(f"seeds={cfg.seeds}: the number of unlearning seeds per method must be at least 1")
     tasks = {label: build_task(label, section) for label, section in cfg.tasks.items()}
@@ -119,7 +127,14 @@ def main(argv: list[str] | None = None) -> dict:
     # rows longer than the context: an error before any model trains or anything is written (counted with the
     # run's tokenizer; the embedded model's is trained first)
     for label, task in tasks.items():
-        check_lengths(task.label, Pipeline(cfg, task, data[label], store, accelerator).long_rows())
+        pipe = Pipeline(cfg, task, data[label], store, accelerator)
+        check_lengths(task.label, pipe.long_rows())
+        for name, ref in cfg.checkpoints.items():
+            check_vocabulary(f"checkpoints.{name}", ref, pipe.run_tokenizer(), cfg.model)
+        for name in cfg.methods:
+            if pipe.untrained(name):
+                print(f"warning: task {task.label}: {name}'s rows are evaluated untrained, the target's weights "
+                      f"({pipe.untrained(name)}); results mark them `untrained`", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
 

@@ -21,6 +21,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
+from methods import load_method_files
 from orchestration.tuning import table, tune
 from preflight import check_run
 from run_benchmark import cli_errors
@@ -45,6 +46,7 @@ def main(argv: list[str]) -> dict:
 
 def run(cfg) -> dict:
     """Tune as `cfg` declares; write the chosen settings, the sweep's table and its record."""
+    load_method_files(cfg.method_files)
     if cfg.tuned:
         raise ConfigError(f"tuned={cfg.tuned!r}: a tuning experiment starts from the methods' own settings, not from "
                           f"an earlier sweep's; set tuned= (empty) in it")

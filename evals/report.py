@@ -45,11 +45,16 @@ def _fmt(value) -> str:
 def _best(records: list[dict], task: str, metric: str, directions: dict):
     """Best value of `metric` among a task's unlearned rows (target/retain are references, not contenders)."""
     values = [r["metrics"][metric] for r in records if r["task"] == task and r["status"] == "ok"
-              and r["model"] not in REFERENCE_ROWS and r["metrics"].get(metric) is not None
-              and not r.get("below_utility_floor")]
+              and contender(r) and r["metrics"].get(metric) is not None]
     if not values or metric not in directions:
         return None
     return max(values) if directions[metric] else min(values)
+
+
+def contender(r: dict) -> bool:
+    """Whether a row may be marked best: not a reference (target, retain, Retrain), not below the utility floor,
+    not left untrained (unlearn.epochs=0 or lr 0)."""
+    return r["model"] not in REFERENCE_ROWS and not r.get("below_utility_floor") and not r.get("untrained")
 
 
 def _arrow(metric: str, directions: dict) -> str:
@@ -75,8 +80,7 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
                 if c in r.get("spread", {}):
                     low, high = r["spread"][c]["ci95"]
                     text += f" [{_fmt(low)}, {_fmt(high)}]"
-                best = value is not None and r["model"] not in REFERENCE_ROWS and \
-                    not r.get("below_utility_floor") and value == _best(records, task, c, directions)
+                best = value is not None and contender(r) and value == _best(records, task, c, directions)
                 tie = c == meta["forget_score"] and r.get("tie_with_best") and not best
                 cells.append(f"**{text}**" if best else f"{text} ≈" if tie else text)
             out.append(f"| {row_label(r)} | " + " | ".join(cells) + " |")
@@ -85,10 +89,15 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
             out += ["", f"Method rows: mean over {len(seeded[0]['per_seed'])} unlearning seeds [95 % t interval; "
                         f"log-scaled metrics: geometric mean, interval of log10]. ≈: forget score not significantly "
                         f"different from the best row's (paired t-test over seeds, p ≥ 0.05; evals/spread.py)."]
-        if any(r.get("settings") or r.get("below_utility_floor") for r in records if r["task"] == task):
+        rows = [r for r in records if r["task"] == task]
+        if any(r.get("settings") or r.get("below_utility_floor") for r in rows):
             out += ["", f"(tuned): settings chosen by tune.py on a validation split; (set by hand), (paper defaults): "
                         f"not tuned. †: utility below {meta.get('utility_floor', 0.9)} x the retain model's, never "
                         f"marked best."]
+        if any(r.get("checkpoint") or r.get("untrained") for r in rows):
+            out += ["", "(checkpoint): a given model (checkpoints.<row>), evaluated only; its training cost is "
+                        "unknown. (untrained): unlearn.epochs=0 or lr 0 left the row the target's weights; never "
+                        "marked best."]
         out.append("")
         out += privacy_table(records, task)
     if len(tasks) > 1:
@@ -97,9 +106,12 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
 
 
 def row_label(r: dict) -> str:
-    """The row's name, how its settings were chosen, and † where its utility fell below the floor."""
-    return r["model"] + (f" ({r['settings']})" if r.get("settings") else "") + (" †" if r.get("below_utility_floor")
-                                                                               else "")
+    """The row's name, how its settings were chosen (or that it is a given checkpoint, or untrained), and † where
+    its utility fell below the floor."""
+    notes = [r["settings"]] if r.get("settings") else []
+    notes += ["checkpoint"] if r.get("checkpoint") else []
+    notes += ["untrained"] if r.get("untrained") else []
+    return r["model"] + "".join(f" ({n})" for n in notes) + (" †" if r.get("below_utility_floor") else "")
 
 
 PRIVACY_COLUMNS = ["auc_loss", "auc_zlib", "auc_min_k", "auc_min_k_pp", "auc_reference", "priv_leak",

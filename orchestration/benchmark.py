@@ -4,8 +4,10 @@ report prints (means and spread over seeds, the significance marks, the utility 
 from __future__ import annotations
 
 from orchestration import populations
+from orchestration.export import export_models
 from evals import spread
 from evals.plots import REFERENCE_ROWS
+from evals.report import contender
 from methods import METHODS
 from pipeline import Pipeline
 from unlearnbench.cache import UnitStore
@@ -22,9 +24,11 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
 
     Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
     pipe = Pipeline(cfg, task, data, store, accelerator)
-    if cfg.privacy.population or cfg.privacy.shadow_models:
+    privacy = cfg.privacy.population or cfg.privacy.shadow_models
+    if privacy:
         populations.require_holdout(pipe)       # before any training, not after the main rows
-    base = pipe.base()
+    # the base only where something trains from it (given target and retain: an evaluation-only run trains nothing)
+    base = pipe.base() if privacy or not (cfg.model.target and cfg.model.retain) else None
     seeds = [cfg.seed + k for k in range(cfg.seeds)]   # the first is the record's own, the others its spread
     # target and retain per seed: one fine-tune each (the first seed's), or one per seed with seed_models
     models = {s: (pipe.finetuned(base, "target", cfg.model.target, seed=s),
@@ -39,7 +43,7 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     retain_of = lambda s: retain_stats.get(s, retain_stats[cfg.seed])  # noqa: E731
 
     units = {}
-    if cfg.model.name != "embedded" and not cfg.model.target and target is not base:
+    if base is not None and cfg.model.name != "embedded" and not cfg.model.target and target is not base:
         # a pretrained model the suite fine-tuned into the target: its untouched self is a row, the utility to keep
         units["base"] = {"status": "ok", **pipe.evaluated(base, "base"), "cost": None}
     units["target"], units["retain"] = evaluated[cfg.seed]
@@ -55,10 +59,12 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
                 repeats[name] = repeats["retain"]
         else:
             row = name + ("+lora" if cfg.lora and spec.loss else "")
-            units[row] = pipe.unlearned(target, name)
+            units[row] = pipe.unlearned(target, name, keep_model=bool(cfg.save_models))
             if len(seeds) > 1:
                 repeats[row] = [(s, pipe.unlearned(target_of(s), name, seed=s)) for s in seeds[1:]]
 
+    for name, ref in cfg.checkpoints.items():       # rows the user unlearned elsewhere: evaluation only
+        units[name] = {"status": "ok", **pipe.evaluated(pipe.given(ref, lambda: target), name), "cost": None}
     extra: dict[str, dict] = {}         # the privacy evaluations that need many models (populations.py)
     if cfg.privacy.population or cfg.privacy.shadow_models:
         populations.build_members(pipe, base, target, units)
@@ -85,6 +91,10 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         method = row.split("+")[0]
         if method in cfg.methods and not METHODS[method].is_retrain:
             record["settings"] = settings_origin(pipe, method, chosen.get(method))
+            if (unit.get("train_log") or {}).get("untrained"):
+                record["untrained"] = unit["train_log"]["untrained"]
+        elif row in cfg.checkpoints:
+            record["checkpoint"] = cfg.checkpoints[row]
         failed = next((u for u in [unit] + [u for _, u in repeats.get(row, [])] if u["status"] != "ok"), None)
         if failed is None:
             record["metrics"] = {**task.metrics(unit["stats"], retain_of(cfg.seed)), **extra.get(row, {})}
@@ -96,13 +106,18 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         records.append(record)
     gate_utility(records, task.utility, cfg.utility_floor)
     if len(seeds) > 1:
-        spread.mark_rows([r for r in records if r["model"] not in REFERENCE_ROWS and not r.get("below_utility_floor")],
+        spread.mark_rows([r for r in records if contender(r)],
                          task.forget_score, task.higher_is_better[task.forget_score],
                          task.forget_score in task.log_scale)
     dataset = {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
                **data.describe, "forget_score": task.forget_score, "utility": task.utility,
                "headline": task.headline, "higher_is_better": task.higher_is_better,
                "log_scale": sorted(task.log_scale), "utility_floor": cfg.utility_floor}
+    if cfg.save_models:
+        models = {"target": target.path, "retain": retain.path if retain else None,
+                  **{row: unit.get("model") for row, unit in units.items() if unit.get("model")}}
+        export_models(cfg, task.label, models, lora_rows=[r for r in models if r.endswith("+lora")],
+                      main=accelerator.is_main_process)
     return {"records": records, "dataset": dataset, "per_item": {row: unit.get("stats") for row, unit in units.items()}}
 
 
@@ -121,8 +136,11 @@ def gate_utility(records: list[dict], utility: str, floor: float) -> None:
 
 def settings_origin(pipe: Pipeline, name: str, chosen: dict | None) -> str:
     """How a method row's settings were chosen: `tuned` (tune.py's `chosen` settings, unchanged), `set by hand`
-    (method_args, or a tuned setting overridden), or `paper defaults` (methods/<method>.py, configs/method/)."""
+    (method_args, or a tuned setting overridden), `paper defaults` (methods/<method>.py, configs/method/), or a
+    method file's own defaults (method_files=)."""
     hp = pipe.method_hparams(name)
     if chosen and all(getattr(hp, k) == v for k, v in chosen.items()):
         return "tuned"
-    return "set by hand" if pipe.cfg.method_args.get(name) or pipe.task.cfg.method_args.get(name) else "paper defaults"
+    if pipe.cfg.method_args.get(name) or pipe.task.cfg.method_args.get(name):
+        return "set by hand"
+    return "its file's defaults" if METHODS[name].source else "paper defaults"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import pipeline
 import run_benchmark
@@ -107,6 +108,24 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
+def adapter(base: str, pickled: bool = False):
+    """checkpoints.Mine= a peft adapter folder naming `base`, with safetensors (or only pickled) weights."""
+    def setup(world, tmp):
+        folder = tmp / "adapter"
+        folder.mkdir()
+        write(folder / "adapter_config.json", json.dumps({"peft_type": "LORA", "base_model_name_or_path": base}))
+        if pickled:
+            (folder / "adapter_model.bin").write_bytes(b"not unpickled")
+        else:
+            save_file({"base_model.model.lm_head.lora_A.weight": torch.zeros(2, 2)}, folder / "adapter_model.safetensors")
+        return [f"checkpoints.Mine={folder}"]
+    return setup
+
+
+DUPLICATE = "from dataclasses import dataclass\nfrom methods import method\n\n\n@dataclass\nclass C:\n    lr: float = 1e-3\n" \
+            "\n\n@method('GradDiff', C)\ndef loss(model, batch, ref, cfg):\n    raise NotImplementedError\n"
+
+
 CASES = [
     # config (these already failed well; kept so they stay that way)
     ("unknown key", lambda w, t: ["unlearn.epoch=3"], r"unlearn\.epoch"),
@@ -151,6 +170,30 @@ CASES = [
     ("given target missing", lambda w, t: [f"model.target={t / 'target'}"], r"model\.target=.*no such folder"),
     ("given retain truncated", model_folder(truncate, key="model.retain"), r"safetensors: truncated"),
     ("GGUF file missing", lambda w, t: [f"model={w / 'model'}", "model.gguf_file=smol.gguf"], r"no GGUF file"),
+    # checkpoints brought from outside, methods from a file
+    ("checkpoint row folder missing", lambda w, t: [f"checkpoints.Mine={t / 'nowhere'}"],
+     r"checkpoints\.Mine=.*no such folder"),
+    ("adapter whose base does not exist", adapter("/nonexistent/base"),
+     r"checkpoints\.Mine \(its adapter's base, adapter_config\.json base_model_name_or_path\)='/nonexistent/base': "
+     r"no such folder"),
+    ("adapter with only pickled weights", adapter("", pickled=True), r"only pickled adapter weights \(adapter_model\.bin\)"),
+    ("checkpoint of another vocabulary", lambda w, t: [f"checkpoints.Mine={w / 'model'}"],
+     r"checkpoints\.Mine=.*its tokenizer \([\d,]+ tokens\) is not the run's \([\d,]+ tokens"),
+    ("checkpoint row named like a method", lambda w, t: [f"checkpoints.GradDiff={w / 'model'}"],
+     r"checkpoints\.GradDiff: 'GradDiff' is already a row"),
+    ("method file with a syntax error", lambda w, t: [f"method_files={write(t / 'mine.py', 'x = (' + chr(10))}"],
+     r"method_files: .*mine\.py, line 1: syntax error"),
+    ("method file reusing a name", lambda w, t: [f"method_files={write(t / 'mine.py', DUPLICATE)}"],
+     r"mine\.py failed to import: ValueError: duplicate method name 'GradDiff'.*rename the method"),
+    ("method file missing", lambda w, t: [f"method_files={t / 'none.py'}"], r"none\.py' is not a Python file"),
+    # numeric settings: a named error before anything trains (a deliberate zero: tests/test_checkpoints.py)
+    ("zero batch size", lambda w, t: ["unlearn.batch_size=0"], r"unlearn\.batch_size=0: expected rows per micro-batch"),
+    ("negative learning rate", lambda w, t: ["method_args.GradAscent.lr=-1e-3"],
+     r"method_args\.GradAscent\.lr=-0\.001: expected a learning rate >= 0"),
+    ("negative task batch size", lambda w, t: ["tasks.tofu_micro.unlearn.batch_size=-2"],
+     r"tasks\.tofu_forget10\.unlearn\.batch_size=-2"),
+    ("zero fine-tuning epochs", lambda w, t: ["task.finetune.epochs=0"],
+     r"tasks\.tofu_micro\.finetune\.epochs=0\.0: target and retain need at least one pass"),
     # WMDP-style task, real mode
     ("forget corpus missing", lambda w, t: wmdp_real(w, t, **{"task.forget_corpus": str(t / "none.jsonl")}),
      r"task\.forget_corpus=.*is not a file"),

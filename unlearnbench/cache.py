@@ -28,6 +28,18 @@ def row_digests(rows: list[dict]) -> list[str]:
     return sorted({hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:16] for r in rows})
 
 
+def folder_digest(folder: Path) -> str:
+    """A digest of every file's name and bytes under `folder` (a checkpoint the user gives): a folder edited in
+    place gets another key, so its cached evaluations are not reused."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,22 +1,20 @@
 """Config: dataclasses are the schema, YAML files under configs/ hold values, `a.b=value` overrides on the command line.
 
-Merging is strict: an unknown key or a value of the wrong type raises ConfigError naming the key and the fix.
+Merging is strict (unlearnbench/strict.py): an unknown key, a value of the wrong type or out of range raises
+ConfigError naming the key and the fix.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from unlearnbench.strict import ConfigError, FieldError, deep_merge, from_dict, read_yaml  # noqa: F401 (re-exported)
+
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass
@@ -29,6 +27,19 @@ class TrainConfig:
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 256
+
+    def __post_init__(self):
+        # ranges only; the key's full name is the caller's (prefix): the message names the field and the fix
+        for name, low, fix in (("batch_size", 1, "rows per micro-batch, at least 1"),
+                               ("grad_accum", 1, "micro-batches per update, at least 1"),
+                               ("max_length", 2, "tokens per row, at least 2"),
+                               ("epochs", 0, "passes over the lead set; 0 leaves the model untrained"),
+                               ("lr", 0, "a learning rate >= 0"), ("weight_decay", 0, "a decay >= 0"),
+                               ("max_grad_norm", 0, "a clipping norm >= 0 (0: no clipping)"),
+                               ("warmup_ratio", 0, "a fraction of the updates in [0, 1]")):
+            value = getattr(self, name)
+            if not value >= low or (name == "warmup_ratio" and value > 1):   # `not >=` also catches NaN
+                raise FieldError(f"{name}={value}: expected {fix}")
 
 
 @dataclass
@@ -44,6 +55,11 @@ class EmbeddedModelConfig:
     # Fine-tuning target and retain also replays the pretraining corpus: a 7B model keeps its general knowledge
     # through a light fine-tune by capacity, a model this small only by rehearsal. Same recipe for both models.
     replay: bool = True
+
+    def __post_init__(self):
+        if not self.pretrain.epochs > 0:
+            raise FieldError(f"pretrain.epochs={self.pretrain.epochs}: the embedded base needs at least one pass over "
+                             f"its pretraining corpus")
 
 
 @dataclass
@@ -89,6 +105,11 @@ class TaskConfig:
     unlearn: dict = field(default_factory=dict)        # this task's overrides of the experiment's `unlearn`
     method_args: dict = field(default_factory=dict)    # this task's overrides of `method_args` ({method: {k: v}})
     allow_unseen_forget: bool = False      # forget rows absent from the target's training rows: error, or warn
+
+    def __post_init__(self):
+        if not self.finetune.epochs > 0:
+            raise FieldError(f"finetune.epochs={self.finetune.epochs}: target and retain need at least one pass over "
+                             f"their rows (e.g. task.finetune.epochs=1)")
 
 
 @dataclass
@@ -163,6 +184,24 @@ class ExperimentConfig:
     lora: bool = False
     lora_cfg: LoraSettings = field(default_factory=LoraSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    # {row name: hub id | local folder}: an already unlearned model (full weights, or a peft adapter folder)
+    # evaluated as a row of every task, with the task's full metrics
+    checkpoints: dict = field(default_factory=dict)
+    method_files: list[str] = field(default_factory=list)   # Python files that register methods with @method
+    # true: every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter); merged: LoRA rows merged
+    save_models: bool | str = False
+
+    def __post_init__(self):
+        if self.save_models not in (False, True, "merged"):
+            raise ConfigError(f"save_models={self.save_models!r}: true (each row's model; LoRA rows as the adapter), "
+                              f"merged (LoRA rows merged into full weights), or false")
+        for name, ref in self.checkpoints.items():
+            if not isinstance(ref, str) or not ref or not str(name).strip() or "/" in str(name):
+                raise ConfigError(f"checkpoints.{name}={ref!r}: give each row a name without '/' and a hub id or "
+                                  f"local folder, e.g. checkpoints.Mine=/path/to/model")
+            if name in ("base", "target", "retain", *self.methods):
+                raise ConfigError(f"checkpoints.{name}: {name!r} is already a row of this run; name the checkpoint's "
+                                  f"row differently, e.g. checkpoints.{name}_ckpt=...")
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir or os.environ.get("UNLEARNBENCH_CACHE") or
@@ -170,97 +209,6 @@ class ExperimentConfig:
 
     def resolved_output_dir(self) -> Path:
         return Path(self.output_dir or f"results/{self.name}")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-def _coerce(value, tp, key: str):
-    """Value of type `tp`, accepting the strings a command line gives; anything else is a ConfigError."""
-    origin = typing.get_origin(tp)
-    bad = ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise bad
-        return from_dict(tp, value, key)
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise bad
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise bad
-        return value
-    if tp is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if tp in (int, float):
-        if isinstance(value, str):
-            try:
-                return tp(value)
-            except ValueError:
-                raise bad from None
-        # bool is an int in Python, and an int is no float's wrong type, but never the other way round
-        if isinstance(value, bool) or not isinstance(value, (int, float) if tp is float else int):
-            raise bad
-        return tp(value)
-    if tp is str:
-        if value is None:
-            return ""
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise bad
-        return str(value)
-    raise TypeError(f"unsupported config type {tp} at {key}")
-
-
-def from_dict(cls, data: dict, prefix: str = ""):
-    """Build dataclass `cls` from a nested dict, strictly: unknown keys and wrong types raise ConfigError."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ConfigError(f"unknown config key {full!r}; valid keys here: {', '.join(names)}")
-        tp = hints[key]
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-            # a partial section overrides the defaults of that section
-            base = dataclasses.asdict(getattr(cls(), key)) if _has_defaults(cls) else {}
-            value = _deep_merge(base, value)
-        kwargs[key] = _coerce(value, tp, full)
-    return cls(**kwargs)
-
-
-def _has_defaults(cls) -> bool:
-    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-               for f in dataclasses.fields(cls))
-
-
-def _deep_merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def read_yaml(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"malformed YAML in {path}: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
-    return data
 
 
 def available(group: str) -> list[str]:
@@ -286,7 +234,7 @@ def _section(group: str, value) -> dict:
         named = _named(group, str(value), required=False)
         value = named if named is not None else {"name": str(value)}
     base = value.pop("base", None)
-    return _deep_merge(_section(group, base), value) if base else value
+    return deep_merge(_section(group, base), value) if base else value
 
 
 def _set(tree: dict, dotted: str, value) -> None:
@@ -325,7 +273,7 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
     experiment = dict(pairs).get("experiment", "default")
     tree = _named("experiment", experiment)
     if "base" in tree:      # an experiment may start from another one: `base: <experiment name>`
-        tree = _deep_merge(_named("experiment", tree.pop("base")), tree)
+        tree = deep_merge(_named("experiment", tree.pop("base")), tree)
         tree.pop("name", None)
     tree.setdefault("name", experiment)
     if "model" in tree:

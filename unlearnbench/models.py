@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, Llama
 
 from unlearnbench.config import ConfigError, EmbeddedModelConfig, ModelConfig
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 EVAL_MAX_LENGTH = 512      # the evaluation's prompt + answer length (a row longer than the context is an error)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -81,6 +83,19 @@ def load_model(path: str, cfg: ModelConfig, gguf_file: str = ""):
         model = plain
     model.generation_config.pad_token_id = model.generation_config.pad_token_id or model.config.eos_token_id
     return model
+
+
+def adapter_base(folder: Path) -> str | None:
+    """None when `folder` is not a peft adapter folder; else the base model its adapter_config.json names ("" when
+    it names none: the run's target is its base)."""
+    config = Path(folder) / "adapter_config.json"
+    if not config.is_file():
+        return None
+    try:
+        settings = json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{config}: malformed JSON ({err}); re-save the adapter") from None
+    return str(settings.get("base_model_name_or_path") or "") if isinstance(settings, dict) else ""
 
 
 def context_length(path: str, cfg: ModelConfig) -> int | None:
