@@ -102,7 +102,7 @@ class Pipeline:
     def fmt(self, tokenizer, max_length: int = EVAL_MAX_LENGTH) -> PromptFormat:
         return PromptFormat(self.cfg.model, tokenizer, max_length)
 
-    def _unit(self, kind: str, key: str, build) -> Path:
+    def unit(self, kind: str, key: str, build) -> Path:
         """The unit's folder, building it with `build(tmp_folder)` unless a finished one is cached."""
         if not self.store.done(kind, key):
             with self.store.build(kind, key, publish=self.acc.is_main_process) as tmp:
@@ -110,7 +110,7 @@ class Pipeline:
         self.acc.wait_for_everyone()
         return self.store.path(kind, key)
 
-    def _meter(self) -> CostMeter:
+    def meter(self) -> CostMeter:
         return CostMeter(self.acc.device, self.acc.num_processes)
 
     def base(self) -> ModelRef:
@@ -127,14 +127,14 @@ class Pipeline:
             tokenizer = self._train_tokenizer()
             model = build_embedded_model(m.embedded, tokenizer).to(self.acc.device)
             fmt = self.fmt(tokenizer, m.embedded.pretrain.max_length)
-            with self._meter() as meter:
+            with self.meter() as meter:
                 meter.watch(model)
                 log = finetune(model, self._pretrain_rows(fmt), m.embedded.pretrain, self.cfg.seed, self.acc,
                                tokenizer.pad_token_id, desc="pretrain base",
                                checkpointing=self.cfg.gradient_checkpointing)
             save_model(model, tokenizer, tmp, alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
-        path = self._unit("base", key, build)
+        path = self.unit("base", key, build)
         return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
 
     def long_rows(self) -> list[tuple[str, int, str, int, int, str]]:
@@ -241,7 +241,7 @@ class Pipeline:
                 model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
             fmt = self.fmt(tokenizer, ft.max_length)
             encoded = [encode_row(fmt, r) for r in rows] + self._replay_rows(fmt, replay)
-            with self._meter() as meter:
+            with self.meter() as meter:
                 meter.watch(model)
                 log = finetune(model, encoded, ft, seed, self.acc, tokenizer.pad_token_id,
                                desc=f"fine-tune {self.task.label} {role} (seed {seed})",
@@ -250,18 +250,18 @@ class Pipeline:
                        alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
             write_json(tmp / "rows_seen.json", row_digests(rows))
-        path = self._unit("finetuned", key, build)
+        path = self.unit("finetuned", key, build)
         return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
 
     # -- evaluation ------------------------------------------------------------------------------------------
-    def _eval_key(self, model_key: str) -> list:
+    def eval_key(self, model_key: str) -> list:
         return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint,
                 self.task.version, ENGINE_VERSION]
 
     def evaluate(self, model, tokenizer, name: str, generate: bool = True) -> tuple[dict, dict]:
         """Per-item statistics of the task's evaluation sets, and what computing them cost. generate=False (a
         population member: teacher-forced statistics only) needs a task that can skip generation (TOFU)."""
-        with self._meter() as meter:
+        with self.meter() as meter:
             meter.watch(model)
             extra = {} if generate else {"generate": False}
             stats = self.task.evaluate(model, tokenizer, self.fmt(tokenizer), name, self.task.cfg.eval.batch_size,
@@ -270,12 +270,12 @@ class Pipeline:
 
     def evaluated(self, ref: ModelRef, name: str, generate: bool = True) -> dict:
         """Cached evaluation of a model on disk: {"stats", "eval_cost"}."""
-        key = stable_hash("eval", *self._eval_key(ref.key), *([] if generate else ["teacher-forced only"]))
+        key = stable_hash("eval", *self.eval_key(ref.key), *([] if generate else ["teacher-forced only"]))
 
         def build(tmp):
             stats, cost = self.evaluate(self.load(ref), self.tokenizer(ref), name, generate)
             write_json(tmp / "unit.json", {"stats": stats, "eval_cost": cost})
-        return read_json(self._unit("eval", key, build) / "unit.json")
+        return read_json(self.unit("eval", key, build) / "unit.json")
 
     # -- unlearning ------------------------------------------------------------------------------------------
     def untrained(self, method_name: str) -> str:
@@ -299,7 +299,7 @@ class Pipeline:
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
                           self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,
                           self.data.forget, self.data.retain,
-                          read_refusals() if spec.needs_idk else None, *self._eval_key(target.key),
+                          read_refusals() if spec.needs_idk else None, *self.eval_key(target.key),
                           *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []))
         weights = stable_hash("weights", key)
 
@@ -308,8 +308,9 @@ class Pipeline:
                 save_model(model, tokenizer, tmp, alone=self.acc.num_processes == 1)
 
         def build(tmp):
-            write_json(tmp / "unit.json", self._run_method(target, spec, hp, seed, generate, keep if keep_model else None))
-        unit = read_json(self._unit("row", key, build) / "unit.json")
+            unit = self._run_method(target, spec, hp, seed, generate, keep if keep_model else None)
+            write_json(tmp / "unit.json", unit)
+        unit = read_json(self.unit("row", key, build) / "unit.json")
         if keep_model and unit["status"] == "ok":
             self.acc.wait_for_everyone()
             if not self.store.done("weights", weights):
@@ -331,7 +332,7 @@ class Pipeline:
             refusals, rng = read_refusals(), random.Random(seed)
             pairs = [idk_pair(fmt, r, rng.choice(refusals)) for r in self.data.forget]
             roles["forget"], roles["forget_idk"] = [p[0] for p in pairs], [p[1] for p in pairs]
-        with self._meter() as meter:
+        with self.meter() as meter:
             meter.watch(model)
             if spec.edit is not None:
                 spec.edit(model, hp, seed)

@@ -114,8 +114,8 @@ def check_vocabulary(key: str, ref: str, run_tokenizer, cfg) -> None:
             return
     tokenizer = load_tokenizer(ref, cfg)
     if tokenizer.get_vocab() != run_tokenizer.get_vocab():
-        raise ConfigError(f"{key}={ref!r}: its tokenizer ({len(tokenizer):,} tokens) is not the run's ({len(run_tokenizer):,} "
-                          f"tokens, model.name={cfg.name!r}); a checkpoint row is compared item by item with the run's "
+        raise ConfigError(f"{key}={ref!r}: its tokenizer ({len(tokenizer):,} tokens) is not the run's "
+                          f"({len(run_tokenizer):,} tokens, model.name={cfg.name!r}); a checkpoint row is compared item by item with the run's "
                           f"target and retain models, so it must be a checkpoint of the run's model: set model= to "
                           f"the model it was unlearned from")
     if base is None:

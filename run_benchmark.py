@@ -44,6 +44,10 @@ leaderboard.md and plots/.
   checkpoints.<Row>=<folder|hub id>
                         evaluate a model unlearned elsewhere as row <Row> of every task (a peft adapter
                         folder loads on its base); with methods= empty, an evaluation-only run
+  robustness.relearn_steps=20 robustness.quant_bits=8,4
+                        recovery attacks on every row, read against the retain model under the same
+                        attack: relearning on part of the forget set, bitsandbytes quantization on load
+                        (the default and wmdp experiments run them)
   save_models=true      every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter;
                         save_models=merged: merged into full weights)
   model=<name|id|path>  configs/model/<name>.yaml ({models}), or any causal LM by hub id or local path

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +263,25 @@ class TofuTask:
         return split, split._task_data(names, hashlib.sha256(blob.encode()).hexdigest()[:16])
 
     prompted = True
+    forget_measure = "forget_prob"      # what the recovery attacks measure (orchestration/robustness.py)
+
+    def relearn_split(self, seed: int) -> tuple[list[dict], list[int] | None]:
+        """The relearning attack's split of the forget set (Deeb & Roger): within each forget author, half the
+        questions (drawn by `seed`) are rows to relearn on, and the forget evaluation's items of the other half are
+        scored. Returns (rows to relearn on, indices of the scored items in the forget evaluation split, or None:
+        all)."""
+        per = self.cfg.synthetic.qa_per_author if self.cfg.source == "synthetic" else self.cfg.rows_per_author
+        forget = self.rows["forget"]
+        if per < 2 or len(forget) % per:
+            raise ValueError(f"the forget split has {len(forget)} rows, not whole authors of task.rows_per_author="
+                             f"{per}; set it to the rows each author has (the real TOFU release: 20)")
+        rng, relearn = random.Random(seed), set()
+        for start in range(0, len(forget), per):
+            order = rng.sample(range(start, start + per), per)
+            relearn.update(order[:per // 2])
+        kept = {forget[i]["question"] for i in range(len(forget)) if i not in relearn}
+        evaluated = [i for i, r in enumerate(self.rows["forget_eval"]) if r["question"] in kept]
+        return [forget[i] for i in sorted(relearn)], evaluated
 
     def scored_pairs(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Every evaluation split's (question, answers) as `evaluate` scores them (membership: the answer only)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +81,7 @@ class WmdpTask:
         self.splits: dict[str, list] = {}
         self.questions: dict[str, list[tuple[str, list[str]]]] = {}     # what scored_pairs() reports
         self.manager = None
+        self.forget_corpus: list[dict] = []
 
     def load(self, cache_dir: Path) -> TaskData:
         if self.cfg.source == "synthetic":
@@ -100,6 +102,7 @@ class WmdpTask:
         self.questions = {s: [(t.format(q["question"]), [" " + c for c in q["choices"]]) for q in world[s + "_mc"]]
                           for s, t in templates.items()}
         forget, retain = world["forget_corpus"], world["retain_corpus"]
+        self.forget_corpus = forget
         questions = [q for s in ("forget_mc", "neighbour_mc", "general_mc") for q in world[s]]
         texts = [r["text"] for r in forget + retain] + [q["question"] for q in questions] + \
             [c for q in questions for c in q["choices"]]
@@ -112,6 +115,7 @@ class WmdpTask:
         cfg = self.cfg
         forget = read_corpus(cfg.forget_corpus, "task.forget_corpus", cfg.max_corpus_rows)
         retain = read_corpus(cfg.retain_corpus, "task.retain_corpus", cfg.max_corpus_rows)
+        self.forget_corpus = forget
         if not cfg.forget_tasks or not cfg.general_tasks:
             raise ValueError("WMDP real mode needs task.forget_tasks (e.g. [wmdp_bio]) and task.general_tasks "
                              "(e.g. [mmlu])")
@@ -135,6 +139,22 @@ class WmdpTask:
                                   "sizes": {"forget_corpus": len(forget), "retain_corpus": len(retain)}})
 
     prompted = False
+    forget_measure = "forget_acc"       # what the recovery attacks measure (orchestration/robustness.py)
+
+    def relearn_split(self, seed: int) -> tuple[list[dict], list[int] | None]:
+        """The relearning attack's split (Deeb & Roger): the synthetic world's forget species drawn in half by
+        `seed`; the corpus paragraphs about one half are rows to relearn on, the questions about the other half are
+        scored. Real mode has no species map: half the corpus paragraphs relearn and every question is scored
+        (no question is a corpus paragraph). Returns (rows to relearn on, indices of the scored forget items, or
+        None: all)."""
+        rng, corpus = random.Random(seed), self.forget_corpus
+        if self.cfg.source != "synthetic":
+            return [corpus[i] for i in sorted(rng.sample(range(len(corpus)), len(corpus) // 2))], None
+        n, questions = self.cfg.synthetic.n_forget, len(self.questions["forget"])
+        paragraphs, asked = len(corpus) // n, questions // n       # per species, in species order (generate())
+        relearn = set(rng.sample(range(n), n // 2))
+        return ([r for s in sorted(relearn) for r in corpus[s * paragraphs:(s + 1) * paragraphs]],
+                [q for s in range(n) if s not in relearn for q in range(s * asked, (s + 1) * asked)])
 
     def scored_pairs(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Each split's questions as lm-eval reads them (context, continuations); in real mode only the local copies'

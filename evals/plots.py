@@ -97,6 +97,16 @@ def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
             ax.set_ylabel(_label(ut, meta))
             ax.set_title(f"{task}: populations against retraining")
             written.append(_save(fig, folder / f"{_slug(task)}_distributional_vs_utility.png"))
+        attacked = [r for r in ok if r["metrics"].get("relearn_recovery") is not None]
+        if attacked:        # does the knowledge come back? lower right: forgets, and stays forgotten
+            fig, ax = plt.subplots(figsize=(6.5, 4.5))
+            _scatter(ax, [(r["model"], _axis_value(r, fs, fs_log), r["metrics"]["relearn_recovery"])
+                          for r in attacked], colours, xlog=fs_log)
+            ax.axhline(0.0, color="grey", linestyle="--", linewidth=1)
+            ax.set_xlabel(_label(fs, meta))
+            ax.set_ylabel("relearn recovery (0 = the retain model's, 1 = the target's) ↓")
+            ax.set_title(f"{task}: forgetting vs relearning")
+            written.append(_save(fig, folder / f"{_slug(task)}_quality_vs_recovery.png"))
     if len(tasks) > 1:
         fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5))
         for ax, task in zip(axes, tasks):

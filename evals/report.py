@@ -100,6 +100,7 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
                         "marked best."]
         out.append("")
         out += privacy_table(records, task)
+        out += robustness_table(records, task)
     if len(tasks) > 1:
         out += cross_task_table(records, datasets, tasks)
     return "\n".join(out)
@@ -130,34 +131,57 @@ PRIVACY_INTRO = ("Membership and memorization (evals/privacy.py). `auc_*`: ROC A
 
 def privacy_table(records: list[dict], task: str) -> list[str]:
     rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
-    cols = [c for c in PRIVACY_COLUMNS if any(c in r["metrics"] for r in rows)]
+    return _metric_table(f"{task}: did it really forget?", PRIVACY_INTRO, rows,
+                         [c for c in PRIVACY_COLUMNS if any(c in r["metrics"] for r in rows)])
+
+
+def _metric_table(title: str, intro: str, rows: list[dict], cols: list[str]) -> list[str]:
+    """A section of one row per model and the given metric columns (none: no section)."""
     if not cols:
         return []
-    out = [f"### {task}: did it really forget?", "", PRIVACY_INTRO, "",
-           "| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    out = [f"### {title}", "", intro, "", "| model | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
     out += [f"| {r['model']} | " + " | ".join(_fmt(r["metrics"].get(c)) for c in cols) + " |" for r in rows]
     return out + [""]
+
+
+ATTACKS = ("unattacked_", "relearn_", "quant")
+ROBUSTNESS_INTRO = ("Recovery attacks on each row's model (README, \"Does it come back?\"; "
+                    "orchestration/robustness.py). `relearn_*`: after fine-tuning on the relearn part of the forget set, scored on the other part "
+                    "only; `quant<bits>_*`: loaded with bitsandbytes at that many bits (8: LLM.int8, 4: NF4). "
+                    "`*_recovery` ↓ = (m(row, attacked) - m(retain, attacked)) / (m(target) - m(retain, attacked)), "
+                    "m the forget measure: 0 = what the retain model shows under the same attack, 1 = all of the "
+                    "target's knowledge back; `unattacked_recovery`: the same without an attack. "
+                    "`relearn_ou_score` ↑: OpenUnlearning's min(delta_retain / delta_row, 1). Method rows: their "
+                    "first seed's model.")
+
+
+def robustness_table(records: list[dict], task: str) -> list[str]:
+    rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
+    return _metric_table(f"{task}: does it come back?", ROBUSTNESS_INTRO, rows,
+                         list(dict.fromkeys(k for r in rows for k in r["metrics"] if k.startswith(ATTACKS))))
 
 
 def cross_task_table(records: list[dict], datasets: dict | None, tasks: list[str]) -> list[str]:
     """One row per method; per task its forget score, utility and relative cost, side by side."""
     metas = {t: task_meta(datasets, t) for t in tasks}
+    attacked = {t for t in tasks if any(r["task"] == t and "relearn_recovery" in r["metrics"] for r in records)}
     head = ["model"]
     for t in tasks:
         d = metas[t]["higher_is_better"]
         head += [f"{t} {_arrow(metas[t]['forget_score'], d)}", f"{t} {_arrow(metas[t]['utility'], d)}",
-                 f"{t} relative_cost"]
+                 f"{t} relative_cost"] + ([f"{t} relearn_recovery ↓"] if t in attacked else [])
     out = ["## Across tasks", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by = {(r["task"], r["model"]): r for r in records}
     for model in dict.fromkeys(r["model"] for r in records):
         cells = [model]
         for t in tasks:
             r = by.get((t, model))
+            extra = 1 if t in attacked else 0
             if r is None or r["status"] != "ok":
-                cells += ["—" if r is None else r["status"], "—", "—"]
+                cells += ["—" if r is None else r["status"]] + ["—"] * (2 + extra)
                 continue
             cells += [_fmt(r["metrics"].get(metas[t]["forget_score"])), _fmt(r["metrics"].get(metas[t]["utility"])),
-                      _fmt(r["cost"].get("relative_cost"))]
+                      _fmt(r["cost"].get("relative_cost"))] + ([_fmt(r["metrics"].get("relearn_recovery"))] * extra)
         out.append("| " + " | ".join(cells) + " |")
     return out + [""]
 

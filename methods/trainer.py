@@ -87,7 +87,10 @@ def prepare(model, spec, hp, lora=None, watch=None):
 
 
 def total_micro_batches(n: int, cfg: TrainConfig) -> int:
-    """Micro-batches of a run: `epochs` passes over n rows, rounded up to whole updates of grad_accum each."""
+    """Micro-batches of a run: `steps` updates of grad_accum each, or else `epochs` passes over n rows, rounded up
+    to whole updates."""
+    if cfg.steps:
+        return cfg.steps * cfg.grad_accum
     micro = max(1, math.ceil(cfg.epochs * math.ceil(n / cfg.batch_size)))
     return math.ceil(micro / cfg.grad_accum) * cfg.grad_accum
 

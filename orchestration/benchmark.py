@@ -3,7 +3,7 @@
 report prints (means and spread over seeds, the significance marks, the utility floor, how each row was set)."""
 from __future__ import annotations
 
-from orchestration import populations
+from orchestration import populations, robustness
 from orchestration.export import export_models
 from evals import spread
 from evals.plots import REFERENCE_ROWS
@@ -59,7 +59,7 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
                 repeats[name] = repeats["retain"]
         else:
             row = name + ("+lora" if cfg.lora and spec.loss else "")
-            units[row] = pipe.unlearned(target, name, keep_model=bool(cfg.save_models))
+            units[row] = pipe.unlearned(target, name, keep_model=bool(cfg.save_models) or robustness.enabled(cfg))
             if len(seeds) > 1:
                 repeats[row] = [(s, pipe.unlearned(target_of(s), name, seed=s)) for s in seeds[1:]]
 
@@ -74,9 +74,22 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     if cfg.privacy.population:
         for row, values in populations.population_metrics(pipe, base, target, units).items():
             extra.setdefault(row, {}).update(values)
+    attack_costs: dict[str, dict] = {}  # does the knowledge come back? (robustness.py)
+    if robustness.enabled(cfg):
+        refs = {"target": target, **({"retain": retain} if retain else {})}
+        for row, unit in units.items():
+            if row in cfg.checkpoints:
+                refs[row] = pipe.given(cfg.checkpoints[row], lambda: target)
+            elif unit.get("model") and unit["status"] == "ok":
+                refs[row] = robustness.row_ref(unit["model"], target, lora=row.endswith("+lora"))
+        values, attack_costs = robustness.attack_all(pipe, refs, {row: units[row]["stats"] for row in refs})
+        for row, v in values.items():
+            extra.setdefault(row, {}).update(v)
     for name in cfg.methods:            # the Retrain row is the retain model: the same columns
         if METHODS.get_or_raise(name).is_retrain and "retain" in extra:
             extra[name] = {**extra["retain"], **extra.get(name, {})}
+            if "retain" in attack_costs:
+                attack_costs[name] = attack_costs["retain"]
 
     retain_cost = (retain.cost or {}).get("wall_seconds") if retain else None
     chosen = tuned_args(cfg.tuned) if cfg.tuned else {}
@@ -87,7 +100,8 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         cost.pop("train_log", None)
         cost["relative_cost"] = cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] else None
         record = {"task": task.label, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
-                  "eval_cost": unit.get("eval_cost")}
+                  "eval_cost": unit.get("eval_cost"), **({"attack_cost": attack_costs[row]} if row in attack_costs
+                                                          else {})}
         method = row.split("+")[0]
         if method in cfg.methods and not METHODS[method].is_retrain:
             record["settings"] = settings_origin(pipe, method, chosen.get(method))

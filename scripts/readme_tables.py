@@ -10,7 +10,8 @@ at the printed digits; wall-time, relative-cost and memory cells depend on the m
 but not compared. `--claims` checks what should hold on any machine instead of exact cells: every forget-quality
 mean the README shows with an interval lies within the new results' interval, and the README's best row is the
 new best or not significantly different from it. A tuning sweep (tune.py) sits between `<!-- tuning:<experiment> -->` and `<!-- /tuning -->`,
-from results/<experiment>/tuning.json; every cell but its wall time is compared.
+from results/<experiment>/tuning.json; every cell but its wall time is compared. The recovery attacks of an
+experiment (orchestration/robustness.py) sit between `<!-- robustness:<experiment> -->` and `<!-- /robustness -->`.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-MARK = re.compile(r"<!-- (?P<kind>table|tuning):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /(?P=kind) -->", re.S)
+MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /(?P=kind) -->", re.S)
 
 
 def sci(v): return "—" if v is None else f"{v:.2e}"
@@ -86,6 +87,28 @@ def render(results: dict) -> list[list[tuple[str, bool]]]:
             continue
         rows.append([(cell(r, target), compared) for _, cell, compared in spec])
     return rows
+
+
+def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
+    """Each row's recovery attacks: relearning (forget measure after it, recovery, TOFU's forget quality against
+    the relearned retain model, OpenUnlearning's score) and quantization (recovery per bit width, 4-bit utility)."""
+    meta = next(iter(results["datasets"].values()))
+    m = "forget_acc" if meta.get("family") == "wmdp" else "forget_prob"
+    bits = [b for b in (8, 4) if any(f"quant{b}_recovery" in r["metrics"] for r in results["results"])]
+    spec = [("row", lambda r: r["model"], True),
+            ("recovery without attack", lambda r: f3(r["metrics"].get("unattacked_recovery")), True),
+            (f"relearned {m.replace('_', ' ')}", lambda r: f3(r["metrics"].get(f"relearn_{m}")), True),
+            ("relearn recovery ↓", lambda r: f3(r["metrics"].get("relearn_recovery")), True)]
+    if m == "forget_prob":
+        spec.append(("relearned forget quality ↑", lambda r: sci(r["metrics"].get("relearn_forget_quality")), True))
+    spec.append(("OU relearn score ↑", lambda r: f3(r["metrics"].get("relearn_ou_score")), True))
+    spec += [(f"{b}-bit recovery ↓", lambda r, b=b: f3(r["metrics"].get(f"quant{b}_recovery")), True) for b in bits]
+    spec += [(f"{bits[-1]}-bit utility ↑", lambda r: f3(r["metrics"].get(f"quant{bits[-1]}_model_utility")), True)] \
+        if bits else []
+    spec.append(("attacks wall s", lambda r: f1(sum(c["attack"]["wall_seconds"] + c["eval"]["wall_seconds"]
+                                                    for c in (r.get("attack_cost") or {}).values()) or None), False))
+    rows = [[(h, True) for h, _, _ in spec]]
+    return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in results["results"] if r["status"] == "ok"]
 
 
 def render_tuning(result: dict) -> list[list[tuple[str, bool]]]:
@@ -153,14 +176,15 @@ def main(argv=None) -> int:
             problems.append(f"{m['exp']}: no {path}; run `python {'tune' if tuning else 'run_benchmark'}.py "
                             f"experiment={m['exp']}` first")
             continue
-        rows = (render_tuning if tuning else render)(json.loads(path.read_text(encoding="utf-8")))
+        rows = {"tuning": render_tuning, "robustness": render_robustness, "table": render}[m["kind"]](
+            json.loads(path.read_text(encoding="utf-8")))
         if args.write:
             out += [text[last:m.start("body")], to_markdown(rows)]
             last = m.end("body")
             continue
         shown = parse(m["body"])
         if args.claims:
-            if not tuning:
+            if m["kind"] == "table":
                 problems += claims(m["exp"], shown, json.loads(path.read_text(encoding="utf-8"))["results"])
             continue
         if len(shown) != len(rows):

@@ -117,13 +117,25 @@ def adapter(base: str, pickled: bool = False):
         if pickled:
             (folder / "adapter_model.bin").write_bytes(b"not unpickled")
         else:
-            save_file({"base_model.model.lm_head.lora_A.weight": torch.zeros(2, 2)}, folder / "adapter_model.safetensors")
+            save_file({"base_model.model.lm_head.lora_A.weight": torch.zeros(2, 2)},
+                      folder / "adapter_model.safetensors")
         return [f"checkpoints.Mine={folder}"]
     return setup
 
 
-DUPLICATE = "from dataclasses import dataclass\nfrom methods import method\n\n\n@dataclass\nclass C:\n    lr: float = 1e-3\n" \
-            "\n\n@method('GradDiff', C)\ndef loss(model, batch, ref, cfg):\n    raise NotImplementedError\n"
+DUPLICATE = """from dataclasses import dataclass
+from methods import method
+
+
+@dataclass
+class C:
+    lr: float = 1e-3
+
+
+@method("GradDiff", C)
+def loss(model, batch, ref, cfg):
+    raise NotImplementedError
+"""
 
 
 CASES = [
@@ -176,7 +188,8 @@ CASES = [
     ("adapter whose base does not exist", adapter("/nonexistent/base"),
      r"checkpoints\.Mine \(its adapter's base, adapter_config\.json base_model_name_or_path\)='/nonexistent/base': "
      r"no such folder"),
-    ("adapter with only pickled weights", adapter("", pickled=True), r"only pickled adapter weights \(adapter_model\.bin\)"),
+    ("adapter with only pickled weights", adapter("", pickled=True),
+     r"only pickled adapter weights \(adapter_model\.bin\)"),
     ("checkpoint of another vocabulary", lambda w, t: [f"checkpoints.Mine={w / 'model'}"],
      r"checkpoints\.Mine=.*its tokenizer \([\d,]+ tokens\) is not the run's \([\d,]+ tokens"),
     ("checkpoint row named like a method", lambda w, t: [f"checkpoints.GradDiff={w / 'model'}"],

@@ -135,6 +135,8 @@ def test_real_mode_runs_lm_eval_letter_tasks_on_local_copies(tiny, tmp_path):
     args = [f"model={folder}", "task=wmdp_real", f"task.forget_corpus={corpus}", f"task.retain_corpus={retain}",
             "task.neighbour_tasks=mmlu_virology", "task.general_tasks=mmlu_anatomy", "methods=GradAscent",
             "unlearn.epochs=1", "unlearn.batch_size=2", "method_args.GradAscent.lr=1e-4",
+            # relearning without a retain model; NF4 needs layers of at least 64 weights, this model's have 16
+            "robustness.relearn_steps=2", "robustness.quant_bits=",
             f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"] + \
         [f"task.local_files.{k}={v}" for k, v in files.items()]
     payload = run_benchmark.main(args)
@@ -142,7 +144,9 @@ def test_real_mode_runs_lm_eval_letter_tasks_on_local_copies(tiny, tmp_path):
     assert rows["retain"]["status"] == "absent" and "no retain model" in rows["retain"]["error"]
     for name in ("target", "GradAscent"):
         m = rows[name]["metrics"]
-        assert set(m) == {"forget_acc", "neighbour_acc", "general_acc", "model_utility"}   # no invented gap
+        # no invented gap to retain, and the relearned accuracy without a recovery against retraining
+        assert set(m) == {"forget_acc", "neighbour_acc", "general_acc", "model_utility", "relearn_forget_acc",
+                          "relearn_model_utility"}
         assert all(0.0 <= v <= 1.0 for v in m.values())
     assert rows["target"]["task"] == "wmdp_bio" and rows["GradAscent"]["cost"]["relative_cost"] is None
     stats = payload["per_item"]["wmdp_bio"]["target"]["forget"]

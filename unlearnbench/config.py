@@ -27,6 +27,7 @@ class TrainConfig:
     warmup_ratio: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = 256
+    steps: int = 0              # > 0: exactly this many updates, whatever `epochs` says (a relearning budget)
 
     def __post_init__(self):
         # ranges only; the key's full name is the caller's (prefix): the message names the field and the fix
@@ -36,6 +37,7 @@ class TrainConfig:
                                ("epochs", 0, "passes over the lead set; 0 leaves the model untrained"),
                                ("lr", 0, "a learning rate >= 0"), ("weight_decay", 0, "a decay >= 0"),
                                ("max_grad_norm", 0, "a clipping norm >= 0 (0: no clipping)"),
+                               ("steps", 0, "a number of updates >= 0 (0: `epochs` decides)"),
                                ("warmup_ratio", 0, "a fraction of the updates in [0, 1]")):
             value = getattr(self, name)
             if not value >= low or (name == "warmup_ratio" and value > 1):   # `not >=` also catches NaN
@@ -157,6 +159,27 @@ class TuningSettings:
 
 
 @dataclass
+class RobustnessSettings:
+    """Does the knowledge come back? Attacks on every evaluated row (orchestration/robustness.py); 0 / [] is off."""
+    relearn_steps: int = 0         # updates of fine-tuning on the relearn part of the forget set (0: no relearning)
+    relearn_lr: float = 3e-4
+    relearn_batch_size: int = 8
+    relearn_data: str = "forget"   # forget: the relearn part of the forget set; unrelated: as many retain rows
+    quant_bits: list[int] = field(default_factory=list)   # bitsandbytes on load: 8 (LLM.int8), 4 (NF4); 16: none
+
+    def __post_init__(self):
+        if self.relearn_data not in ("forget", "unrelated"):
+            raise FieldError(f"relearn_data={self.relearn_data!r}: forget (Deeb & Roger) or unrelated (Łucki et al.)")
+        if self.relearn_steps < 0 or not self.relearn_lr > 0 or self.relearn_batch_size < 1:
+            raise FieldError(f"relearn_steps={self.relearn_steps}, relearn_lr={self.relearn_lr}, relearn_batch_size="
+                             f"{self.relearn_batch_size}: expected steps >= 0 (0: off), lr > 0, batch size >= 1")
+        bad = [b for b in self.quant_bits if b not in (4, 8, 16)]
+        if bad:
+            raise FieldError(f"quant_bits={self.quant_bits}: bitsandbytes loads 8 (LLM.int8) and 4 (NF4) bits; 16 "
+                             f"is the unquantized model (a check); [] turns quantization off")
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "default"
     seed: int = 0
@@ -184,6 +207,7 @@ class ExperimentConfig:
     lora: bool = False
     lora_cfg: LoraSettings = field(default_factory=LoraSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    robustness: RobustnessSettings = field(default_factory=RobustnessSettings)
     # {row name: hub id | local folder}: an already unlearned model (full weights, or a peft adapter folder)
     # evaluated as a row of every task, with the task's full metrics
     checkpoints: dict = field(default_factory=dict)

@@ -63,9 +63,26 @@ def resolve_name(name: str) -> str:
     return str(Path(spec.origin).parent)
 
 
-def load_model(path: str, cfg: ModelConfig, gguf_file: str = ""):
-    """Any causal LM by hub id or local path; safetensors or GGUF weights, never remote code unless enabled."""
+def quantization(bits: int):
+    """The published quantization attack's loading (Zhang et al. 2025; OpenUnlearning's 4-bit NF4 with bf16 compute):
+    bitsandbytes' LLM.int8 at 8 bits, NF4 at 4 bits (blocks of 64 weights, one absmax scale each), on CPU and
+    GPU alike. 16: no quantization (None)."""
+    from transformers import BitsAndBytesConfig
+    if bits == 16:
+        return None
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if bits == 4:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    raise ValueError(f"quantization to {bits} bits: choose 8, 4 or 16 (none)")
+
+
+def load_model(path: str, cfg: ModelConfig, gguf_file: str = "", bits: int = 16):
+    """Any causal LM by hub id or local path; safetensors or GGUF weights, never remote code unless enabled; with
+    bits 8 or 4, its linear layers quantized on load by bitsandbytes (quantization())."""
     kwargs = dict(trust_remote_code=cfg.trust_remote_code, dtype=DTYPES[cfg.dtype])
+    if quantization(bits) is not None:
+        kwargs.update(quantization_config=quantization(bits), device_map="cuda" if torch.cuda.is_available() else "cpu")
     if cfg.revision and not Path(path).exists():
         kwargs["revision"] = cfg.revision
     if gguf_file:

@@ -24,6 +24,11 @@ class, built from its validated config, provides:
     metrics(stats, retain_stats | None) -> dict[str, float]
                                       numbers from statistics; retain_stats is the retain model's, or None where
                                       the task has no retain model (then no metric may pretend it has one)
+    forget_measure: str               the metric the recovery attacks measure (orchestration/robustness.py)
+    relearn_split(seed) -> (rows, items | None)
+                                      after load: the relearning attack's rows to train on (part of the forget
+                                      set) and the indices of the forget split's items it scores (None: all),
+                                      never one of the rows trained on
     validation(n_authors) -> (task, TaskData)
                                       optional, after load: the tuning protocol's split (tune.py), a task and
                                       its data sharing no forget row with the test forget set (TOFU has it)
