@@ -65,12 +65,13 @@ def attacked(pipe: Pipeline, ref: ModelRef, name: str, attack: str, rows: list[d
                          checkpointing=pipe.cfg.gradient_checkpointing)
             else:       # quantized on load, from full weights on disk (a LoRA row's merged into them first)
                 path, tokenizer = ref.path, pipe.tokenizer(ref)
-                if ref.adapter:
+                if ref.adapter:     # each process writes its own copy, in its own scratch folder
                     path = tmp / "merged"
-                    save_model(_merged(pipe.load(ref)), tokenizer, path, alone=pipe.acc.num_processes == 1)
-                    pipe.acc.wait_for_everyone()
+                    save_model(_merged(pipe.load(ref)), tokenizer, path, alone=True)
                 with _quiet():
-                    model = load_model(str(path), pipe.cfg.model, ref.gguf_file, bits=int(attack[5:]))
+                    bits = int(attack[5:])
+                    model = load_model(str(path), pipe.cfg.model, ref.gguf_file, bits=bits, device=str(pipe.acc.device))
+                    model = model.to(pipe.acc.device) if bits == 16 else model
                 shutil.rmtree(tmp / "merged", ignore_errors=True)
         try:
             with _quiet():
@@ -99,7 +100,8 @@ def _quiet():
 
 def attack_all(pipe: Pipeline, refs: dict[str, ModelRef], before: dict[str, dict]) -> tuple[dict, dict]:
     """Every configured attack on every row of `refs` (the target, and the retain model where there is one).
-    before: {row: the row's own per-item statistics}. Returns ({row: attack metrics}, {row: {attack: its cost and evaluation cost}})."""
+    before: {row: the row's own per-item statistics}. Returns ({row: attack metrics}, {row: {attack: its cost and
+    its evaluation's cost}})."""
     r, metrics, costs = pipe.cfg.robustness, {row: {} for row in refs}, {row: {} for row in refs}
     attacks = (["relearn"] if r.relearn_steps else []) + [f"quant{b}" for b in r.quant_bits]
     rows, items = relearn_rows(pipe)

@@ -77,12 +77,13 @@ def quantization(bits: int):
     raise ValueError(f"quantization to {bits} bits: choose 8, 4 or 16 (none)")
 
 
-def load_model(path: str, cfg: ModelConfig, gguf_file: str = "", bits: int = 16):
+def load_model(path: str, cfg: ModelConfig, gguf_file: str = "", bits: int = 16, device: str = "cpu"):
     """Any causal LM by hub id or local path; safetensors or GGUF weights, never remote code unless enabled; with
-    bits 8 or 4, its linear layers quantized on load by bitsandbytes (quantization())."""
+    bits 8 or 4, its linear layers quantized on load by bitsandbytes (quantization()), placed on `device` (a
+    quantized model cannot move after loading; an unquantized one loads on the CPU for the caller to move)."""
     kwargs = dict(trust_remote_code=cfg.trust_remote_code, dtype=DTYPES[cfg.dtype])
     if quantization(bits) is not None:
-        kwargs.update(quantization_config=quantization(bits), device_map="cuda" if torch.cuda.is_available() else "cpu")
+        kwargs.update(quantization_config=quantization(bits), device_map=device)
     if cfg.revision and not Path(path).exists():
         kwargs["revision"] = cfg.revision
     if gguf_file:
