@@ -63,8 +63,10 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
             if len(seeds) > 1:
                 repeats[row] = [(s, pipe.unlearned(target_of(s), name, seed=s)) for s in seeds[1:]]
 
-    for name, ref in cfg.checkpoints.items():       # rows the user unlearned elsewhere: evaluation only
-        units[name] = {"status": "ok", **pipe.evaluated(pipe.given(ref, lambda: target), name), "cost": None}
+    # rows the user unlearned elsewhere: evaluation only (a folder's digest is its key: computed once)
+    checkpoints = {name: pipe.given(ref, lambda: target) for name, ref in cfg.checkpoints.items()}
+    for name, ref in checkpoints.items():
+        units[name] = {"status": "ok", **pipe.evaluated(ref, name), "cost": None}
     extra: dict[str, dict] = {}         # the privacy evaluations that need many models (populations.py)
     if cfg.privacy.population or cfg.privacy.shadow_models:
         populations.build_members(pipe, base, target, units)
@@ -78,8 +80,8 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     if robustness.enabled(cfg):
         refs = {"target": target, **({"retain": retain} if retain else {})}
         for row, unit in units.items():
-            if row in cfg.checkpoints:
-                refs[row] = pipe.given(cfg.checkpoints[row], lambda: target)
+            if row in checkpoints:
+                refs[row] = checkpoints[row]
             elif unit.get("model") and unit["status"] == "ok":
                 refs[row] = robustness.row_ref(unit["model"], target, lora=row.endswith("+lora"))
         values, attack_costs = robustness.attack_all(pipe, refs, {row: units[row]["stats"] for row in refs})
