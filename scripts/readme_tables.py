@@ -4,6 +4,7 @@
     python scripts/readme_tables.py --write   # rewrite the marked tables from those results
     python scripts/readme_tables.py --print smollm2_tofu   # one experiment's table, for results CI does not rerun
     python scripts/readme_tables.py --claims  # on another machine: do the README's claims over seeds still hold?
+    python scripts/readme_tables.py --check --only default wmdp   # only these experiments' tables (what CI reran)
 
 A table sits between `<!-- table:<experiment> -->` and `<!-- /table -->`. Metric, token and FLOP cells must match
 at the printed digits; wall-time, relative-cost and memory cells depend on the machine's load and are rendered
@@ -163,13 +164,24 @@ def main(argv=None) -> int:
     mode.add_argument("--claims", action="store_true", help="the README's means and best row vs new intervals")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="folder of results/<experiment>/")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--only", nargs="+", metavar="EXPERIMENT",
+                        help="--check/--claims only these experiments' tables (e.g. the ones just rerun)")
     args = parser.parse_args(argv)
+    if args.only and (args.write or args.print):
+        parser.error("--only goes with --check or --claims")
     if args.print:
         print(to_markdown(render(json.loads((args.results / args.print / "results.json").read_text("utf-8")))))
         return 0
     text = args.readme.read_text(encoding="utf-8")
     problems, out, last = [], [], 0
+    unknown = set(args.only or ()) - {m["exp"] for m in MARK.finditer(text)}
+    if unknown:
+        parser.error(f"--only {' '.join(sorted(unknown))}: no such table in {args.readme}")
+    checked = 0
     for m in MARK.finditer(text):
+        if args.only and m["exp"] not in args.only and not args.write:
+            continue
+        checked += 1
         tuning = m["kind"] == "tuning"
         path = args.results / m["exp"] / ("tuning.json" if tuning else "results.json")
         if not path.is_file():
@@ -202,7 +214,7 @@ def main(argv=None) -> int:
         print("README tables differ from the results:\n- " + "\n- ".join(problems))
         return 1
     print(f"README {'claims hold for' if args.claims else 'tables match'} {args.results} "
-          f"({len(MARK.findall(text))} tables)")
+          f"({checked} tables)")
     return 0
 
 
