@@ -7,6 +7,7 @@ version), so a rerun reuses finished units and a crashed run resumes where it st
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 import sys
@@ -289,11 +290,11 @@ class Pipeline:
         return f"method_args.{method_name}.lr=0" if getattr(hp, "lr", None) == 0 else ""
 
     def unlearned(self, target: ModelRef, method_name: str, seed: int | None = None, generate: bool = True,
-                  keep_model: bool = False) -> dict:
+                  keep_model: bool | str = False) -> dict:
         """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}; with `seed`
         a population member's (generate=False: teacher-forced statistics only). keep_model: the row's model is also
-        a cached unit (full weights, or the LoRA adapter), its folder in "model"; a row cached without it is
-        unlearned again for it, deterministically."""
+        a cached unit (full weights, or the LoRA adapter; "merged": a LoRA row merged into full weights), its folder
+        in "model"; a row cached without it is unlearned again for it, deterministically."""
         spec = METHODS.get_or_raise(method_name)
         hp, seed = self.method_hparams(method_name), self.cfg.seed if seed is None else seed
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
@@ -301,11 +302,14 @@ class Pipeline:
                           self.data.forget, self.data.retain,
                           read_refusals() if spec.needs_idk else None, *self.eval_key(target.key),
                           *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []))
-        weights = stable_hash("weights", key)
+        merged = keep_model == "merged" and self.cfg.lora
+        weights = stable_hash("weights", key, *(["merged"] if merged else []))
 
         def keep(model, tokenizer):
             with self.store.build("weights", weights, publish=self.acc.is_main_process) as tmp:
-                save_model(model, tokenizer, tmp, alone=self.acc.num_processes == 1)
+                # a merged copy: the row's own model is evaluated as trained, adapter active
+                save_model(copy.deepcopy(model).merge_and_unload() if merged else model, tokenizer, tmp,
+                           alone=self.acc.num_processes == 1)
 
         def build(tmp):
             unit = self._run_method(target, spec, hp, seed, generate, keep if keep_model else None)

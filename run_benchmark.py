@@ -21,6 +21,7 @@ from accelerate.utils import set_seed
 from evals.report import leaderboard, write_results
 from methods import METHODS, load_method_files, method_config
 from orchestration.benchmark import run_task
+from orchestration.requests import folds_of, run_requests
 from pipeline import Pipeline
 from preflight import check_lengths, check_run, check_vocabulary
 from unlearnbench.cache import UnitStore, atomic_write_text
@@ -48,6 +49,10 @@ leaderboard.md and plots/.
                         recovery attacks on every row, read against the retain model under the same
                         attack: relearning on part of the forget set, bitsandbytes quantization on load
                         (the default and wmdp experiments run them)
+  requests.folds=4 requests.mode=sequential|cumulative|both
+                        the forget set as 4 requests, one after another (each from the previous
+                        request's model) or growing (folds 1..k from the target), each scored against a
+                        model retrained without the folds forgotten so far (experiment=requests)
   save_models=true      every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter;
                         save_models=merged: merged into full weights)
   model=<name|id|path>  configs/model/<name>.yaml ({models}), or any causal LM by hub id or local path
@@ -133,6 +138,8 @@ def main(argv: list[str] | None = None) -> dict:
     for label, task in tasks.items():
         pipe = Pipeline(cfg, task, data[label], store, accelerator)
         check_lengths(task.label, pipe.long_rows())
+        if cfg.requests.folds:
+            folds_of(task, cfg.requests.folds, cfg.seed, data[label])      # enough authors / species for the folds
         for name, ref in cfg.checkpoints.items():
             check_vocabulary(f"checkpoints.{name}", ref, pipe.run_tokenizer(), cfg.model)
         for name in cfg.methods:
@@ -145,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 3-5. per task: data, base -> target and retain, every method, metrics (orchestration/benchmark.py)
     records, datasets, per_item = [], {}, {}
     for label, task in tasks.items():
-        done = run_task(cfg, task, data[label], store, accelerator)
+        done = (run_requests if cfg.requests.folds else run_task)(cfg, task, data[label], store, accelerator)
         records += done["records"]
         task_label = done["records"][0]["task"]
         datasets[task_label] = done["dataset"]

@@ -265,16 +265,21 @@ class TofuTask:
     prompted = True
     forget_measure = "forget_prob"      # what the recovery attacks measure (orchestration/robustness.py)
 
+    def _forget_authors(self, at_least: int = 1) -> int:
+        """Rows per forget author (an author is a block of that many rows of the forget split)."""
+        per = self.cfg.synthetic.qa_per_author if self.cfg.source == "synthetic" else self.cfg.rows_per_author
+        forget = self.rows["forget"]
+        if per < at_least or len(forget) % per:
+            raise ValueError(f"the forget split has {len(forget)} rows, not whole authors of task.rows_per_author="
+                             f"{per}; set it to the rows each author has (the real TOFU release: 20)")
+        return per
+
     def relearn_split(self, seed: int) -> tuple[list[dict], list[int] | None]:
         """The relearning attack's split of the forget set (Deeb & Roger): within each forget author, half the
         questions (drawn by `seed`) are rows to relearn on, and the forget evaluation's items of the other half are
         scored. Returns (rows to relearn on, indices of the scored items in the forget evaluation split, or None:
         all)."""
-        per = self.cfg.synthetic.qa_per_author if self.cfg.source == "synthetic" else self.cfg.rows_per_author
-        forget = self.rows["forget"]
-        if per < 2 or len(forget) % per:
-            raise ValueError(f"the forget split has {len(forget)} rows, not whole authors of task.rows_per_author="
-                             f"{per}; set it to the rows each author has (the real TOFU release: 20)")
+        per, forget = self._forget_authors(at_least=2), self.rows["forget"]
         rng, relearn = random.Random(seed), set()
         for start in range(0, len(forget), per):
             order = rng.sample(range(start, start + per), per)
@@ -282,6 +287,23 @@ class TofuTask:
         kept = {forget[i]["question"] for i in range(len(forget)) if i not in relearn}
         evaluated = [i for i, r in enumerate(self.rows["forget_eval"]) if r["question"] in kept]
         return [forget[i] for i in sorted(relearn)], evaluated
+
+    def request_folds(self, k: int, seed: int) -> list[tuple[list[int], list[int] | None]]:
+        """The forget set as `k` requests (orchestration/requests.py): the forget authors in an order drawn by
+        `seed`, dealt into k folds of whole authors (sizes differ by at most one). Per fold: (indices of its rows in
+        the forget split, indices of its items in the forget evaluation split)."""
+        per, forget = self._forget_authors(), self.rows["forget"]
+        authors = list(range(len(forget) // per))
+        if len(authors) < k:
+            raise ValueError(f"requests.folds={k}, but the forget split {self.cfg.forget_split} has {len(authors)} "
+                             f"author(s), one at least per fold; use fewer folds or a larger forget split")
+        random.Random(seed).shuffle(authors)
+        folds = []
+        for f in range(k):
+            rows = sorted(i for a in authors[f::k] for i in range(a * per, (a + 1) * per))
+            asked = {forget[i]["question"] for i in rows}
+            folds.append((rows, [i for i, r in enumerate(self.rows["forget_eval"]) if r["question"] in asked]))
+        return folds
 
     def scored_pairs(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Every evaluation split's (question, answers) as `evaluate` scores them (membership: the answer only)."""

@@ -156,6 +156,25 @@ class WmdpTask:
         return ([r for s in sorted(relearn) for r in corpus[s * paragraphs:(s + 1) * paragraphs]],
                 [q for s in range(n) if s not in relearn for q in range(s * asked, (s + 1) * asked)])
 
+    def request_folds(self, k: int, seed: int) -> list[tuple[list[int], list[int] | None]]:
+        """The forget set as `k` requests (orchestration/requests.py): the synthetic world's forget species in an
+        order drawn by `seed`, dealt into k folds; per fold (indices of its corpus paragraphs, indices of the
+        questions about its species). Real mode has no species map: the corpus in k chunks of a seeded order, every
+        question scored at every request (None)."""
+        corpus = self.forget_corpus
+        units = self.cfg.synthetic.n_forget if self.cfg.source == "synthetic" else len(corpus)
+        if units < k:
+            raise ValueError(f"requests.folds={k}, but the forget set has {units} "
+                             f"{'species' if self.cfg.source == 'synthetic' else 'paragraphs'}, one at least per "
+                             f"fold; use fewer folds or a larger forget set")
+        order = list(range(units))
+        random.Random(seed).shuffle(order)
+        if self.cfg.source != "synthetic":
+            return [(sorted(order[f::k]), None) for f in range(k)]
+        paragraphs, asked = len(corpus) // units, len(self.questions["forget"]) // units   # per species, in order
+        return [(sorted(i for s in order[f::k] for i in range(s * paragraphs, (s + 1) * paragraphs)),
+                 sorted(q for s in order[f::k] for q in range(s * asked, (s + 1) * asked))) for f in range(k)]
+
     def scored_pairs(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Each split's questions as lm-eval reads them (context, continuations); in real mode only the local copies'
         (a hub task's items are first read by lm-eval, which cuts an over-long context from the left)."""

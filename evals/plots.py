@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 REFERENCE_ROWS = ("target", "retain", "Retrain")   # baselines to read against, not contenders
 FLOOR = 1e-300   # a KS p-value can underflow to 0; it is drawn at the floor of the log axis
@@ -56,12 +57,13 @@ def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
     every task side by side when there are several. `meta_of(task)` gives the task's forget score, utility,
     directions and log-scale metrics. Returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    tasks = [t for t in dict.fromkeys(r["task"] for r in records)
-             if any(r["task"] == t and r["status"] == "ok" for r in records)]
     palette = plt.get_cmap("tab20").colors
     models = list(dict.fromkeys(r["model"] for r in records))
     colours = {m: palette[i % len(palette)] for i, m in enumerate(models)}   # one colour per model, every plot
+    written = request_plots([r for r in records if "request" in r], folder, meta_of, colours)
+    records = [r for r in records if "request" not in r]
+    tasks = [t for t in dict.fromkeys(r["task"] for r in records)
+             if any(r["task"] == t and r["status"] == "ok" for r in records)]
     for task in tasks:
         meta = meta_of(task)
         fs, ut = meta["forget_score"], meta["utility"]
@@ -120,4 +122,37 @@ def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
             ax.set_title(task)
         fig.suptitle("every method on every task (same colour = same method)")
         written.append(_save(fig, folder / "across_tasks.png"))
+    return written
+
+
+def request_plots(records: list[dict], folder: Path, meta_of, colours: dict) -> list[Path]:
+    """Per task and mode: the forget score and the utility after each request, one line per row (target and the
+    gold standard dashed). Sequential: against the request number; cumulative: against the forget set's size."""
+    written = []
+    for task in dict.fromkeys(r["task"] for r in records):
+        meta = meta_of(task)
+        fs, ut = meta["forget_score"], meta["utility"]
+        ok = [r for r in records if r["task"] == task and r["status"] == "ok"]
+        for mode in dict.fromkeys(r["mode"] for r in ok if r["mode"] != "reference"):
+            fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+            rows = [r for r in ok if r["mode"] in (mode, "reference")]
+            size = {r["request"]: r["forget_rows"] for r in rows if "forget_rows" in r}
+            x_of = (lambda r: size.get(r["request"], r["request"])) if mode == "cumulative" else (lambda r: r["request"])
+            for model in dict.fromkeys(r["model"] for r in rows):
+                line = sorted((r for r in rows if r["model"] == model), key=lambda r: r["request"])
+                style = "--" if model in REFERENCE_ROWS else "-"
+                for ax, metric in zip(axes, (fs, ut)):
+                    ax.plot([x_of(r) for r in line], [_axis_value(r, metric, metric in meta["log_scale"])
+                                                      for r in line], style, marker="o", color=colours[model],
+                            label=model)
+            for ax, metric in zip(axes, (fs, ut)):
+                ax.set_xlabel("forget rows unlearned at once" if mode == "cumulative" else "request")
+                ax.set_ylabel(_label(metric, meta))
+                if metric in meta["log_scale"]:
+                    ax.set_yscale("log")
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.grid(alpha=0.3)
+            axes[1].legend(fontsize=7, loc="best")
+            fig.suptitle(f"{task}: {mode} requests (scored on every fold forgotten so far)")
+            written.append(_save(fig, folder / f"{_slug(task)}_requests_{mode}.png"))
     return written

@@ -66,6 +66,9 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
     tasks = list(dict.fromkeys(r["task"] for r in records))
     for task in tasks:
         meta = task_meta(datasets, task)
+        if any("request" in r for r in records if r["task"] == task):
+            out += requests_section(records, task, meta)
+            continue
         directions, cols = meta["higher_is_better"], meta["headline"] + ["wall_seconds", "relative_cost"]
         out += [f"## {task}", "", "| model | " + " | ".join(_arrow(c, directions) for c in cols) + " |",
                 "|" + "---|" * (len(cols) + 1)]
@@ -101,9 +104,50 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
         out.append("")
         out += privacy_table(records, task)
         out += robustness_table(records, task)
-    if len(tasks) > 1:
-        out += cross_task_table(records, datasets, tasks)
+    single = [t for t in tasks if not any("request" in r for r in records if r["task"] == t)]
+    if len(single) > 1:
+        out += cross_task_table(records, datasets, single)
     return "\n".join(out)
+
+
+REQUESTS_INTRO = ("Requests one at a time (orchestration/requests.py). Request k: the row after answering requests "
+                  "1..k, scored on every fold forgotten so far against its gold standard (the base retrained "
+                  "without folds 1..k), and on fold k alone (`fold_`). sequential: each request unlearns its fold "
+                  "from the row's model after the previous request; cumulative: folds 1..k at once from the "
+                  "target. Cumulative cost ÷ retraining: the wall time of requests 1..k over retraining a gold "
+                  "standard at each of them. target / retain: the untouched target and request k's gold standard.")
+
+
+def requests_tables(records: list[dict], task: str, meta: dict) -> list[str]:
+    """Per mode (named in the header's first cell), one row per model: the forget score and utility after each
+    request, and what all the requests cost against retraining at each of them (the last column: wall-time
+    based). Read by scripts/readme_tables.py."""
+    rows = [r for r in records if r["task"] == task and "request" in r]
+    n = max(r["request"] for r in rows)
+    d, fs, ut = meta["higher_is_better"], meta["forget_score"], meta["utility"]
+    out = []
+    for mode in dict.fromkeys(r["mode"] for r in rows if r["mode"] != "reference"):
+        head = [mode] + [f"{_arrow(m, d)} @{k}" for m in (fs, f"fold_{fs}", ut) for k in range(1, n + 1)
+                          if not (m == f"fold_{fs}" and k == 1)] + [f"cumulative cost ÷ retraining @{n}"]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for model in dict.fromkeys(r["model"] for r in rows if r["mode"] in (mode, "reference")):
+            by_k = {r["request"]: r for r in rows if r["model"] == model and r["mode"] in (mode, "reference")}
+            cells = [model]
+            for m in (fs, f"fold_{fs}", ut):
+                cells += [_fmt(by_k[k]["metrics"].get(m)) if by_k.get(k, {}).get("status") == "ok" else
+                          (by_k[k]["status"] if k in by_k else "—") for k in range(1, n + 1)
+                          if not (m == f"fold_{fs}" and k == 1)]
+            last = by_k.get(n, {}).get("cumulative_cost") or {}
+            cells.append(_fmt(last.get("relative_cost")))
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def requests_section(records: list[dict], task: str, meta: dict) -> list[str]:
+    seeds = next((len(r["per_seed"]) for r in records if r["task"] == task and r.get("per_seed")), 1)
+    note = f" Method rows: mean over {seeds} unlearning seeds (spread in results.json)." if seeds > 1 else ""
+    return [f"## {task}: requests over time", "", REQUESTS_INTRO + note, ""] + requests_tables(records, task, meta)
 
 
 def row_label(r: dict) -> str:
@@ -190,9 +234,10 @@ def results_csv(records: list[dict]) -> str:
     metrics = list(dict.fromkeys(k for r in records for k in r.get("metrics", {})))
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["task", "model", "status", *metrics, *COST_COLUMNS, "error"])
+    writer.writerow(["task", "model", "mode", "request", "status", *metrics, *COST_COLUMNS, "error"])
     for r in records:
-        writer.writerow([r["task"], r["model"], r["status"], *(r.get("metrics", {}).get(m, "") for m in metrics),
+        writer.writerow([r["task"], r["model"], r.get("mode", ""), r.get("request", ""), r["status"],
+                         *(r.get("metrics", {}).get(m, "") for m in metrics),
                          *(r.get("cost", {}).get(c, "") for c in COST_COLUMNS), r.get("error", "")])
     return buf.getvalue()
 

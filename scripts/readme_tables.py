@@ -12,7 +12,9 @@ but not compared. `--claims` checks what should hold on any machine instead of e
 mean the README shows with an interval lies within the new results' interval, and the README's best row is the
 new best or not significantly different from it. A tuning sweep (tune.py) sits between `<!-- tuning:<experiment> -->` and `<!-- /tuning -->`,
 from results/<experiment>/tuning.json; every cell but its wall time is compared. The recovery attacks of an
-experiment (orchestration/robustness.py) sit between `<!-- robustness:<experiment> -->` and `<!-- /robustness -->`.
+experiment (orchestration/robustness.py) sit between `<!-- robustness:<experiment> -->` and `<!-- /robustness -->`,
+its requests over time (orchestration/requests.py) between `<!-- requests:<experiment> -->` and `<!-- /requests -->`
+(every cell but the last column's wall-time based cost; checked by `bash scripts/reproduce.sh`, not CI).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /(?P=kind) -->", re.S)
+MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /(?P=kind) -->", re.S)
 
 
 def sci(v): return "—" if v is None else f"{v:.2e}"
@@ -112,6 +114,17 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in results["results"] if r["status"] == "ok"]
 
 
+def render_requests(results: dict) -> list[list[tuple[str, bool]]]:
+    """Every task's requests tables (evals/report.py's, one per mode) as cells; the last column, a wall-time ratio,
+    is not compared. Each mode's header row comes first, as a row of cells."""
+    from evals.report import requests_tables, task_meta
+    rows = []
+    for task in dict.fromkeys(r["task"] for r in results["results"] if "request" in r):
+        lines = requests_tables(results["results"], task, task_meta(results["datasets"], task))
+        rows += [[(c, i < len(row) - 1) for i, c in enumerate(row)] for row in parse("\n".join(lines))]
+    return rows
+
+
 def render_tuning(result: dict) -> list[list[tuple[str, bool]]]:
     """The sweep's table (orchestration/tuning.py) as cells; its last column, wall seconds, is not compared."""
     from orchestration.tuning import table
@@ -122,6 +135,17 @@ def render_tuning(result: dict) -> list[list[tuple[str, bool]]]:
 def to_markdown(rows) -> str:
     lines = ["| " + " | ".join(c for c, _ in rows[0]) + " |", "|" + "---|" * len(rows[0])]
     return "\n".join(lines + ["| " + " | ".join(c for c, _ in row) + " |" for row in rows[1:]]) + "\n"
+
+
+def requests_markdown(rows) -> str:
+    """Requests tables: a new table at each header row (its first cell is the mode)."""
+    tables, current = [], []
+    for row in rows:
+        if row[0][0] in ("sequential", "cumulative") and current:
+            tables.append(current)
+            current = []
+        current.append(row)
+    return "\n".join(to_markdown(t) for t in tables + [current])
 
 
 def parse(body: str) -> list[list[str]]:
@@ -188,10 +212,12 @@ def main(argv=None) -> int:
             problems.append(f"{m['exp']}: no {path}; run `python {'tune' if tuning else 'run_benchmark'}.py "
                             f"experiment={m['exp']}` first")
             continue
-        rows = {"tuning": render_tuning, "robustness": render_robustness, "table": render}[m["kind"]](
-            json.loads(path.read_text(encoding="utf-8")))
+        kind = {"tuning": render_tuning, "robustness": render_robustness, "table": render,
+                "requests": render_requests}[m["kind"]]
+        rows = kind(json.loads(path.read_text(encoding="utf-8")))
         if args.write:
-            out += [text[last:m.start("body")], to_markdown(rows)]
+            body = requests_markdown(rows) if m["kind"] == "requests" else to_markdown(rows)
+            out += [text[last:m.start("body")], body]
             last = m.end("body")
             continue
         shown = parse(m["body"])

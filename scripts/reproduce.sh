@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Rerun everything the README's checked tables show, from an empty cache, and check them all (about 75 minutes on
+# Rerun everything the README's checked tables show, from an empty cache, and check them all (about 2 hours on
 # a 2-core CPU): the tuning protocol (its choice must equal the committed configs/tuned/default.yaml), the
-# default, wmdp and all_methods_lora experiments. CI (.ci/run) reruns the default and wmdp experiments only.
+# default, wmdp, all_methods_lora and requests experiments. CI (.ci/run) reruns the default and wmdp experiments only.
 #   bash scripts/reproduce.sh            # its cache is .cache/reproduce, emptied first
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,4 +14,5 @@ git diff --exit-code configs/tuned/default.yaml  # the protocol regenerates the 
 python run_benchmark.py > /dev/null
 python run_benchmark.py experiment=wmdp > /dev/null
 python run_benchmark.py experiment=all_methods_lora > /dev/null
+python run_benchmark.py experiment=requests > /dev/null
 python scripts/readme_tables.py --check

@@ -180,6 +180,26 @@ class RobustnessSettings:
 
 
 @dataclass
+class RequestSettings:
+    """Requests that arrive one at a time (orchestration/requests.py): the forget set split into `folds` disjoint
+    folds along the task's natural unit (TOFU: authors; WMDP-style: species), drawn by the experiment's seed;
+    0 is off (one request). sequential: request k unlearns fold k from the model after request k-1;
+    cumulative: request k unlearns folds 1..k at once from the target; both: the two side by side."""
+    folds: int = 0
+    mode: str = "sequential"
+
+    def __post_init__(self):
+        if self.folds < 0 or self.folds == 1:
+            raise FieldError(f"folds={self.folds}: expected 0 (off: one request) or at least 2 folds")
+        if self.mode not in ("sequential", "cumulative", "both"):
+            raise FieldError(f"mode={self.mode!r}: sequential (each request from the previous request's model), "
+                             f"cumulative (folds 1..k at once from the target) or both")
+
+    def modes(self) -> list[str]:
+        return ["sequential", "cumulative"] if self.mode == "both" else [self.mode]
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "default"
     seed: int = 0
@@ -208,6 +228,7 @@ class ExperimentConfig:
     lora_cfg: LoraSettings = field(default_factory=LoraSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     robustness: RobustnessSettings = field(default_factory=RobustnessSettings)
+    requests: RequestSettings = field(default_factory=RequestSettings)
     # {row name: hub id | local folder}: an already unlearned model (full weights, or a peft adapter folder)
     # evaluated as a row of every task, with the task's full metrics
     checkpoints: dict = field(default_factory=dict)
@@ -226,6 +247,18 @@ class ExperimentConfig:
             if name in ("base", "target", "retain", *self.methods):
                 raise ConfigError(f"checkpoints.{name}: {name!r} is already a row of this run; name the checkpoint's "
                                   f"row differently, e.g. checkpoints.{name}_ckpt=...")
+
+        if self.requests.folds:
+            clash = [k for k, on in (("robustness", self.robustness.relearn_steps or self.robustness.quant_bits),
+                                     ("privacy", self.privacy.population or self.privacy.shadow_models),
+                                     ("checkpoints", self.checkpoints), ("save_models", self.save_models),
+                                     ("seed_models", self.seed_models),
+                                     ("model.retain", self.model.retain)) if on]
+            if clash:
+                raise ConfigError(f"requests.folds={self.requests.folds} runs the requests protocol, which does not "
+                                  f"take {', '.join(clash)} (model.retain, seed_models: each request has its own gold standard, "
+                                  f"retrained without the folds forgotten so far); unset {clash[0]} or run it "
+                                  f"without requests")
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir or os.environ.get("UNLEARNBENCH_CACHE") or
@@ -302,8 +335,9 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
     tree.setdefault("name", experiment)
     if "model" in tree:
         tree["model"] = _section("model", tree["model"])
-    if "task" in tree:
-        tree["tasks"] = [tree.pop("task")]
+    if "task" in tree:      # a config name, or an inline section (`task: {base: tofu_embedded, ...}`)
+        task = tree.pop("task")
+        tree["tasks"] = {str(task.get("base") or task.get("name", "tofu")): task} if isinstance(task, dict) else [task]
     if "tasks" in tree:
         tree["tasks"] = _task_sections(tree["tasks"])
     for key, value in pairs:

@@ -29,6 +29,11 @@ class, built from its validated config, provides:
                                       after load: the relearning attack's rows to train on (part of the forget
                                       set) and the indices of the forget split's items it scores (None: all),
                                       never one of the rows trained on
+    request_folds(k, seed) -> [(rows, items | None)] * k
+                                      optional, after load: the forget set as k disjoint requests along the
+                                      task's natural unit (orchestration/requests.py): per fold the indices of
+                                      its rows in TaskData.forget and of its items in the forget evaluation split
+                                      (None: every item, at every request)
     validation(n_authors) -> (task, TaskData)
                                       optional, after load: the tuning protocol's split (tune.py), a task and
                                       its data sharing no forget row with the test forget set (TOFU has it)

@@ -1,0 +1,180 @@
+"""Requests that arrive one at a time (README, "Requests over time"; MUSE's sustainability and scalability): the
+forget set split into K disjoint folds along the task's natural unit (`request_folds`, unlearnbench/tasks.py).
+
+- sequential: request k unlearns fold k, starting from the method's own model after request k-1;
+- cumulative: request k unlearns folds 1..k at once, starting from the target.
+
+The gold standard of request k is the base fine-tuned on the target's rows without folds 1..k: one cached
+fine-tune per request, shared by every method and both modes (the last one is the task's own retain model when
+the folds cover the forget set). Every model is evaluated once on the task's whole evaluation; request k's
+numbers restrict the forget split to the folds forgotten so far (and `fold_*` to fold k alone) and compare with
+that gold standard restricted the same way. Each step is a cached unit (a sequential step's model is kept as one,
+and the next step starts from it), so an interrupted run resumes at the step where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from evals import spread
+from evals.robustness import restrict
+from methods import METHODS
+from pipeline import ModelRef, Pipeline
+from unlearnbench.cache import UnitStore, stable_hash
+from unlearnbench.config import ExperimentConfig
+from unlearnbench.cost import COST_FIELDS
+from unlearnbench.tasks import TaskData
+
+NO_GOLD = "no gold standard: the task has no retain rows to retrain on (a given target), so nothing compares with it"
+
+
+def folds_of(task, k: int, seed: int, data: TaskData) -> list[tuple[list[int], list[int] | None]]:
+    """The task's k folds, checked: disjoint, non-empty, covering the forget set."""
+    if not hasattr(task, "request_folds"):
+        raise ValueError(f"task {task.label} cannot split its forget set into requests (no request_folds hook; "
+                         f"unlearnbench/tasks.py); run it without requests.folds")
+    folds = task.request_folds(k, seed)
+    rows = [i for f, _ in folds for i in f]
+    if sorted(rows) != list(range(len(data.forget))) or any(not f for f, _ in folds):
+        raise AssertionError(f"task {task.label}'s request_folds are not {k} disjoint non-empty folds covering the "
+                             f"forget set")
+    return folds
+
+
+def covered(folds, ks: range) -> tuple[list[int], list[int] | None]:
+    """(forget rows, forget items) of the folds ks (0-based), in the forget split's own order."""
+    items = [f[1] for f in (folds[k] for k in ks)]
+    return (sorted(i for k in ks for i in folds[k][0]),
+            None if any(i is None for i in items) else sorted(i for its in items for i in its))
+
+
+def step_pipeline(pipe: Pipeline, rows: list[int]) -> Pipeline:
+    """The pipeline of one request: the task's data with those forget rows (the retain set as it is)."""
+    data = dataclasses.replace(pipe.data, forget=[pipe.data.forget[i] for i in rows])
+    return Pipeline(pipe.cfg, pipe.task, data, pipe.store, pipe.acc)
+
+
+def gold_standards(pipe: Pipeline, base: ModelRef, folds) -> list[ModelRef | None]:
+    """Request k's gold standard: the base fine-tuned on the target's rows without folds 1..k (None without
+    retain rows: a given target)."""
+    if pipe.data.train.get("retain") is None:
+        return [None] * len(folds)
+    out = []
+    for k in range(len(folds)):
+        gone = {json.dumps(pipe.data.forget[i], sort_keys=True) for i in covered(folds, range(k + 1))[0]}
+        rows = [r for r in pipe.data.train["target"] if json.dumps(r, sort_keys=True) not in gone]
+        out.append(pipe.finetuned(base, "retain", "", rows=rows))
+    return out
+
+
+def chain(pipe: Pipeline, target: ModelRef, folds, name: str, mode: str, seed: int) -> list[dict]:
+    """One method's answers to requests 1..K in `mode` from one seed: each step's unit (Pipeline.unlearned), its
+    forget rows and where it started. A failed step ends the chain: later requests are marked failed too."""
+    start, units = target, []
+    for k in range(len(folds)):
+        rows = folds[k][0] if mode == "sequential" else covered(folds, range(k + 1))[0]
+        keep = "merged" if mode == "sequential" and k + 1 < len(folds) else False    # the next step starts from it
+        unit = step_pipeline(pipe, rows).unlearned(start, name, seed=seed, keep_model=keep)
+        units.append({**unit, "forget_rows": len(rows), "start": start.key})
+        if unit["status"] != "ok":
+            units += [{"status": unit["status"], "error": f"request {k + 1} failed: {unit.get('error', '')}"}
+                      for _ in range(k + 1, len(folds))]
+            break
+        if keep:
+            start = ModelRef(unit["model"], stable_hash("request model", Path(unit["model"]).name))
+    return units
+
+
+def step_metrics(task, stats: dict, gold: dict | None, folds, k: int) -> dict:
+    """Request k's numbers (0-based k): on the folds forgotten so far against its gold standard, and `fold_*` (the
+    forget score and measure) on fold k alone."""
+    so_far, alone = covered(folds, range(k + 1))[1], folds[k][1]
+    cut = lambda s, items: None if s is None else restrict(s, items)  # noqa: E731
+    out = task.metrics(restrict(stats, so_far), cut(gold, so_far))
+    fold = task.metrics(restrict(stats, alone), cut(gold, alone))
+    return {**out, **{f"fold_{m}": fold[m] for m in dict.fromkeys([task.forget_score, task.forget_measure])
+                      if m in fold}}
+
+
+def run_requests(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator) -> dict:
+    """One task's requests protocol: {"records", "dataset", "per_item"} as run_task returns them, one record per
+    row, mode and request."""
+    pipe = Pipeline(cfg, task, data, store, accelerator)
+    folds = folds_of(task, cfg.requests.folds, cfg.seed, data)
+    base = pipe.base() if data.train.get("retain") is not None or not cfg.model.target else None
+    target = pipe.finetuned(base, "target", cfg.model.target)
+    golds = gold_standards(pipe, base, folds)
+    target_unit = {"status": "ok", **pipe.evaluated(target, "target"), "cost": target.cost}
+    gold_units = [{"status": "ok", **pipe.evaluated(g, f"retain (request {k + 1})"), "cost": g.cost} if g else
+                  {"status": "absent", "error": NO_GOLD} for k, g in enumerate(golds)]
+    seeds = [cfg.seed + s for s in range(cfg.seeds)]
+    chains = {}
+    for mode in cfg.requests.modes():
+        for name in cfg.methods:
+            if METHODS.get_or_raise(name).is_retrain:
+                chains[mode, name] = {s: gold_units for s in seeds}     # retraining at every request
+            else:
+                chains[mode, name] = {s: chain(pipe, target, folds, name, mode, s) for s in seeds}
+
+    log_scale = set(task.log_scale) | {f"fold_{m}" for m in task.log_scale}
+    retrain_walls = [((g or {}).get("cost") or {}).get("wall_seconds") for g in gold_units]
+    records, per_item = [], {"target": target_unit.get("stats")}
+    for k in range(len(folds)):
+        forgotten = list(range(1, k + 2))
+        gold = gold_units[k].get("stats")
+        refs = {"target": target_unit, "retain": gold_units[k]}
+        for row, unit in refs.items():
+            records.append(_record(task, row, "reference", k, forgotten, unit, gold, folds, retrain_walls))
+        per_item[f"retain (request {k + 1})"] = gold
+        for (mode, name), by_seed in chains.items():
+            row = name + ("+lora" if cfg.lora and METHODS[name].loss else "")
+            first = by_seed[seeds[0]]
+            record = _record(task, row, mode, k, forgotten if mode == "cumulative" else [k + 1], first[k], gold,
+                             folds, retrain_walls, steps=first[:k + 1])
+            if record["status"] == "ok" and len(seeds) > 1:
+                failed = next((c[k] for c in by_seed.values() if c[k]["status"] != "ok"), None)
+                if failed:
+                    record.update(status=failed["status"], error=failed["error"], metrics={})
+                else:
+                    spread.over_seeds(record, [(s, step_metrics(task, c[k]["stats"], gold, folds, k))
+                                               for s, c in by_seed.items()], log_scale)
+            records.append(record)
+            per_item[f"{row} ({mode} {k + 1})"] = first[k].get("stats")
+    dataset = {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
+               **data.describe, "forget_score": task.forget_score, "utility": task.utility,
+               "headline": task.headline, "utility_floor": cfg.utility_floor,
+               "higher_is_better": {**task.higher_is_better, **{f"fold_{m}": up for m, up in
+                                                               task.higher_is_better.items()}},
+               "log_scale": sorted(log_scale),
+               "requests": {"folds": [{"request": k + 1, "forget_rows": len(f), "items": None if i is None else len(i)}
+                                      for k, (f, i) in enumerate(folds)], "modes": cfg.requests.modes()}}
+    return {"records": records, "dataset": dataset, "per_item": per_item}
+
+
+def _record(task, row: str, mode: str, k: int, folds_unlearned: list[int], unit: dict, gold: dict | None, folds,
+            retrain_walls: list, steps: list[dict] | None = None) -> dict:
+    """Request k's record of one row (0-based k): its metrics, what the step cost, and for a method what requests
+    1..k cost together against retraining at each of them (`cumulative_*`)."""
+    cost = {**dict.fromkeys(COST_FIELDS), **(unit.get("cost") or {})}
+    cost.pop("train_log", None)
+    gold_wall = retrain_walls[k]
+    cost["relative_cost"] = cost["wall_seconds"] / gold_wall if gold_wall and cost["wall_seconds"] else None
+    record = {"task": task.label, "model": row, "mode": mode, "request": k + 1, "folds": folds_unlearned,
+              "forgotten_folds": list(range(1, k + 2)), "status": unit["status"], "metrics": {}, "cost": cost,
+              "eval_cost": unit.get("eval_cost")}
+    if unit["status"] != "ok":
+        record["error"] = unit.get("error", "")
+        return record
+    if "forget_rows" in unit:
+        record["forget_rows"] = unit["forget_rows"]
+    if steps is not None:
+        walls = [((s.get("cost") or {}).get("wall_seconds")) for s in steps]
+        retrain = sum(retrain_walls[:k + 1]) if all(retrain_walls[:k + 1]) else None
+        record["cumulative_cost"] = {
+            "wall_seconds": sum(walls) if None not in walls else None,
+            "tokens": sum((s.get("cost") or {}).get("tokens") or 0 for s in steps),
+            "retrain_wall_seconds": retrain,
+            "relative_cost": sum(walls) / retrain if retrain and None not in walls else None}
+    record["metrics"] = step_metrics(task, unit["stats"], gold, folds, k)
+    return record
