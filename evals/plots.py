@@ -137,7 +137,8 @@ def request_plots(records: list[dict], folder: Path, meta_of, colours: dict) -> 
             fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
             rows = [r for r in ok if r["mode"] in (mode, "reference")]
             size = {r["request"]: r["forget_rows"] for r in rows if "forget_rows" in r}
-            x_of = (lambda r: size.get(r["request"], r["request"])) if mode == "cumulative" else (lambda r: r["request"])
+            cumulative = mode == "cumulative"
+            x_of = lambda r: size.get(r["request"], r["request"]) if cumulative else r["request"]  # noqa: E731
             for model in dict.fromkeys(r["model"] for r in rows):
                 line = sorted((r for r in rows if r["model"] == model), key=lambda r: r["request"])
                 style = "--" if model in REFERENCE_ROWS else "-"
@@ -146,7 +147,7 @@ def request_plots(records: list[dict], folder: Path, meta_of, colours: dict) -> 
                                                       for r in line], style, marker="o", color=colours[model],
                             label=model)
             for ax, metric in zip(axes, (fs, ut)):
-                ax.set_xlabel("forget rows unlearned at once" if mode == "cumulative" else "request")
+                ax.set_xlabel("forget rows unlearned at once" if cumulative else "request")
                 ax.set_ylabel(_label(metric, meta))
                 if metric in meta["log_scale"]:
                     ax.set_yscale("log")

@@ -25,7 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)<!-- /(?P=kind) -->", re.S)
+MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)"
+                  r"<!-- /(?P=kind) -->", re.S)
 
 
 def sci(v): return "—" if v is None else f"{v:.2e}"

@@ -208,7 +208,8 @@ CASES = [
     ("zero fine-tuning epochs", lambda w, t: ["task.finetune.epochs=0"],
      r"tasks\.tofu_micro\.finetune\.epochs=0\.0: target and retain need at least one pass"),
     # requests over time
-    ("one fold", lambda w, t: ["requests.folds=1"], r"requests\.folds=1: expected 0 \(off: one request\) or at least 2"),
+    ("one fold", lambda w, t: ["requests.folds=1"],
+     r"requests\.folds=1: expected 0 \(off: one request\) or at least 2"),
     ("more folds than authors", lambda w, t: ["requests.folds=3"],
      r"requests\.folds=3, but the forget split forget10 has 1 author\(s\), one at least per fold; use fewer"),
     ("requests with attacks", lambda w, t: ["requests.folds=2", "robustness.relearn_steps=5"],

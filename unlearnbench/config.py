@@ -256,9 +256,9 @@ class ExperimentConfig:
                                      ("model.retain", self.model.retain)) if on]
             if clash:
                 raise ConfigError(f"requests.folds={self.requests.folds} runs the requests protocol, which does not "
-                                  f"take {', '.join(clash)} (model.retain, seed_models: each request has its own gold standard, "
-                                  f"retrained without the folds forgotten so far); unset {clash[0]} or run it "
-                                  f"without requests")
+                                  f"take {', '.join(clash)} (model.retain, seed_models: each request has its own gold "
+                                  f"standard, retrained without the folds forgotten so far); unset {clash[0]} or run "
+                                  f"it without requests")
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir or os.environ.get("UNLEARNBENCH_CACHE") or
