@@ -125,16 +125,21 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         spread.mark_rows([r for r in records if contender(r)],
                          task.forget_score, task.higher_is_better[task.forget_score],
                          task.forget_score in task.log_scale)
-    dataset = {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
-               **data.describe, "forget_score": task.forget_score, "utility": task.utility,
-               "headline": task.headline, "higher_is_better": task.higher_is_better,
-               "log_scale": sorted(task.log_scale), "utility_floor": cfg.utility_floor}
+    dataset = describe(task, data, cfg)
     if cfg.save_models:
         models = {"target": target.path, "retain": retain.path if retain else None,
                   **{row: unit.get("model") for row, unit in units.items() if unit.get("model")}}
         export_models(cfg, task.label, models, lora_rows=[r for r in models if r.endswith("+lora")],
                       main=accelerator.is_main_process)
     return {"records": records, "dataset": dataset, "per_item": {row: unit.get("stats") for row, unit in units.items()}}
+
+
+def describe(task, data: TaskData, cfg: ExperimentConfig) -> dict:
+    """A task's section of results.json (`datasets`): its data, and which metrics it reports and how to read them."""
+    return {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
+            **data.describe, "forget_score": task.forget_score, "utility": task.utility, "headline": task.headline,
+            "higher_is_better": task.higher_is_better, "log_scale": sorted(task.log_scale),
+            "utility_floor": cfg.utility_floor}
 
 
 def gate_utility(records: list[dict], utility: str, floor: float) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from evals import spread
 from evals.robustness import restrict
 from methods import METHODS
+from orchestration.benchmark import describe
 from pipeline import ModelRef, Pipeline
 from unlearnbench.cache import UnitStore, stable_hash
 from unlearnbench.config import ExperimentConfig
@@ -141,12 +142,9 @@ def run_requests(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, 
                                                for s, c in by_seed.items()], log_scale)
             records.append(record)
             per_item[f"{row} ({mode} {k + 1})"] = first[k].get("stats")
-    dataset = {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
-               **data.describe, "forget_score": task.forget_score, "utility": task.utility,
-               "headline": task.headline, "utility_floor": cfg.utility_floor,
+    dataset = {**describe(task, data, cfg), "log_scale": sorted(log_scale),
                "higher_is_better": {**task.higher_is_better, **{f"fold_{m}": up for m, up in
                                                                task.higher_is_better.items()}},
-               "log_scale": sorted(log_scale),
                "requests": {"folds": [{"request": k + 1, "forget_rows": len(f), "items": None if i is None else len(i)}
                                       for k, (f, i) in enumerate(folds)], "modes": cfg.requests.modes()}}
     return {"records": records, "dataset": dataset, "per_item": per_item}
