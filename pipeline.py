@@ -19,6 +19,7 @@ from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
 from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
+from accelerate.utils import set_seed
 from peft import PeftModel
 from unlearnbench.cache import UnitStore, folder_digest, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
@@ -126,6 +127,7 @@ class Pipeline:
 
         def build(tmp):
             tokenizer = self._train_tokenizer()
+            set_seed(self.cfg.seed)     # the initial weights: the same whatever ran before in this process
             model = build_embedded_model(m.embedded, tokenizer).to(self.acc.device)
             fmt = self.fmt(tokenizer, m.embedded.pretrain.max_length)
             with self.meter() as meter:
@@ -239,6 +241,7 @@ class Pipeline:
         def build(tmp):
             model, tokenizer = self.load(base), self.tokenizer(base)
             if lora_lr:
+                set_seed(seed)          # the adapter's initial weights: the same whatever ran before
                 model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
             fmt = self.fmt(tokenizer, ft.max_length)
             encoded = [encode_row(fmt, r) for r in rows] + self._replay_rows(fmt, replay)
@@ -344,6 +347,7 @@ class Pipeline:
             elif untrained:
                 log = {"micro_batches": 0, "updates": 0, "untrained": untrained}
             else:
+                set_seed(seed)          # a LoRA adapter's initial weights: the same whatever ran before
                 model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
                 try:
                     log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.unlearn, hp.lr,
