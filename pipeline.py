@@ -18,12 +18,14 @@ import benchmarks  # noqa: F401  (registers every task family)
 from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
 from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
+from methods.private import dp_finetune
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
 from accelerate.utils import set_seed
 from peft import PeftModel
 from unlearnbench.cache import UnitStore, folder_digest, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
 from unlearnbench.cost import CostMeter
+from unlearnbench.ensemble import Ensemble
 from unlearnbench.models import (EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, build_embedded_model,
                                  context_length, load_model, load_tokenizer, resolve_name, save_model, train_tokenizer)
 from unlearnbench.runtime import Solo
@@ -38,6 +40,8 @@ class ModelRef:
     gguf_file: str = ""
     cost: dict | None = None        # what training it cost, if this suite trained it
     adapter: str = ""               # a peft adapter folder applied on top of `path` (a LoRA checkpoint row)
+    members: tuple = ()             # an aggregate of these model folders (SISA: unlearnbench/ensemble.py); `path`
+                                    # is the first, whose tokenizer it uses
 
 
 def encode_row(fmt: PromptFormat, row: dict) -> dict:
@@ -74,6 +78,9 @@ class Pipeline:
 
     # -- models ----------------------------------------------------------------------------------------------
     def load(self, ref: ModelRef):
+        if ref.members:
+            model = Ensemble([load_model(path, self.cfg.model) for path in ref.members]).to(self.acc.device)
+            return model.eval()
         model = load_model(ref.path, self.cfg.model, ref.gguf_file)
         if ref.adapter:         # evaluated with the adapter active, exactly as the suite's own LoRA rows are
             model = PeftModel.from_pretrained(model, ref.adapter)
@@ -216,26 +223,39 @@ class Pipeline:
             return self.cfg.model.embedded.replay
         return general_qa() if self.cfg.model.replay else False
 
+    def replay_rows(self) -> list[dict]:
+        """What fine-tuning rehearses (`_replay`) as task rows: {"question", "answer"} or {"text"}."""
+        replay = self._replay()
+        if replay is True:
+            qa, text = general_corpus()
+            return list(qa) + [{"text": t} for t in text]
+        return list(replay or [])
+
     def _replay_rows(self, fmt: PromptFormat, replay: bool | list[dict]) -> list[dict]:
         if replay is True:
             return self._pretrain_rows(fmt)
         return [fmt.encode(r["question"], r["answer"]) for r in replay or []]
 
     def finetuned(self, base: ModelRef, role: str, given: str, seed: int | None = None,
-                  rows: list[dict] | None = None, lora_lr: float = 0.0) -> ModelRef | None:
+                  rows: list[dict] | None = None, lora_lr: float = 0.0, ft: TrainConfig | None = None,
+                  replay: bool | list[dict] | None = None, private: tuple | None = None) -> ModelRef | None:
         """The target or retain model: the `given` checkpoint, or base fine-tuned on the task's rows for that role
-        (or on `rows`: a shadow model), with the experiment's seed or `seed` (a population member). A task without
-        rows for the role (e.g. WMDP on a real model) uses the base itself as the target and has no retain
-        model. lora_lr > 0: a LoRA adapter (`lora_cfg`) trained at that rate and merged into the weights."""
+        (or on `rows`: a shadow model, a SISA slice), with the experiment's seed or `seed` (a population member). A
+        task without rows for the role (e.g. WMDP on a real model) uses the base itself as the target and has no
+        retain model. lora_lr > 0: a LoRA adapter (`lora_cfg`) trained at that rate and merged into the weights.
+        ft / replay: another schedule / rehearsal than the task's (SISA's slices); private=(DPSettings, epsilon):
+        DP-SGD (methods/private.py), its privacy accounting in the cost's train_log."""
         if given:
             return self.given(given)
         rows = self.data.train.get(role) if rows is None else rows
         if rows is None:
             return base if role == "target" else None
-        ft, seed = self.task.cfg.finetune, self.cfg.seed if seed is None else seed
-        replay = self._replay()
+        ft, seed = ft or self.task.cfg.finetune, self.cfg.seed if seed is None else seed
+        replay = self._replay() if replay is None else replay
         adapter = [lora_lr, dataclasses.asdict(self.cfg.lora_cfg)] if lora_lr else []
-        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, seed, rows, replay, *adapter)
+        dp = [dataclasses.asdict(private[0]), private[1]] if private else []
+        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, seed, rows, replay, *adapter,
+                          *dp)
         ft = dataclasses.replace(ft, lr=lora_lr) if lora_lr else ft
 
         def build(tmp):
@@ -247,9 +267,10 @@ class Pipeline:
             encoded = [encode_row(fmt, r) for r in rows] + self._replay_rows(fmt, replay)
             with self.meter() as meter:
                 meter.watch(model)
-                log = finetune(model, encoded, ft, seed, self.acc, tokenizer.pad_token_id,
-                               desc=f"fine-tune {self.task.label} {role} (seed {seed})",
-                               checkpointing=self.cfg.gradient_checkpointing)
+                desc = f"fine-tune {self.task.label} {role} (seed {seed})"
+                log = (dp_finetune(model, encoded, ft, *private, seed, self.acc.device, tokenizer.pad_token_id, desc)
+                       if private else finetune(model, encoded, ft, seed, self.acc, tokenizer.pad_token_id, desc=desc,
+                                                checkpointing=self.cfg.gradient_checkpointing))
             save_model(model.merge_and_unload() if lora_lr else model, tokenizer, tmp,
                        alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})

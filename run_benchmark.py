@@ -20,6 +20,7 @@ from accelerate.utils import set_seed
 
 from evals.report import leaderboard, write_results
 from methods import METHODS, load_method_files, method_config
+from orchestration import guarantees
 from orchestration.benchmark import run_task
 from orchestration.requests import folds_of, run_requests
 from pipeline import Pipeline
@@ -53,6 +54,10 @@ leaderboard.md and plots/.
                         the forget set as 4 requests, one after another (each from the previous
                         request's model) or growing (folds 1..k from the target), each scored against a
                         model retrained without the folds forgotten so far (experiment=requests)
+  sisa.shards=2,4 sisa.slices=2
+                        SISA rows (exact unlearning): per S, the target's rows in S shards by author or
+                        species, one constituent each, their aggregate before and after the forget request
+  dp.epsilon=1,8,64     DP rows: the base fine-tuned with DP-SGD (opacus) at each budget (experiment=guarantees)
   save_models=true      every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter;
                         save_models=merged: merged into full weights)
   model=<name|id|path>  configs/model/<name>.yaml ({models}), or any causal LM by hub id or local path
@@ -140,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
         check_lengths(task.label, pipe.long_rows())
         if cfg.requests.folds:
             folds_of(task, cfg.requests.folds, cfg.seed, data[label])      # enough authors / species for the folds
+        guarantees.check(pipe)          # SISA / DP: rows to train on, no empty shard
         for name, ref in cfg.checkpoints.items():
             check_vocabulary(f"checkpoints.{name}", ref, pipe.run_tokenizer(), cfg.model)
         for name in cfg.methods:

@@ -305,6 +305,14 @@ class TofuTask:
             folds.append((rows, [i for i, r in enumerate(self.rows["forget_eval"]) if r["question"] in asked]))
         return folds
 
+    def train_units(self) -> list[str]:
+        """The author of each row of the target's fine-tuning split (`full`, in blocks of an author's rows): SISA's
+        unit (orchestration/guarantees.py), so that an author's rows live in one shard and slice."""
+        per, full = self._forget_authors(), self.rows["full"]
+        if len(full) % per:
+            raise ValueError(f"the full split has {len(full)} rows, not whole authors of {per} rows each")
+        return [f"author {i // per}" for i in range(len(full))]
+
     def scored_pairs(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Every evaluation split's (question, answers) as `evaluate` scores them (membership: the answer only)."""
         out = {split: [(r["question"], _answers(r, split in ("forget", "retain"))) for r in self.rows[role]]

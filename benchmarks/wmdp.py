@@ -82,6 +82,7 @@ class WmdpTask:
         self.questions: dict[str, list[tuple[str, list[str]]]] = {}     # what scored_pairs() reports
         self.manager = None
         self.forget_corpus: list[dict] = []
+        self.retain_corpus: list[dict] = []
 
     def load(self, cache_dir: Path) -> TaskData:
         if self.cfg.source == "synthetic":
@@ -102,7 +103,7 @@ class WmdpTask:
         self.questions = {s: [(t.format(q["question"]), [" " + c for c in q["choices"]]) for q in world[s + "_mc"]]
                           for s, t in templates.items()}
         forget, retain = world["forget_corpus"], world["retain_corpus"]
-        self.forget_corpus = forget
+        self.forget_corpus, self.retain_corpus = forget, retain
         questions = [q for s in ("forget_mc", "neighbour_mc", "general_mc") for q in world[s]]
         texts = [r["text"] for r in forget + retain] + [q["question"] for q in questions] + \
             [c for q in questions for c in q["choices"]]
@@ -174,6 +175,13 @@ class WmdpTask:
         paragraphs, asked = len(corpus) // units, len(self.questions["forget"]) // units   # per species, in order
         return [(sorted(i for s in order[f::k] for i in range(s * paragraphs, (s + 1) * paragraphs)),
                  sorted(q for s in order[f::k] for q in range(s * asked, (s + 1) * asked))) for f in range(k)]
+
+    def train_units(self) -> list[str]:
+        """The species of each paragraph of the target's fine-tuning rows (the forget corpus, then the neighbouring
+        domain's, each in blocks of a species' paragraphs): SISA's unit (orchestration/guarantees.py)."""
+        n = self.cfg.synthetic
+        blocks = [("fungus", self.forget_corpus, n.n_forget), ("flower", self.retain_corpus, n.n_neighbour)]
+        return [f"{kind} {i // (len(corpus) // count)}" for kind, corpus, count in blocks for i in range(len(corpus))]
 
     def scored_pairs(self) -> dict[str, list[tuple[str, list[str]]]]:
         """Each split's questions as lm-eval reads them (context, continuations); in real mode only the local copies'

@@ -52,9 +52,10 @@ def _best(records: list[dict], task: str, metric: str, directions: dict):
 
 
 def contender(r: dict) -> bool:
-    """Whether a row may be marked best: not a reference (target, retain, Retrain), not below the utility floor,
-    not left untrained (unlearn.epochs=0 or lr 0)."""
-    return r["model"] not in REFERENCE_ROWS and not r.get("below_utility_floor") and not r.get("untrained")
+    """Whether a row may be marked best: not a reference (target, retain, Retrain, a SISA-target), not below the
+    utility floor, not left untrained (unlearn.epochs=0 or lr 0)."""
+    return (r["model"] not in REFERENCE_ROWS and not r.get("reference") and not r.get("below_utility_floor")
+            and not r.get("untrained"))
 
 
 def _arrow(metric: str, directions: dict) -> str:
@@ -104,6 +105,7 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
         out.append("")
         out += privacy_table(records, task)
         out += robustness_table(records, task)
+        out += guarantees_table(records, task)
     single = [t for t in tasks if not any("request" in r for r in records if r["task"] == t)]
     if len(single) > 1:
         out += cross_task_table(records, datasets, single)
@@ -200,9 +202,55 @@ ROBUSTNESS_INTRO = ("Recovery attacks on each row's model (README, \"Does it com
 
 
 def robustness_table(records: list[dict], task: str) -> list[str]:
-    rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
+    rows = [r for r in records if r["task"] == task and r["status"] == "ok"
+            and any(k.startswith(ATTACKS) for k in r["metrics"])]
     return _metric_table(f"{task}: does it come back?", ROBUSTNESS_INTRO, rows,
                          list(dict.fromkeys(k for r in rows for k in r["metrics"] if k.startswith(ATTACKS))))
+
+
+GUARANTEES_INTRO = ("Rows with a guarantee (orchestration/guarantees.py). SISA(S=s): s shards of the target's rows "
+                    "(by author or species), each a constituent trained slice by slice from the base; the model is "
+                    "their aggregate (the mean of their next-token probabilities). The -target row is trained on "
+                    "every row; the SISA row is after the forget request, which retrained only the slice steps shown, "
+                    "and is exactly SISA trained without the forget rows. DP(eps=e): the base fine-tuned with DP-SGD "
+                    "(opacus, per-row clipping, RDP accountant) at that budget; no unlearning step (cost 0). ÷ "
+                    "retain: over the retain model's training; tokens are exact, wall times vary with the machine's "
+                    "load (the retain model may have trained at another time). Wall-time columns: the first seed's. "
+                    "SISA rows are not attacked by relearning or quantization (an aggregate of models).")
+GUARANTEE_COLUMNS = ["row", "guarantee", "rows per shard", "retrained steps", "affected shards", "training tokens",
+                     "unlearning tokens ÷ retain", "training wall s", "training wall ÷ retain",
+                     "unlearning wall ÷ retain", "eval wall s"]
+GUARANTEE_TIMED = {"training wall s", "training wall ÷ retain", "unlearning wall ÷ retain", "eval wall s"}
+
+
+def guarantees_table(records: list[dict], task: str) -> list[str]:
+    """The guarantee behind each SISA and DP row and what it cost (GUARANTEE_COLUMNS; none: no section)."""
+    rows = [r for r in records if r["task"] == task and r["status"] == "ok" and r.get("guarantee")]
+    if not rows:
+        return []
+    retain = next((r["cost"] for r in records if r["task"] == task and r["model"] == "retain" and r["status"] == "ok"),
+                  {})
+    ratio = lambda value, key: _fmt(value / retain[key] if value is not None and retain.get(key) else None)  # noqa: E731
+    out = [f"### {task}: rows with a guarantee", "", GUARANTEES_INTRO, "",
+           "| " + " | ".join(GUARANTEE_COLUMNS) + " |", "|" + "---|" * len(GUARANTEE_COLUMNS)]
+    for r in rows:
+        g, training = r["guarantee"], r.get("training_cost") or r["cost"]
+        if "epsilon" in g:
+            what = (f"ε={g['epsilon']:g} (spent {g['epsilon_spent']:.3f}), δ={g['delta']:.1e}, clip {g['clip']:g}, "
+                    f"σ={g['noise_multiplier']:.3f}, q={g['sample_rate']:.4f}, {g['steps']} steps")
+            shards = redone = affected = "—"
+        else:
+            what = f"exact: {g['shards']} shards × {g['slices']} slices"
+            shards = "/".join(map(str, g["rows_per_shard"]))
+            redone = f"{g['retrained_steps']} of {g['slice_steps']}" if "retrained_steps" in g else "—"
+            affected = ", ".join(map(str, g["affected_shards"])) if "affected_shards" in g else "—"
+        unlearning = {} if r.get("reference") else r["cost"]
+        cells = [r["model"], what, shards, redone, affected, f"{training['tokens']:,}",
+                 ratio(unlearning.get("tokens"), "tokens"), _fmt(training["wall_seconds"]),
+                 ratio(training["wall_seconds"], "wall_seconds"), ratio(unlearning.get("wall_seconds"), "wall_seconds"),
+                 _fmt((r.get("eval_cost") or {}).get("wall_seconds"))]
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def cross_task_table(records: list[dict], datasets: dict | None, tasks: list[str]) -> list[str]:

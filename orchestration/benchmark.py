@@ -3,7 +3,7 @@
 report prints (means and spread over seeds, the significance marks, the utility floor, how each row was set)."""
 from __future__ import annotations
 
-from orchestration import populations, robustness
+from orchestration import guarantees, populations, robustness
 from orchestration.export import export_models
 from evals import spread
 from evals.plots import REFERENCE_ROWS
@@ -28,7 +28,7 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     if privacy:
         populations.require_holdout(pipe)       # before any training, not after the main rows
     # the base only where something trains from it (given target and retain: an evaluation-only run trains nothing)
-    base = pipe.base() if privacy or not (cfg.model.target and cfg.model.retain) else None
+    base = pipe.base() if privacy or guarantees.enabled(cfg) or not (cfg.model.target and cfg.model.retain) else None
     seeds = [cfg.seed + k for k in range(cfg.seeds)]   # the first is the record's own, the others its spread
     # target and retain per seed: one fine-tune each (the first seed's), or one per seed with seed_models
     models = {s: (pipe.finetuned(base, "target", cfg.model.target, seed=s),
@@ -63,6 +63,14 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
             if len(seeds) > 1:
                 repeats[row] = [(s, pipe.unlearned(target_of(s), name, seed=s)) for s in seeds[1:]]
 
+    # rows with a guarantee (SISA, DP): trained from the base, one set per seed (orchestration/guarantees.py)
+    for s in seeds if guarantees.enabled(cfg) else []:
+        for row, unit in guarantees.guarantee_units(pipe, base, s).items():
+            if s == cfg.seed:
+                units[row] = unit
+            else:
+                repeats.setdefault(row, []).append((s, unit))
+
     # rows the user unlearned elsewhere: evaluation only (a folder's digest is its key: computed once)
     checkpoints = {name: pipe.given(ref, lambda: target) for name, ref in cfg.checkpoints.items()}
     for name, ref in checkpoints.items():
@@ -84,6 +92,8 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
                 refs[row] = checkpoints[row]
             elif unit.get("model") and unit["status"] == "ok":
                 refs[row] = robustness.row_ref(unit["model"], target, lora=row.endswith("+lora"))
+            elif unit.get("model_ref"):         # a DP row's own fine-tuned model
+                refs[row] = unit["model_ref"]
         values, attack_costs = robustness.attack_all(pipe, refs, {row: units[row]["stats"] for row in refs})
         for row, v in values.items():
             extra.setdefault(row, {}).update(v)
@@ -100,10 +110,12 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
         # a given checkpoint's training cost is unknown: its fields stay present, as null
         cost = {**dict.fromkeys(COST_FIELDS), **(unit.get("cost") or {})}
         cost.pop("train_log", None)
-        cost["relative_cost"] = cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] else None
+        cost["relative_cost"] = (cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] is not None
+                                 else None)
         record = {"task": task.label, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
                   "eval_cost": unit.get("eval_cost"), **({"attack_cost": attack_costs[row]} if row in attack_costs
                                                           else {})}
+        record.update({k: unit[k] for k in ("training_cost", "guarantee", "reference") if k in unit})
         method = row.split("+")[0]
         if method in cfg.methods and not METHODS[method].is_retrain:
             record["settings"] = settings_origin(pipe, method, chosen.get(method))
@@ -151,7 +163,7 @@ def gate_utility(records: list[dict], utility: str, floor: float) -> None:
         return
     for r in records:
         value = r["metrics"].get(utility)
-        if r["model"] not in REFERENCE_ROWS and value is not None and value < floor * retain["metrics"][utility]:
+        if r["model"] not in REFERENCE_ROWS and not r.get("reference") and value is not None and value < floor * retain["metrics"][utility]:
             r["below_utility_floor"] = True
 
 

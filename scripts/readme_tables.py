@@ -14,7 +14,10 @@ new best or not significantly different from it. A tuning sweep (tune.py) sits b
 from results/<experiment>/tuning.json; every cell but its wall time is compared. The recovery attacks of an
 experiment (orchestration/robustness.py) sit between `<!-- robustness:<experiment> -->` and `<!-- /robustness -->`,
 its requests over time (orchestration/requests.py) between `<!-- requests:<experiment> -->` and `<!-- /requests -->`
-(every cell but the last column's wall-time based cost; checked by `bash scripts/reproduce.sh`, not CI).
+(every cell but the last column's wall-time based cost; checked by `bash scripts/reproduce.sh`, not CI), and its
+rows with a guarantee (orchestration/guarantees.py) between `<!-- guarantees:<experiment> -->` and
+`<!-- /guarantees -->` (every cell but the wall-time based ones), its membership and memorization columns
+(evals/privacy.py) between `<!-- privacy:<experiment> -->` and `<!-- /privacy -->`.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)"
+MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)"
                   r"<!-- /(?P=kind) -->", re.S)
 
 
@@ -112,7 +115,8 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     spec.append(("attacks wall s", lambda r: f1(sum(c["attack"]["wall_seconds"] + c["eval"]["wall_seconds"]
                                                     for c in (r.get("attack_cost") or {}).values()) or None), False))
     rows = [[(h, True) for h, _, _ in spec]]
-    return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in results["results"] if r["status"] == "ok"]
+    attacked = [r for r in results["results"] if r["status"] == "ok" and "unattacked_recovery" in r["metrics"]]
+    return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in attacked]
 
 
 def render_requests(results: dict) -> list[list[tuple[str, bool]]]:
@@ -123,6 +127,29 @@ def render_requests(results: dict) -> list[list[tuple[str, bool]]]:
     for task in dict.fromkeys(r["task"] for r in results["results"] if "request" in r):
         lines = requests_tables(results["results"], task, task_meta(results["datasets"], task))
         rows += [[(c, i < len(row) - 1) for i, c in enumerate(row)] for row in parse("\n".join(lines))]
+    return rows
+
+
+def render_guarantees(results: dict) -> list[list[tuple[str, bool]]]:
+    """Every task's table of rows with a guarantee (evals/report.py's) as cells; wall-time based cells are not
+    compared."""
+    from evals.report import GUARANTEE_COLUMNS, GUARANTEE_TIMED, guarantees_table
+    timed = {i for i, c in enumerate(GUARANTEE_COLUMNS) if c in GUARANTEE_TIMED}
+    rows = []
+    for task in dict.fromkeys(r["task"] for r in results["results"]):
+        lines = guarantees_table(results["results"], task)
+        table = parse("\n".join(lines[4:]))
+        rows += [[(c, i not in timed) for i, c in enumerate(row)] for row in table[1 if rows else 0:]]
+    return rows
+
+
+def render_privacy(results: dict) -> list[list[tuple[str, bool]]]:
+    """Every task's membership and memorization table (evals/report.py's privacy section) as cells."""
+    from evals.report import privacy_table
+    rows = []
+    for task in dict.fromkeys(r["task"] for r in results["results"]):
+        table = parse("\n".join(privacy_table(results["results"], task)[4:]))
+        rows += [[(c, True) for c in row] for row in table[1 if rows else 0:]]
     return rows
 
 
@@ -214,7 +241,7 @@ def main(argv=None) -> int:
                             f"experiment={m['exp']}` first")
             continue
         kind = {"tuning": render_tuning, "robustness": render_robustness, "table": render,
-                "requests": render_requests}[m["kind"]]
+                "requests": render_requests, "guarantees": render_guarantees, "privacy": render_privacy}[m["kind"]]
         rows = kind(json.loads(path.read_text(encoding="utf-8")))
         if args.write:
             body = requests_markdown(rows) if m["kind"] == "requests" else to_markdown(rows)

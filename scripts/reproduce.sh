@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Rerun everything the README's checked tables show, from an empty cache, and check them all (about 2.5 hours on
+# Rerun everything the README's checked tables show, from an empty cache, and check them all (about 3.5 hours on
 # a 2-core CPU): the tuning protocol (its choice must equal the committed configs/tuned/default.yaml), the
-# default, wmdp, all_methods_lora, requests and requests_wmdp experiments. CI (.ci/run) reruns the default and
-# wmdp experiments only.
+# default, wmdp, all_methods_lora, requests, requests_wmdp, guarantees and guarantees_wmdp experiments. CI
+# (.ci/run) reruns the default and wmdp experiments only.
 #   bash scripts/reproduce.sh            # its cache is .cache/reproduce, emptied first
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +17,6 @@ python run_benchmark.py experiment=wmdp > /dev/null
 python run_benchmark.py experiment=all_methods_lora > /dev/null
 python run_benchmark.py experiment=requests > /dev/null
 python run_benchmark.py experiment=requests_wmdp > /dev/null
+python run_benchmark.py experiment=guarantees > /dev/null
+python run_benchmark.py experiment=guarantees_wmdp > /dev/null
 python scripts/readme_tables.py --check

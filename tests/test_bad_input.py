@@ -214,6 +214,16 @@ CASES = [
      r"requests\.folds=3, but the forget split forget10 has 1 author\(s\), one at least per fold; use fewer"),
     ("requests with attacks", lambda w, t: ["requests.folds=2", "robustness.relearn_steps=5"],
      r"requests\.folds=2 runs the requests protocol, which does not take robustness"),
+    # rows with a guarantee
+    ("one SISA shard", lambda w, t: ["sisa.shards=1"], r"sisa\.shards=\[1\]: distinct numbers of shards, each at "
+     r"least 2"),
+    ("zero privacy budget", lambda w, t: ["dp.epsilon=0"], r"dp\.epsilon=\[0\.0\]: distinct privacy budgets > 0"),
+    ("more shards than authors", lambda w, t: ["sisa.shards=12"],
+     r"sisa\.shards=12: shard \d+ would hold no row of the target's rows with seed 0 .*use fewer shards"),
+    ("SISA with requests", lambda w, t: ["sisa.shards=2", "requests.folds=2"],
+     r"requests\.folds=2 runs the requests protocol, which does not take sisa"),
+    ("DP on a given target", lambda w, t: wmdp_real(w, t, **{"dp.epsilon": "8"}),
+     r"dp\.epsilon: task wmdp_bio has no fine-tuning rows \(its target is a given model\)"),
     # WMDP-style task, real mode
     ("forget corpus missing", lambda w, t: wmdp_real(w, t, **{"task.forget_corpus": str(t / "none.jsonl")}),
      r"task\.forget_corpus=.*is not a file"),

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from unlearnbench.protocols import (DPSettings, PrivacySettings, RequestSettings, RobustnessSettings, SisaSettings,
+                                    TuningSettings)
 from unlearnbench.strict import ConfigError, FieldError, deep_merge, from_dict, read_yaml  # noqa: F401 (re-exported)
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
@@ -124,82 +126,6 @@ class LoraSettings:
 
 
 @dataclass
-class PrivacySettings:
-    """Evaluations that need many models (SPEC section 6). 0 turns each off; every member is a cached unit."""
-    population: int = 0            # N: retain models, target models and unlearned models per method, from N seeds
-    independent_retain: bool = True  # a second retain population, scored against the first (the estimator's check)
-    shadow_models: int = 0         # LiRA shadow models, each trained on the retain set and half the candidate pool
-    seed_targets: bool = False     # unlearned member k starts from target member k (else: all from the one target)
-    shadow_lora_lr: float = 0.0    # > 0: shadow models train a LoRA adapter (lora_cfg) at this rate, merged after
-
-    def __post_init__(self):
-        if 0 < self.population < 4:
-            raise ConfigError(f"privacy.population={self.population}: the distributional score fits each attack on "
-                              f"half of each population and measures it on the other half, so it needs at least "
-                              f"4 models a side (9 to reach the challenge's low bins); use 0 to turn it off")
-        if self.shadow_lora_lr < 0:
-            raise ConfigError(f"privacy.shadow_lora_lr={self.shadow_lora_lr}: a learning rate for LoRA shadow models "
-                              f"(e.g. 1e-3), or 0 to fine-tune them on full weights like the target")
-        if 0 < self.shadow_models < 2:
-            raise ConfigError(f"privacy.shadow_models={self.shadow_models}: LiRA needs every candidate in at least "
-                              f"one shadow model and out of at least one; use at least 2 (0 turns it off)")
-
-
-@dataclass
-class TuningSettings:
-    """The tuning protocol (tune.py): every method swept over its grid on the validation split, the same budget
-    each, one declared rule choosing its settings, which are written to configs/<output>.yaml."""
-    grid: dict = field(default_factory=dict)    # {method: {hyperparameter: [values, ...]}}: the product is swept
-    budget: int = 0                # configurations per method: every method's grid must have exactly this many
-    # rule: the best forget quality (geometric mean over seeds) among configurations whose mean utility is at
-    # least `utility_floor` (the experiment's) x the validation retain model's
-    validation_authors: int = 0    # validation forget authors; 0: as many as the test forget set
-    output: str = ""               # configs/<output>.yaml receives the chosen settings (e.g. tuned/default), or
-                                   # a path ending in .yaml
-
-
-@dataclass
-class RobustnessSettings:
-    """Does the knowledge come back? Attacks on every evaluated row (orchestration/robustness.py); 0 / [] is off."""
-    relearn_steps: int = 0         # updates of fine-tuning on the relearn part of the forget set (0: no relearning)
-    relearn_lr: float = 3e-4
-    relearn_batch_size: int = 8
-    relearn_data: str = "forget"   # forget: the relearn part of the forget set; unrelated: as many retain rows
-    quant_bits: list[int] = field(default_factory=list)   # bitsandbytes on load: 8 (LLM.int8), 4 (NF4); 16: none
-
-    def __post_init__(self):
-        if self.relearn_data not in ("forget", "unrelated"):
-            raise FieldError(f"relearn_data={self.relearn_data!r}: forget (Deeb & Roger) or unrelated (Łucki et al.)")
-        if self.relearn_steps < 0 or not self.relearn_lr > 0 or self.relearn_batch_size < 1:
-            raise FieldError(f"relearn_steps={self.relearn_steps}, relearn_lr={self.relearn_lr}, relearn_batch_size="
-                             f"{self.relearn_batch_size}: expected steps >= 0 (0: off), lr > 0, batch size >= 1")
-        bad = [b for b in self.quant_bits if b not in (4, 8, 16)]
-        if bad:
-            raise FieldError(f"quant_bits={self.quant_bits}: bitsandbytes loads 8 (LLM.int8) and 4 (NF4) bits; 16 "
-                             f"is the unquantized model (a check); [] turns quantization off")
-
-
-@dataclass
-class RequestSettings:
-    """Requests that arrive one at a time (orchestration/requests.py): the forget set split into `folds` disjoint
-    folds along the task's natural unit (TOFU: authors; WMDP-style: species), drawn by the experiment's seed;
-    0 is off (one request). sequential: request k unlearns fold k from the model after request k-1;
-    cumulative: request k unlearns folds 1..k at once from the target; both: the two side by side."""
-    folds: int = 0
-    mode: str = "sequential"
-
-    def __post_init__(self):
-        if self.folds < 0 or self.folds == 1:
-            raise FieldError(f"folds={self.folds}: expected 0 (off: one request) or at least 2 folds")
-        if self.mode not in ("sequential", "cumulative", "both"):
-            raise FieldError(f"mode={self.mode!r}: sequential (each request from the previous request's model), "
-                             f"cumulative (folds 1..k at once from the target) or both")
-
-    def modes(self) -> list[str]:
-        return ["sequential", "cumulative"] if self.mode == "both" else [self.mode]
-
-
-@dataclass
 class ExperimentConfig:
     name: str = "default"
     seed: int = 0
@@ -229,6 +155,8 @@ class ExperimentConfig:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     robustness: RobustnessSettings = field(default_factory=RobustnessSettings)
     requests: RequestSettings = field(default_factory=RequestSettings)
+    sisa: SisaSettings = field(default_factory=SisaSettings)
+    dp: DPSettings = field(default_factory=DPSettings)
     # {row name: hub id | local folder}: an already unlearned model (full weights, or a peft adapter folder)
     # evaluated as a row of every task, with the task's full metrics
     checkpoints: dict = field(default_factory=dict)
@@ -252,6 +180,7 @@ class ExperimentConfig:
             clash = [k for k, on in (("robustness", self.robustness.relearn_steps or self.robustness.quant_bits),
                                      ("privacy", self.privacy.population or self.privacy.shadow_models),
                                      ("checkpoints", self.checkpoints), ("save_models", self.save_models),
+                                     ("sisa", self.sisa.shards), ("dp", self.dp.epsilon),
                                      ("seed_models", self.seed_models),
                                      ("model.retain", self.model.retain)) if on]
             if clash:

@@ -92,3 +92,17 @@ class CostMeter:
                 "flops_method": FLOPS_METHOD, "n_params": self.n_params,
                 "peak_memory_bytes": int(self.peak_memory_bytes), "device": self.device.type,
                 "device_count": self.device_count}
+
+
+def total(records: list[dict], device: str = "cpu") -> dict:
+    """Several stages' cost as one (run one after another): times, tokens and FLOPs add up, peak memory and the
+    parameter count are the largest. No stage: a cost of zero (nothing was trained)."""
+    out = {"wall_seconds": 0.0, "tokens": 0, "grad_tokens": 0, "forward_tokens": 0, "flops": 0.0,
+           "flops_method": FLOPS_METHOD, "n_params": 0, "peak_memory_bytes": 0, "device": device, "device_count": 1}
+    for r in records:
+        for k in ("wall_seconds", "tokens", "grad_tokens", "forward_tokens", "flops"):
+            out[k] += r[k]
+        for k in ("n_params", "peak_memory_bytes"):
+            out[k] = max(out[k], r[k])
+        out["device"], out["device_count"] = r["device"], r["device_count"]
+    return out

@@ -34,6 +34,10 @@ class, built from its validated config, provides:
                                       task's natural unit (orchestration/requests.py): per fold the indices of
                                       its rows in TaskData.forget and of its items in the forget evaluation split
                                       (None: every item, at every request)
+    train_units() -> list[str]        optional, after load: a label per row of TaskData.train["target"], rows
+                                      of one unit sharing it (TOFU: an author; WMDP-style: a species); SISA
+                                      (orchestration/guarantees.py) keeps a unit in one shard and slice; without
+                                      it each row is its own unit
     validation(n_authors) -> (task, TaskData)
                                       optional, after load: the tuning protocol's split (tune.py), a task and
                                       its data sharing no forget row with the test forget set (TOFU has it)
