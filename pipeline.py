@@ -139,9 +139,9 @@ class Pipeline:
             fmt = self.fmt(tokenizer, m.embedded.pretrain.max_length)
             with self.meter() as meter:
                 meter.watch(model)
-                log = finetune(model, self._pretrain_rows(fmt), m.embedded.pretrain, self.cfg.seed, self.acc,
-                               tokenizer.pad_token_id, desc="pretrain base",
-                               checkpointing=self.cfg.gradient_checkpointing)
+                corpus = [encode_row(fmt, r) for r in self.replay_rows(True)]     # the pretraining corpus
+                log = finetune(model, corpus, m.embedded.pretrain, self.cfg.seed, self.acc, tokenizer.pad_token_id,
+                               desc="pretrain base", checkpointing=self.cfg.gradient_checkpointing)
             save_model(model, tokenizer, tmp, alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
         path = self.unit("base", key, build)
@@ -210,10 +210,6 @@ class Pipeline:
             return self.tokenizer(ModelRef(str(self.store.path("base", key)), key))
         return self._train_tokenizer()
 
-    @staticmethod
-    def _pretrain_rows(fmt: PromptFormat) -> list[dict]:
-        qa, text = general_corpus()
-        return [fmt.encode(r["question"], r["answer"]) for r in qa] + [fmt.encode_text(t) for t in text]
 
     def _replay(self) -> bool | list[dict]:
         """What fine-tuning into target, retain and shadow models rehearses besides the task's rows (part of their
@@ -223,18 +219,14 @@ class Pipeline:
             return self.cfg.model.embedded.replay
         return general_qa() if self.cfg.model.replay else False
 
-    def replay_rows(self) -> list[dict]:
-        """What fine-tuning rehearses (`_replay`) as task rows: {"question", "answer"} or {"text"}."""
-        replay = self._replay()
+    def replay_rows(self, replay: bool | list[dict] | None = None) -> list[dict]:
+        """What fine-tuning rehearses (`_replay()`, or `replay`) as task rows: {"question", "answer"} or {"text"}
+        (True: the embedded model's pretraining corpus)."""
+        replay = self._replay() if replay is None else replay
         if replay is True:
             qa, text = general_corpus()
             return list(qa) + [{"text": t} for t in text]
         return list(replay or [])
-
-    def _replay_rows(self, fmt: PromptFormat, replay: bool | list[dict]) -> list[dict]:
-        if replay is True:
-            return self._pretrain_rows(fmt)
-        return [fmt.encode(r["question"], r["answer"]) for r in replay or []]
 
     def finetuned(self, base: ModelRef, role: str, given: str, seed: int | None = None,
                   rows: list[dict] | None = None, lora_lr: float = 0.0, ft: TrainConfig | None = None,
@@ -264,7 +256,7 @@ class Pipeline:
                 set_seed(seed)          # the adapter's initial weights: the same whatever ran before
                 model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
             fmt = self.fmt(tokenizer, ft.max_length)
-            encoded = [encode_row(fmt, r) for r in rows] + self._replay_rows(fmt, replay)
+            encoded = [encode_row(fmt, r) for r in rows + self.replay_rows(replay)]
             with self.meter() as meter:
                 meter.watch(model)
                 desc = f"fine-tune {self.task.label} {role} (seed {seed})"

@@ -230,7 +230,10 @@ def guarantees_table(records: list[dict], task: str) -> list[str]:
         return []
     retain = next((r["cost"] for r in records if r["task"] == task and r["model"] == "retain" and r["status"] == "ok"),
                   {})
-    ratio = lambda value, key: _fmt(value / retain[key] if value is not None and retain.get(key) else None)  # noqa: E731
+
+    def ratio(value, key: str) -> str:
+        return _fmt(value / retain[key] if value is not None and retain.get(key) else None)
+
     out = [f"### {task}: rows with a guarantee", "", GUARANTEES_INTRO, "",
            "| " + " | ".join(GUARANTEE_COLUMNS) + " |", "|" + "---|" * len(GUARANTEE_COLUMNS)]
     for r in rows:

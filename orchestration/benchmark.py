@@ -163,7 +163,8 @@ def gate_utility(records: list[dict], utility: str, floor: float) -> None:
         return
     for r in records:
         value = r["metrics"].get(utility)
-        if r["model"] not in REFERENCE_ROWS and not r.get("reference") and value is not None and value < floor * retain["metrics"][utility]:
+        reference = r["model"] in REFERENCE_ROWS or r.get("reference")
+        if not reference and value is not None and value < floor * retain["metrics"][utility]:
             r["below_utility_floor"] = True
 
 

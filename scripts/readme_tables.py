@@ -28,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy):(?P<exp>[\w.-]+) -->\n(?P<body>.*?)"
+MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy):(?P<exp>[\w.-]+) -->\n"
+                  r"(?P<body>.*?)"
                   r"<!-- /(?P=kind) -->", re.S)
 
 
