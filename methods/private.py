@@ -103,7 +103,10 @@ def dp_finetune(model, rows: list[dict], cfg: TrainConfig, dp: DPSettings, epsil
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
     wrapped.remove_hooks()
-    wrapped.del_grad_sample()
+    for q in params:                    # opacus's own attributes go (frozen weights never had them)
+        for attr in ("grad_sample", "_forward_counter"):
+            if hasattr(q, attr):
+                delattr(q, attr)
     model.eval()
     return {**p, "epsilon_spent": accountant.get_epsilon(p["delta"]), "clip": dp.clip, "expected_batch": dp.batch_size,
             "lr": lr, "updates": p["steps"], "mean_batch": sum(sizes) / len(sizes), "empty_batches": sizes.count(0),

@@ -184,15 +184,16 @@ def test_dp_sgd_clips_on_a_language_model(smoke_target):
 
 
 def test_guarantee_rows_in_a_run_its_report_and_the_readme(tmp_path):
-    """The whole run: SISA and DP rows beside the methods, SISA-target a reference (never marked best), DP's
+    """The whole run, with LoRA constituents and a LoRA DP adapter (the pretrained-model path; the tests above
+    cover full weights): SISA and DP rows beside the methods, SISA-target a reference (never marked best), DP's
     unlearning cost zero, the guarantees table in the leaderboard and as a README table kind that is checked."""
     import sys
 
     import run_benchmark
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
     import readme_tables
-    payload = run_benchmark.main(["experiment=smoke", "sisa.shards=2", "dp.epsilon=8", f"cache_dir={tmp_path / 'c'}",
-                                  f"output_dir={tmp_path / 'out'}"])
+    payload = run_benchmark.main(["experiment=smoke", "sisa.shards=2", "dp.epsilon=8", "sisa.lora_lr=3e-3",
+                                  "dp.lora_lr=3e-3", f"cache_dir={tmp_path / 'c'}", f"output_dir={tmp_path / 'out'}"])
     rows = {r["model"]: r for r in payload["results"]}
     assert {"SISA(S=2)-target", "SISA(S=2)", "DP(eps=8)"} <= set(rows)
     sisa, dp = rows["SISA(S=2)"], rows["DP(eps=8)"]
