@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 
 from pipeline import ModelRef, Pipeline
-from unlearnbench.cache import stable_hash
+from unlearnbench.cache import kept, stable_hash
 from unlearnbench.cost import total
 
 
@@ -98,17 +98,11 @@ def check(pipe: Pipeline) -> None:
         return
     rows = target_rows(pipe, "sisa.shards")
     labels = units(pipe, rows)
-    kept = [labels[i] for i in _kept(pipe, rows)]
+    remaining = [labels[i] for i in kept(rows, pipe.data.forget)]
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         for shards in cfg.sisa.shards:
             partition(labels, seed, shards, cfg.sisa.slices, "the target's rows")
-            partition(kept, seed, shards, cfg.sisa.slices, "the rows without the forget set")
-
-
-def _kept(pipe: Pipeline, rows: list[dict]) -> list[int]:
-    """Indices of the rows that are not forget rows."""
-    forget = {stable_hash("row", r) for r in pipe.data.forget}
-    return [i for i, r in enumerate(rows) if stable_hash("row", r) not in forget]
+            partition(remaining, seed, shards, cfg.sisa.slices, "the rows without the forget set")
 
 
 def sisa_model(pipe: Pipeline, base: ModelRef, rows: list[dict], labels: list[str], shards: int, seed: int,
@@ -138,7 +132,7 @@ def sisa_units(pipe: Pipeline, base: ModelRef, shards: int, seed: int) -> dict[s
     """{SISA(S)-target: unit, SISA(S): unit} for one seed."""
     rows = target_rows(pipe, "sisa.shards")
     labels = units(pipe, rows)
-    keep = _kept(pipe, rows)
+    keep = kept(rows, pipe.data.forget)
     before = sisa_model(pipe, base, rows, labels, shards, seed, "the target's rows")
     after = sisa_model(pipe, base, [rows[i] for i in keep], [labels[i] for i in keep], shards, seed,
                        "the rows without the forget set")

@@ -14,7 +14,6 @@ and the next step starts from it), so an interrupted run resumes at the step whe
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 from evals import spread
@@ -22,7 +21,7 @@ from evals.robustness import restrict
 from methods import METHODS
 from orchestration.benchmark import describe
 from pipeline import ModelRef, Pipeline
-from unlearnbench.cache import UnitStore, stable_hash
+from unlearnbench.cache import UnitStore, kept, stable_hash
 from unlearnbench.config import ExperimentConfig
 from unlearnbench.cost import COST_FIELDS
 from unlearnbench.tasks import TaskData
@@ -63,8 +62,8 @@ def gold_standards(pipe: Pipeline, base: ModelRef, folds) -> list[ModelRef | Non
         return [None] * len(folds)
     out = []
     for k in range(len(folds)):
-        gone = {json.dumps(pipe.data.forget[i], sort_keys=True) for i in covered(folds, range(k + 1))[0]}
-        rows = [r for r in pipe.data.train["target"] if json.dumps(r, sort_keys=True) not in gone]
+        target = pipe.data.train["target"]
+        rows = [target[i] for i in kept(target, [pipe.data.forget[i] for i in covered(folds, range(k + 1))[0]])]
         out.append(pipe.finetuned(base, "retain", "", rows=rows))
     return out
 

@@ -28,6 +28,12 @@ def row_digests(rows: list[dict]) -> list[str]:
     return sorted({hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:16] for r in rows})
 
 
+def kept(rows: list[dict], removed: list[dict]) -> list[int]:
+    """Indices of the rows that are not among `removed` (rows compared by content), in order."""
+    gone = {json.dumps(r, sort_keys=True) for r in removed}
+    return [i for i, r in enumerate(rows) if json.dumps(r, sort_keys=True) not in gone]
+
+
 def folder_digest(folder: Path) -> str:
     """A digest of every file's name and bytes under `folder` (a checkpoint the user gives): a folder edited in
     place gets another key, so its cached evaluations are not reused."""
