@@ -189,7 +189,7 @@ class Pipeline:
     def _base_key(self) -> str:
         qa, text = general_corpus()
         return stable_hash("base", dataclasses.asdict(self.cfg.model.embedded), self.prompt_key, self.cfg.seed,
-                           self.data.fingerprint, qa, text)
+                           self.data.fingerprint, qa, text, *([self.data.pretrain] if self.data.pretrain else []))
 
     def _train_tokenizer(self):
         """The embedded model's tokenizer: trained on the whole world's text (deterministic); the model learns
@@ -213,19 +213,21 @@ class Pipeline:
 
     def _replay(self) -> bool | list[dict]:
         """What fine-tuning into target, retain and shadow models rehearses besides the task's rows (part of their
-        cache key): True, the embedded model's pretraining corpus (`model.embedded.replay`); for a pretrained
-        model with `model.replay`, the general QA that no evaluated split asks; False, nothing."""
+        cache key): True, the embedded model's pretraining corpus (`model.embedded.replay`, or the task's own
+        `replay`); for a pretrained model with `model.replay`, the general QA that no evaluated split asks; False,
+        nothing."""
         if self.cfg.model.name == "embedded":
-            return self.cfg.model.embedded.replay
+            own = self.task.cfg.replay
+            return self.cfg.model.embedded.replay if own is None else own
         return general_qa() if self.cfg.model.replay else False
 
     def replay_rows(self, replay: bool | list[dict] | None = None) -> list[dict]:
         """What fine-tuning rehearses (`_replay()`, or `replay`) as task rows: {"question", "answer"} or {"text"}
-        (True: the embedded model's pretraining corpus)."""
+        (True: the embedded model's pretraining corpus, with the task's own pretraining rows)."""
         replay = self._replay() if replay is None else replay
         if replay is True:
             qa, text = general_corpus()
-            return list(qa) + [{"text": t} for t in text]
+            return list(qa) + [{"text": t} for t in text] + list(self.data.pretrain)
         return list(replay or [])
 
     def finetuned(self, base: ModelRef, role: str, given: str, seed: int | None = None,
@@ -256,7 +258,8 @@ class Pipeline:
                 set_seed(seed)          # the adapter's initial weights: the same whatever ran before
                 model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
             fmt = self.fmt(tokenizer, ft.max_length)
-            encoded = [encode_row(fmt, r) for r in rows + self.replay_rows(replay)]
+            laid = self.task.pack(rows, seed) if hasattr(self.task, "pack") else rows     # a document task's packing
+            encoded = [encode_row(fmt, r) for r in laid + self.replay_rows(replay)]
             with self.meter() as meter:
                 meter.watch(model)
                 desc = f"fine-tune {self.task.label} {role} (seed {seed})"

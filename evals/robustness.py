@@ -15,17 +15,31 @@ from __future__ import annotations
 import math
 
 
-def restrict(stats: dict, items: list[int] | None) -> dict:
-    """A model's per-item statistics with the forget split cut to `items` (None: all). Every per-item list of the
-    forget split has one entry per item; anything else (e.g. lm-eval's own per-task accuracy) is kept as is."""
+def restrict(stats: dict, items: list[int] | dict[str, list[int]] | None) -> dict:
+    """A model's per-item statistics with the forget split cut to `items` (None: all), or, for a task with several
+    forget-side splits (MUSE-style: verbatim, knowledge, membership), each split named in {split: items} cut to
+    its own. Every per-item list of a cut split has one entry per item; anything else (e.g. lm-eval's own per-task
+    accuracy) is kept as is."""
     if items is None:
         return stats
-    forget = stats["forget"]
-    lengths = {len(v) for v in forget.values() if isinstance(v, list)}
-    if len(lengths) != 1:
-        raise ValueError(f"the forget split's per-item lists have different lengths {sorted(lengths)}; cannot cut "
-                         f"them to the scored items")
-    return {**stats, "forget": {k: [v[i] for i in items] if isinstance(v, list) else v for k, v in forget.items()}}
+    cuts = items if isinstance(items, dict) else {"forget": items}
+    out = dict(stats)
+    for split, keep in cuts.items():
+        lengths = {len(v) for v in stats[split].values() if isinstance(v, list)}
+        if len(lengths) != 1:
+            raise ValueError(f"the {split} split's per-item lists have different lengths {sorted(lengths)}; cannot "
+                             f"cut them to the scored items")
+        out[split] = {k: [v[i] for i in keep] if isinstance(v, list) else v for k, v in stats[split].items()}
+    return out
+
+
+def union(parts: list) -> list[int] | dict[str, list[int]] | None:
+    """The items of several parts of the forget set together (restrict's forms; None: all), each index once."""
+    if any(p is None for p in parts):
+        return None
+    if all(isinstance(p, dict) for p in parts):
+        return {split: sorted({i for p in parts for i in p[split]}) for split in parts[0]}
+    return sorted({i for p in parts for i in p})
 
 
 def recovery(attacked: float, retain_attacked: float, target: float) -> float | None:

@@ -17,9 +17,10 @@ def rouge_recall(gold: str, generated: str) -> dict[str, float]:
     return {"rouge1_recall": scores["rouge1"].recall, "rougeL_recall": scores["rougeL"].recall}
 
 
-def _engine(model, fmt: PromptFormat, items: list, batch_size: int, max_new_tokens: int, token_budget: int,
-            work: engine.Work, accelerator, detail: int = 0) -> list[engine.Scored]:
-    """The engine on this process's share of the items, gathered: one Scored per item, in order."""
+def scored_items(model, fmt: PromptFormat, items: list, batch_size: int, max_new_tokens: int, token_budget: int,
+                 work: engine.Work, accelerator, detail: int = 0) -> list[engine.Scored]:
+    """The engine on this process's share of the items (question, answers), gathered: one Scored per item, in
+    order. A task that continues raw text (MUSE-style) passes `fmt.raw()`."""
     world = accelerator.num_processes if accelerator is not None else 1
     shard = (accelerator.process_index, world) if world > 1 else (0, 1)
     done = engine.evaluate(model, fmt, items, token_budget, batch_size, max_new_tokens, work, shard, detail)
@@ -56,7 +57,7 @@ def split_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int, max
     start, extra = time.perf_counter(), {}
     if use_engine:
         items = [(r["question"], [r[f] for f in fields.values()] + list(r["perturbed_answer"])) for r in rows]
-        done = _engine(model, fmt, items, batch_size, max_new_tokens, token_budget, work, accelerator, int(detail))
+        done = scored_items(model, fmt, items, batch_size, max_new_tokens, token_budget, work, accelerator, int(detail))
         nll = {key: [d.nll[j] for d in done] for j, key in enumerate(fields)}
         nll["nll_perturbed"] = [d.nll[len(fields):] for d in done]
         generation = [d.generation for d in done]
@@ -88,6 +89,6 @@ def membership_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int
     each answer's NLL and per-token statistics, no generation."""
     if not rows:
         raise ValueError(f"evaluation split {name!r} is empty")
-    done = _engine(model, fmt, [(r["question"], [r["answer"]]) for r in rows], batch_size, 0, token_budget,
+    done = scored_items(model, fmt, [(r["question"], [r["answer"]]) for r in rows], batch_size, 0, token_budget,
                    work if work is not None else engine.Work(), accelerator, detail=1)
     return {"nll_answer": [d.nll[0] for d in done], **_token_fields(rows, done)}

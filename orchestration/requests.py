@@ -17,7 +17,7 @@ import dataclasses
 from pathlib import Path
 
 from evals import spread
-from evals.robustness import restrict
+from evals.robustness import restrict, union
 from methods import METHODS
 from orchestration.benchmark import describe
 from pipeline import ModelRef, Pipeline
@@ -44,9 +44,7 @@ def folds_of(task, k: int, seed: int, data: TaskData) -> list[tuple[list[int], l
 
 def covered(folds, ks: range) -> tuple[list[int], list[int] | None]:
     """(forget rows, forget items) of the folds ks (0-based), in the forget split's own order."""
-    items = [f[1] for f in (folds[k] for k in ks)]
-    return (sorted(i for k in ks for i in folds[k][0]),
-            None if any(i is None for i in items) else sorted(i for its in items for i in its))
+    return sorted(i for k in ks for i in folds[k][0]), union([folds[k][1] for k in ks])
 
 
 def step_pipeline(pipe: Pipeline, rows: list[int]) -> Pipeline:

@@ -109,6 +109,8 @@ class TaskConfig:
     unlearn: dict = field(default_factory=dict)        # this task's overrides of the experiment's `unlearn`
     method_args: dict = field(default_factory=dict)    # this task's overrides of `method_args` ({method: {k: v}})
     allow_unseen_forget: bool = False      # forget rows absent from the target's training rows: error, or warn
+    replay: bool | None = None             # embedded model: fine-tuning rehearses the pretraining corpus (None:
+                                           # model.embedded.replay; a document task may set its own)
 
     def __post_init__(self):
         if not self.finetune.epochs > 0:

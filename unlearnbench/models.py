@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib.util
 import json
 import warnings
@@ -160,6 +161,13 @@ class PromptFormat:
             raise ValueError(f"model.template must contain '{{question}}', got {cfg.template!r}")
         self.cfg, self.tokenizer, self.max_length = cfg, tokenizer, max_length
         self._warned = False
+
+    def raw(self, max_length: int | None = None) -> PromptFormat:
+        """This format for raw text: a prompt is the text itself, no template and no chat turn, with the
+        tokenizer's own special tokens (e.g. BOS) as a plain prompt gets them. What a task that continues documents
+        (MUSE-style) or scores them as text hands the evaluation engine; max_length: its cut (default: this one's)."""
+        cfg = dataclasses.replace(self.cfg, prompt_format="plain", template="{question}")
+        return PromptFormat(cfg, self.tokenizer, max_length or self.max_length)
 
     def prompt(self, question: str) -> str:
         if self.cfg.prompt_format == "chat":

@@ -25,6 +25,10 @@ def _coerce(value, tp, key: str):
     bad = ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
     if isinstance(tp, types.UnionType):     # the first type that takes the value (bool | str: "true" is a bool)
         for option in typing.get_args(tp):
+            if option is type(None):        # `x | None`: None (YAML's null) stays None
+                if value is None:
+                    return None
+                continue
             try:
                 return _coerce(value, option, key)
             except ConfigError:

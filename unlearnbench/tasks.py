@@ -38,6 +38,10 @@ class, built from its validated config, provides:
                                       of one unit sharing it (TOFU: an author; WMDP-style: a species); SISA
                                       (orchestration/guarantees.py) keeps a unit in one shard and slice; without
                                       it each row is its own unit
+    pack(rows, seed) -> rows          optional: the rows a fine-tuning run trains on, made from the task rows it is
+                                      given (a target's, a retain model's, a gold standard's or a SISA slice's):
+                                      a document task packs documents into longer rows, as LM training does, so
+                                      rows without a document never hold it
     validation(n_authors) -> (task, TaskData)
                                       optional, after load: the tuning protocol's split (tune.py), a task and
                                       its data sharing no forget row with the test forget set (TOFU has it)
@@ -91,10 +95,14 @@ class TaskData:
     train["target"] / train["retain"]: rows the target / retain model are fine-tuned on from the base; None means
     no fine-tuning: the target is the given model itself, and there is no retain model unless model.retain names
     one. forget / retain: the unlearning sets. texts: every text of the task's world (an embedded tokenizer is
-    trained on them). describe: split names and sizes for the results file."""
+    trained on them). describe: split names and sizes for the results file. pretrain: rows the embedded base
+    pretrains on besides the general corpus (and rehearses with it), for a skill the task's evaluation expects of
+    any pretrained model (MUSE-style: questions after ten in-context pairs); a task without any leaves its
+    base as it was."""
     train: dict
     forget: list[dict]
     retain: list[dict]
     fingerprint: str
     texts: list[str] = field(default_factory=list)
     describe: dict = field(default_factory=dict)
+    pretrain: list[dict] = field(default_factory=list)
