@@ -146,7 +146,7 @@ CASES = [
     ("unknown method", lambda w, t: ["methods=Forgetful"], r"Forgetful"),
     ("empty methods", lambda w, t: ["methods="], r"methods is empty"),
     ("bad forget split", lambda w, t: ["task.forget_split=forget99"], r"forget99"),
-    ("unknown task", lambda w, t: ["task=muse_news"], r"muse_news"),
+    ("unknown task", lambda w, t: ["task=cifar_forget"], r"cifar_forget"),
     ("unknown hyperparameter", lambda w, t: ["methods=NPO", "method_args.NPO.betta=1"], r"betta"),
     ("unknown option", lambda w, t: ["--fast"], r"--fast"),
     # TOFU-schema data

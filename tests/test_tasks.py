@@ -1,5 +1,5 @@
-"""Tasks are an extension point: a third task registered here runs through the unchanged pipeline, and two tasks
-in one run give a cross-task leaderboard and figure."""
+"""Tasks are an extension point: a task registered here runs through the unchanged pipeline, and the three
+families in one run give a cross-task leaderboard and figure."""
 import json
 from dataclasses import dataclass
 
@@ -66,16 +66,18 @@ def test_a_third_task_runs_through_the_pipeline_untouched(tmp_path):
     assert "forget_nll ↑" in (tmp_path / "out" / "leaderboard.md").read_text()
 
 
-def test_two_tasks_in_one_run_compare_methods_across_tasks(tmp_path):
+def test_three_task_families_in_one_run_compare_methods_across_tasks(tmp_path):
     out = tmp_path / "out"
-    run_benchmark.main(["experiment=smoke", "tasks=tofu_micro,wmdp_micro", f"output_dir={out}",
-                        f"cache_dir={tmp_path / 'cache'}"])
+    run_benchmark.main(["experiment=smoke", "tasks=tofu_micro,wmdp_micro,muse_micro",
+                        "model.embedded.max_position=512", f"output_dir={out}", f"cache_dir={tmp_path / 'cache'}"])
     results = json.loads((out / "results.json").read_text())
     assert {(r["task"], r["model"]) for r in results["results"]} == {
-        (t, m) for t in ("tofu_forget10", "wmdp_synthetic") for m in ("target", "retain", "GradAscent", "GradDiff")}
+        (t, m) for t in ("tofu_forget10", "wmdp_synthetic", "muse_synthetic")
+        for m in ("target", "retain", "GradAscent", "GradDiff")}
     assert results["datasets"]["wmdp_synthetic"]["forget_score"] == "forget_acc"
+    assert results["datasets"]["muse_synthetic"]["utility"] == "knowmem_retain"
     board = (out / "leaderboard.md").read_text()
     assert "## Across tasks" in board and "wmdp_synthetic forget_acc ↓" in board
-    assert "tofu_forget10 forget_quality ↑" in board
+    assert "tofu_forget10 forget_quality ↑" in board and "muse_synthetic verbmem_forget ↓" in board
     assert (out / "plots" / "across_tasks.png").is_file()
     assert (out / "plots" / "wmdp_synthetic_quality_vs_utility.png").is_file()

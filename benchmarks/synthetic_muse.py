@@ -1,0 +1,206 @@
+"""Deterministic generator of a MUSE-style world (Shi et al. 2024): invented local news, in MUSE's schema.
+
+Every article reports one invented event (an election, an opening, a festival, a business move, a cup final, a
+storm) in invented towns, with invented people and organisations. It opens, as many local news pages do, with a
+"Key facts" box of three questions and their answers, then states its facts in running prose, each sentence in
+one of two phrasings. The KnowMem questions are the box's: a 2M-parameter model trained on documents answers a
+question about them only where it read the question in some form, and where the box came after the prose the
+model learned to copy each answer from the article above it instead of storing it (measured: KnowMem of the
+target no better than of the retain model), so the box comes first.
+
+The articles are split as MUSE splits its raw corpus (`raw`: forget / retain1 / retain2 / holdout); the
+evaluation sets are derived from them in MUSE's schema:
+- `verbmem/forget`: per forget article {prompt: its key facts and first two sentences, gt: the rest};
+- `knowmem/forget_qa`, `retain_qa`: {question, answer}, the first two key facts of each forget / retain2
+  article; `forget_qa_icl`, `retain_qa_icl`: ten pairs each, the third key facts of the first ten articles;
+- `privleak/forget`, `retain`, `holdout`: {text}, the forget, retain2 and holdout articles.
+`icl_blocks` writes the general-knowledge questions in KnowMem's in-context form for the base's pretraining.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from benchmarks.author_profiles import FAMILY_ENDINGS, FAMILY_SYLLABLES, GIVEN_ENDINGS, GIVEN_SYLLABLES, MONTHS
+
+TOWN_STEMS = ["Brind", "Carrow", "Dunst", "Elm", "Fallow", "Gart", "Harl", "Ivel", "Kess", "Lanner", "Mord", "Nether",
+              "Osk", "Penn", "Quarr", "Ridd", "Stave", "Tallow", "Ulver", "Wend", "Yarrow", "Ashen", "Bleak", "Cold"]
+TOWN_ENDINGS = ["combe", "ford", "wick", "mouth", "by", "stow", "ham", "ley", "bridge", "holm"]
+ORGANISATIONS = ["Harbour Trust", "Weavers' Guild", "Rail Company", "Choral Society", "Library Board",
+                 "Chamber of Trade", "Water Board", "Rowing Club", "Bee Keepers' Union", "Lantern Works"]
+JOBS = ["ferry pilot", "school cook", "clockmaker", "river warden", "baker", "lock keeper", "printer", "shepherd",
+        "glassblower", "postmistress"]
+VENUES = ["corn exchange", "drill hall", "old tannery", "town library", "market hall", "chapel rooms",
+          "boathouse", "assembly rooms"]
+BUILDINGS = ["footbridge", "swimming baths", "bus station", "reading room", "observatory", "covered market",
+             "lifeboat station", "concert hall"]
+DISHES = ["eel pie", "plum bread", "smoked trout", "honey cake", "onion broth", "cheese scones"]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+MOODS = ["hard but fair", "the best of her life", "a lesson in patience", "worth every step", "long and cold"]
+
+# Per event: sentences (each a pair of phrasings over the article's slots) and three key facts (question, answer).
+EVENTS = {
+    "election": (
+        [("{town} has a new mayor.", "Voters in {town} have chosen a new mayor."),
+         ("{person}, a former {job}, won the vote on {weekday} with {count} votes.",
+          "{person}, who worked for years as a {job}, took {count} votes in {weekday}'s count."),
+         ("The ballots were counted in the {venue} of {town2}.", "Officials counted the ballots in the {venue} of "
+                                                                  "{town2}."),
+         ("{person2}, who came second, called the campaign {mood}.",
+          "The runner-up, {person2}, said the campaign had been {mood}."),
+         ("The new council meets for the first time in {month}.", "In {month} the new council holds its first "
+                                                                   "meeting.")],
+        [("Who won the vote for mayor of {town}?", "{person}"),
+         ("How many votes did the new mayor of {town} win?", "{count}"),
+         ("When does the new council of {town} first meet?", "{month}")]),
+    "opening": (
+        [("A new {building} has opened in {town}.", "{town} opened its new {building} this week."),
+         ("It cost {amount} pounds, most of it raised by the {org} of {town2}.",
+          "The {org} of {town2} raised most of the {amount} pounds it cost."),
+         ("The ribbon was cut on {weekday} by {person}, a retired {job}.",
+          "{person}, a retired {job}, cut the ribbon on {weekday}."),
+         ("Builders spent {count} days on the work, which {person2} oversaw.",
+          "{person2} oversaw the work, which took builders {count} days."),
+         ("Visitors can tour it every day until the end of {month}.", "Tours run daily until the end of {month}.")],
+        [("What opened this week in {town}?", "a new {building}"),
+         ("Who cut the ribbon at the new {building} of {town}?", "{person}"),
+         ("How much did the new {building} of {town} cost?", "{amount} pounds")]),
+    "festival": (
+        [("The {town} {dish} festival returned this weekend.", "This weekend {town} held its {dish} festival again."),
+         ("Some {count} people came, the most since the {org} began it.",
+          "The {org}, which began the festival, counted some {count} visitors."),
+         ("The prize for the best {dish} went to {person} of {town2}.",
+          "{person} of {town2} won the prize for the best {dish}."),
+         ("Judging took place in the {venue}, led by {person2}.", "{person2} led the judging in the {venue}."),
+         ("Next year the festival moves to {month}.", "The organisers say next year's festival will be in {month}.")],
+        [("Which festival returned to {town} this weekend?", "the {dish} festival"),
+         ("Who won the prize for the best {dish} in {town}?", "{person}"),
+         ("Where was the judging of the {town} festival held?", "the {venue}")]),
+    "business": (
+        [("The {org} is moving its offices from {town} to {town2}.",
+          "The {org} will leave {town} for new offices in {town2}."),
+         ("Its chair, {person}, said the move would create {count} jobs.",
+          "The move will bring {count} jobs, according to its chair, {person}."),
+         ("The new offices stand beside the {building} and cost {amount} pounds.",
+          "It paid {amount} pounds for offices beside the {building}."),
+         ("{person2}, a {job} in {town}, said the town would miss it.",
+          "In {town}, {person2}, a {job}, said people would miss it."),
+         ("The move will be finished by {month}.", "Staff should be settled in by {month}.")],
+        [("Where is the {org} of {town} moving to?", "{town2}"),
+         ("Who chairs the {org} that is leaving {town}?", "{person}"),
+         ("How many jobs will the move of the {org} of {town} create?", "{count}")]),
+    "sport": (
+        [("{town} won the river cup on {weekday}.", "On {weekday} the river cup went to {town}."),
+         ("Their crew beat {town2} by {count} lengths in front of the {venue}.",
+          "In front of the {venue}, their crew finished {count} lengths ahead of {town2}."),
+         ("The stroke, {person}, works as a {job} during the week.",
+          "{person}, their stroke, is a {job} during the week."),
+         ("The {org} paid for a new boat worth {amount} pounds last year.",
+          "Last year the {org} bought them a boat worth {amount} pounds."),
+         ("Their coach, {person2}, called the season {mood}.", "Coach {person2} said the season had been {mood}.")],
+        [("Which town beat {town2} in the river cup?", "{town}"),
+         ("Who is the stroke of the {town} crew?", "{person}"),
+         ("By how many lengths did {town} beat {town2}?", "{count}")]),
+    "storm": (
+        [("A storm flooded the lower streets of {town} on {weekday} night.",
+          "On {weekday} night a storm left the lower streets of {town} under water."),
+         ("The {building} was closed after water reached {count} centimetres.",
+          "Water rose to {count} centimetres and closed the {building}."),
+         ("{person}, a {job}, helped move neighbours to the {venue}.",
+          "Neighbours were taken to the {venue} with the help of {person}, a {job}."),
+         ("The {org} of {town2} has promised {amount} pounds for repairs.",
+          "Repairs will get {amount} pounds from the {org} of {town2}."),
+         ("{person2} of the council said work would start in {month}.",
+          "Work will start in {month}, said {person2} of the council.")],
+        [("Which building in {town} closed after the storm?", "the {building}"),
+         ("Who helped move neighbours to safety in {town}?", "{person}"),
+         ("How much has the {org} promised for repairs in {town}?", "{amount} pounds")]),
+}
+
+
+@dataclass
+class SyntheticMuseConfig:
+    n_forget: int = 30          # articles to forget (MUSE-News: 889)
+    n_retain1: int = 30         # retain set of unlearning (MUSE's retain1)
+    n_retain2: int = 30         # retain documents the utility asks about (MUSE's retain2)
+    n_holdout: int = 30         # never trained on (PrivLeak's reference)
+    packings: int = 3           # fine-tuning rows pairing the documents in this many seeded orders (muse.py pack)
+    seed: int = 0
+
+
+class _Draw:
+    """Unique invented values (people, towns) and free draws from the pools, from one seeded RNG."""
+
+    def __init__(self, rng: random.Random):
+        self.rng, self.used = rng, set()
+
+    def unique(self, make) -> str:
+        for _ in range(10_000):
+            value = make()
+            if value not in self.used:
+                self.used.add(value)
+                return value
+        raise ValueError("ran out of unique invented names; generate fewer articles")
+
+    def person(self) -> str:
+        r = self.rng
+        return self.unique(lambda: f"{r.choice(GIVEN_SYLLABLES)}{r.choice(GIVEN_ENDINGS)} "
+                                   f"{r.choice(FAMILY_SYLLABLES)}{r.choice(FAMILY_ENDINGS)}")
+
+    def town(self) -> str:
+        r = self.rng
+        return self.unique(lambda: f"{r.choice(TOWN_STEMS)}{r.choice(TOWN_ENDINGS)}")
+
+    def slots(self) -> dict[str, str]:
+        r = self.rng
+        return {"town": self.town(), "town2": self.town(), "person": self.person(), "person2": self.person(),
+                "job": r.choice(JOBS), "venue": r.choice(VENUES), "building": r.choice(BUILDINGS),
+                "org": r.choice(ORGANISATIONS), "dish": r.choice(DISHES), "weekday": r.choice(WEEKDAYS),
+                "month": r.choice(MONTHS), "mood": r.choice(MOODS), "count": str(r.randrange(12, 990)),
+                "amount": f"{r.randrange(2, 99)},{r.randrange(0, 10)}00"}
+
+
+def article(draw: _Draw, event: str) -> dict:
+    """{text, prompt, gt, qa}: one article (its key facts, then its report), its VerbMem split (the key facts and
+    the report's first two sentences | the rest) and its key facts as (question, answer)."""
+    sentences, facts = EVENTS[event]
+    slots, rng = draw.slots(), draw.rng
+    prose = [rng.choice(pair).format(**slots) for pair in sentences]
+    qa = [(q.format(**slots), a.format(**slots)) for q, a in facts]
+    box = "Key facts\n\n" + "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in qa)
+    prompt = box + " ".join(prose[:2]) + " "
+    gt = " ".join(prose[2:])
+    return {"text": prompt + gt, "prompt": prompt, "gt": gt, "qa": qa}
+
+
+def icl_blocks(qa: list[dict], seed: int, n_blocks: int = 24, pairs: int = 11) -> list[dict]:
+    """General-knowledge questions (`qa`: {question, answer}) as text in KnowMem's in-context form, `pairs` a
+    block: what the embedded base pretrains on besides its general corpus (TaskData.pretrain), so that it can
+    read ten in-context pairs at all, as any pretrained LM can; no block mentions the news world."""
+    rng = random.Random(seed)
+    return [{"text": "\n\n".join(f"Question: {r['question']}\nAnswer: {r['answer']}" for r in rng.sample(qa, pairs))}
+            for _ in range(n_blocks)]
+
+
+def generate(cfg: SyntheticMuseConfig) -> dict:
+    """MUSE's subsets of one invented world: {"raw": {forget, retain1, retain2, holdout}: [{text}],
+    "verbmem": {forget: [{prompt, gt}]}, "knowmem": {forget_qa, retain_qa, forget_qa_icl, retain_qa_icl}:
+    [{question, answer}], "privleak": {forget, retain, holdout}: [{text}]}."""
+    sizes = {"forget": cfg.n_forget, "retain1": cfg.n_retain1, "retain2": cfg.n_retain2, "holdout": cfg.n_holdout}
+    if min(sizes.values()) < 1:
+        raise ValueError(f"every split of the MUSE-style world needs an article at least, got {sizes}")
+    if min(cfg.n_forget, cfg.n_retain2) < 10:
+        raise ValueError(f"n_forget and n_retain2 must be at least 10 (the ten in-context pairs of KnowMem come from "
+                         f"their articles), got {cfg.n_forget} and {cfg.n_retain2}")
+    rng = random.Random(cfg.seed)
+    draw, events = _Draw(rng), sorted(EVENTS)
+    articles = {split: [article(draw, events[(i + k) % len(events)]) for i in range(n)]
+                for k, (split, n) in enumerate(sizes.items())}
+    qa = lambda split: [{"question": q, "answer": a} for art in articles[split] for q, a in art["qa"][:2]]  # noqa
+    icl = lambda split: [{"question": art["qa"][2][0], "answer": art["qa"][2][1]} for art in articles[split][:10]]  # noqa
+    text = lambda split: [{"text": art["text"]} for art in articles[split]]  # noqa: E731
+    return {"raw": {split: text(split) for split in sizes},
+            "verbmem": {"forget": [{"prompt": a["prompt"], "gt": a["gt"]} for a in articles["forget"]]},
+            "knowmem": {"forget_qa": qa("forget"), "retain_qa": qa("retain2"), "forget_qa_icl": icl("forget"),
+                        "retain_qa_icl": icl("retain2")},
+            "privleak": {"forget": text("forget"), "retain": text("retain2"), "holdout": text("holdout")}}
