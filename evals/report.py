@@ -24,8 +24,10 @@ INTRO = ("↑ higher is better, ↓ lower is better; **bold** marks the best unl
          "the harmonic mean of nine retain / real-author / world-fact scores. On the forget set, lower Prob and ROUGE "
          "mean more forgotten, but the retain model's values are the goal: far below them is over-forgetting, which "
          "the truth ratio and forget quality expose. WMDP: accuracies (lm-eval) on the forget domain (chance 0.25 is "
-         "the goal), the neighbouring domain and general knowledge. `relative_cost` is the row's unlearning wall time "
-         "over the retain model's training time.")
+         "the goal), the neighbouring domain and general knowledge. MUSE: ROUGE-L F1 x 100 of the forget documents' "
+         "continuations (VerbMem) and of answers about them (KnowMem; on the retain documents: the utility); PrivLeak "
+         "0 is ideal, -100 as visible as the target. `relative_cost` is the row's unlearning wall time over the retain "
+         "model's training time.")
 
 
 def task_meta(datasets: dict | None, task: str) -> dict:

@@ -81,11 +81,24 @@ WMDP = [("row", lambda r, t: r["model"], True),
         ("peak RSS MiB", lambda r, t: mib(r["cost"]["peak_memory_bytes"]), False)]
 
 
+MUSE = [("row", lambda r, t: r["model"], True),
+        ("VerbMem forget ↓", lambda r, t: f1(r["metrics"]["verbmem_forget"]), True),
+        ("KnowMem forget ↓", lambda r, t: f1(r["metrics"]["knowmem_forget"]), True),
+        ("KnowMem retain ↑", lambda r, t: f1(r["metrics"]["knowmem_retain"]), True),
+        ("PrivLeak (0 ideal)", lambda r, t: f1(r["metrics"].get("priv_leak")), True),
+        ("Min-40% AUC", lambda r, t: f3(r["metrics"]["auc_min_k"]), True),
+        ("tokens", lambda r, t: thousands(r["cost"]["tokens"]), True),
+        ("wall s", lambda r, t: f1(r["cost"]["wall_seconds"]), False),
+        ("relative cost", lambda r, t: f3(r["cost"]["relative_cost"]), False),
+        ("peak RSS MiB", lambda r, t: mib(r["cost"]["peak_memory_bytes"]), False)]
+FAMILIES = {"tofu": TOFU, "wmdp": WMDP, "muse": MUSE}
+MEASURES = {"tofu": "forget_prob", "wmdp": "forget_acc", "muse": "verbmem_forget"}     # the recovery attacks'
+
+
 def render(results: dict) -> list[list[tuple[str, bool]]]:
     """Rows of (cell text, compared?) cells; the first row is the header."""
     records = results["results"]
-    family = next(iter(results["datasets"].values())).get("family", "tofu")
-    spec = WMDP if family == "wmdp" else TOFU
+    spec = FAMILIES[next(iter(results["datasets"].values())).get("family", "tofu")]
     target = next(r for r in records if r["model"] == "target")
     rows = [[(h, True) for h, _, _ in spec]]
     for r in records:
@@ -101,7 +114,7 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     """Each row's recovery attacks: relearning (forget measure after it, recovery, TOFU's forget quality against
     the relearned retain model, OpenUnlearning's score) and quantization (recovery per bit width, 4-bit utility)."""
     meta = next(iter(results["datasets"].values()))
-    m = "forget_acc" if meta.get("family") == "wmdp" else "forget_prob"
+    m = MEASURES[meta.get("family", "tofu")]
     bits = [b for b in (8, 4) if any(f"quant{b}_recovery" in r["metrics"] for r in results["results"])]
     spec = [("row", lambda r: r["model"], True),
             ("recovery without attack", lambda r: f3(r["metrics"].get("unattacked_recovery")), True),

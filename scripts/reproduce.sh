@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Rerun everything the README's checked tables show, from an empty cache, and check them all (about 3.5 hours on
+# Rerun everything the README's checked tables show, from an empty cache, and check them all (about 3.8 hours on
 # a 2-core CPU): the tuning protocol (its choice must equal the committed configs/tuned/default.yaml), the
-# default, wmdp, all_methods_lora, requests, requests_wmdp, guarantees and guarantees_wmdp experiments. CI
+# default, wmdp, all_methods_lora, requests, requests_wmdp, guarantees, guarantees_wmdp and muse experiments. CI
 # (.ci/run) reruns the default and wmdp experiments only.
 #   bash scripts/reproduce.sh            # its cache is .cache/reproduce, emptied first
 set -euo pipefail
@@ -19,4 +19,5 @@ python run_benchmark.py experiment=requests > /dev/null
 python run_benchmark.py experiment=requests_wmdp > /dev/null
 python run_benchmark.py experiment=guarantees > /dev/null
 python run_benchmark.py experiment=guarantees_wmdp > /dev/null
+python run_benchmark.py experiment=muse > /dev/null
 python scripts/readme_tables.py --check
