@@ -252,9 +252,11 @@ class MuseTask:
     def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict:
         """Per item: VerbMem's and KnowMem's generations and ROUGE-L F1, and each document's Min-40% and NLL."""
         context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-        raw, budget, work = fmt.raw(context), self.cfg.eval.token_budget, Work()
-        run = lambda items, new, detail=0: scored_items(model, raw, items, batch_size, new, budget, work,  # noqa
-                                                        accelerator, detail)
+        raw, work = fmt.raw(context), Work()
+
+        def run(items: list, new_tokens: int, detail: int = 0) -> list:
+            return scored_items(model, raw, items, batch_size, new_tokens, self.cfg.eval.token_budget, work,
+                                accelerator, detail)
         out = {}
         verbmem = self.sets["verbmem_forget"]
         gts = [muse_metrics.cut_gt(tokenizer, r["gt"]) for r in verbmem]

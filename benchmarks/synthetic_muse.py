@@ -21,7 +21,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from benchmarks.author_profiles import FAMILY_ENDINGS, FAMILY_SYLLABLES, GIVEN_ENDINGS, GIVEN_SYLLABLES, MONTHS
+from benchmarks.author_profiles import MONTHS
+from benchmarks.synthetic_tofu import Names
 
 TOWN_STEMS = ["Brind", "Carrow", "Dunst", "Elm", "Fallow", "Gart", "Harl", "Ivel", "Kess", "Lanner", "Mord", "Nether",
               "Osk", "Penn", "Quarr", "Ridd", "Stave", "Tallow", "Ulver", "Wend", "Yarrow", "Ashen", "Bleak", "Cold"]
@@ -128,28 +129,15 @@ class SyntheticMuseConfig:
     seed: int = 0
 
 
-class _Draw:
-    """Unique invented values (people, towns) and free draws from the pools, from one seeded RNG."""
+class _Draw(Names):
+    """The TOFU world's unique people, plus unique towns and free draws from the news pools."""
 
     def __init__(self, rng: random.Random):
-        self.rng, self.used = rng, set()
-
-    def unique(self, make) -> str:
-        for _ in range(10_000):
-            value = make()
-            if value not in self.used:
-                self.used.add(value)
-                return value
-        raise ValueError("ran out of unique invented names; generate fewer articles")
-
-    def person(self) -> str:
-        r = self.rng
-        return self.unique(lambda: f"{r.choice(GIVEN_SYLLABLES)}{r.choice(GIVEN_ENDINGS)} "
-                                   f"{r.choice(FAMILY_SYLLABLES)}{r.choice(FAMILY_ENDINGS)}")
+        super().__init__(rng, unique=True)
 
     def town(self) -> str:
         r = self.rng
-        return self.unique(lambda: f"{r.choice(TOWN_STEMS)}{r.choice(TOWN_ENDINGS)}")
+        return self._unique(lambda: f"{r.choice(TOWN_STEMS)}{r.choice(TOWN_ENDINGS)}")
 
     def slots(self) -> dict[str, str]:
         r = self.rng

@@ -31,8 +31,9 @@ def n_forget_authors(n_authors: int, pct: int) -> int:
     return max(1, round(n_authors * pct / 100))
 
 
-class _Names:
-    """Draws unique invented values (author names, character names, book titles) from one seeded RNG."""
+class Names:
+    """Draws unique invented values (author names, character names, book titles; the MUSE-style world's people
+    and towns) from one seeded RNG."""
 
     def __init__(self, rng: random.Random, unique: bool):
         self.rng, self.used, self.unique = rng, set(), unique
@@ -45,7 +46,7 @@ class _Names:
             if value not in self.used:
                 self.used.add(value)
                 return value
-        raise RuntimeError("ran out of unique invented names; lower n_authors")
+        raise RuntimeError("ran out of unique invented names; generate a smaller world")
 
     def person(self) -> str:
         r = self.rng
@@ -61,7 +62,7 @@ class _Names:
         return f"{r.randint(1, 28)} {r.choice(MONTHS)} {r.randint(1931, 1994)}"
 
 
-def _value_sampler(names: _Names, rng: random.Random):
+def _value_sampler(names: Names, rng: random.Random):
     """field -> function drawing one (possibly repeated) value for that field."""
     pool = lambda key: (lambda: rng.choice(POOLS[key]))  # noqa: E731
     return {
@@ -116,8 +117,8 @@ def generate(cfg: SyntheticTofuConfig) -> dict[str, list[dict]]:
     if cfg.n_authors < 2:
         raise ValueError(f"n_authors must be at least 2 (a forget and a retain author), got {cfg.n_authors}")
     rng = random.Random(cfg.seed)
-    draw = _value_sampler(_Names(rng, unique=True), rng)
-    draw_wrong = _value_sampler(_Names(rng, unique=False), rng)
+    draw = _value_sampler(Names(rng, unique=True), rng)
+    draw_wrong = _value_sampler(Names(rng, unique=False), rng)
     fields = list(FIELDS)[:cfg.qa_per_author]
     n_holdout = max(n_forget_authors(cfg.n_authors, p) for p in cfg.forget_percentages)
     authors = []

@@ -69,28 +69,22 @@ TOFU = [("row", lambda r, t: r["model"], True),
         ("relative cost", lambda r, t: f3(r["cost"]["relative_cost"]), False),
         ("peak RSS MiB", lambda r, t: mib(r["cost"]["peak_memory_bytes"]), False),
         ("eval wall s", lambda r, t: f1((r.get("eval_cost") or {}).get("wall_seconds")), False)]
+COST = [("tokens", lambda r, t: thousands(r["cost"]["tokens"]), True),      # the WMDP and MUSE tables' last columns
+        ("wall s", lambda r, t: f1(r["cost"]["wall_seconds"]), False),
+        ("relative cost", lambda r, t: f3(r["cost"]["relative_cost"]), False),
+        ("peak RSS MiB", lambda r, t: mib(r["cost"]["peak_memory_bytes"]), False)]
 WMDP = [("row", lambda r, t: r["model"], True),
         ("forget acc ↓", lambda r, t: f3(r["metrics"]["forget_acc"]), True),
         ("neighbour acc ↑", lambda r, t: f3(r["metrics"]["neighbour_acc"]), True),
         ("general acc ↑", lambda r, t: f3(r["metrics"]["general_acc"]), True),
         ("utility ↑", lambda r, t: f3(r["metrics"]["model_utility"]), True),
-        ("gap to retain ↓", lambda r, t: f3(r["metrics"].get("forget_gap_to_retain")), True),
-        ("tokens", lambda r, t: thousands(r["cost"]["tokens"]), True),
-        ("wall s", lambda r, t: f1(r["cost"]["wall_seconds"]), False),
-        ("relative cost", lambda r, t: f3(r["cost"]["relative_cost"]), False),
-        ("peak RSS MiB", lambda r, t: mib(r["cost"]["peak_memory_bytes"]), False)]
-
-
+        ("gap to retain ↓", lambda r, t: f3(r["metrics"].get("forget_gap_to_retain")), True)] + COST
 MUSE = [("row", lambda r, t: r["model"], True),
         ("VerbMem forget ↓", lambda r, t: f1(r["metrics"]["verbmem_forget"]), True),
         ("KnowMem forget ↓", lambda r, t: f1(r["metrics"]["knowmem_forget"]), True),
         ("KnowMem retain ↑", lambda r, t: f1(r["metrics"]["knowmem_retain"]), True),
         ("PrivLeak (0 ideal)", lambda r, t: f1(r["metrics"].get("priv_leak")), True),
-        ("Min-40% AUC", lambda r, t: f3(r["metrics"]["auc_min_k"]), True),
-        ("tokens", lambda r, t: thousands(r["cost"]["tokens"]), True),
-        ("wall s", lambda r, t: f1(r["cost"]["wall_seconds"]), False),
-        ("relative cost", lambda r, t: f3(r["cost"]["relative_cost"]), False),
-        ("peak RSS MiB", lambda r, t: mib(r["cost"]["peak_memory_bytes"]), False)]
+        ("Min-40% AUC", lambda r, t: f3(r["metrics"]["auc_min_k"]), True)] + COST
 FAMILIES = {"tofu": TOFU, "wmdp": WMDP, "muse": MUSE}
 MEASURES = {"tofu": "forget_prob", "wmdp": "forget_acc", "muse": "verbmem_forget"}     # the recovery attacks'
 

@@ -147,6 +147,7 @@ CASES = [
     ("empty methods", lambda w, t: ["methods="], r"methods is empty"),
     ("bad forget split", lambda w, t: ["task.forget_split=forget99"], r"forget99"),
     ("unknown task", lambda w, t: ["task=cifar_forget"], r"cifar_forget"),
+    ("MUSE hub unreachable", lambda w, t: ["task=muse_news"], r"MUSE-News.*task\.source=local task\.path="),
     ("unknown hyperparameter", lambda w, t: ["methods=NPO", "method_args.NPO.betta=1"], r"betta"),
     ("unknown option", lambda w, t: ["--fast"], r"--fast"),
     # TOFU-schema data

@@ -8,7 +8,8 @@ class, built from its validated config, provides:
     version: int                      bumped when its evaluation or metrics change meaning (part of every
                                       evaluation's cache key; the data's own changes go in TaskData.fingerprint)
     forget_score, utility: str        which metric is the forget score and which the utility
-    higher_is_better: dict[str, bool] every metric it reports, with its direction
+    higher_is_better: dict[str, bool] every metric it reports, with its direction (a metric whose goal is a value,
+                                      MUSE's PrivLeak at 0, has none: no arrow, never marked best)
     headline: list[str]               the metrics the leaderboard shows, in order
     log_scale: set[str]               metrics best drawn on a log axis (p-values)
     load(cache_dir) -> TaskData       rows to train and unlearn on (cache_dir: where to write generated files)
