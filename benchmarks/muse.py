@@ -165,15 +165,13 @@ class MuseTask:
             if cfg.folds == "scal":     # nested sets: each request is what the next set adds
                 seen = [set()] + [{r["text"] for r in fold} for fold in folds[:-1]]
                 folds = [[r for r in fold if r["text"] not in before] for fold, before in zip(folds, seen)]
-            docs = [r for fold in folds for r in fold]
-            bounds = [0]
-            for fold in folds:
-                bounds.append(bounds[-1] + sum(len(chunks(r["text"], cfg.chunk_chars)) for r in fold))
-            self.fold_rows = [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
         else:
-            docs = world["raw"]["forget"]
-        forget = [{"text": c} for r in docs for c in chunks(r["text"], cfg.chunk_chars)]
-        retain = [{"text": c} for r in world["raw"]["retain1"] for c in chunks(r["text"], cfg.chunk_chars)]
+            folds = [world["raw"]["forget"]]
+        rows = lambda docs: [{"text": c} for r in docs for c in chunks(r["text"], cfg.chunk_chars)]  # noqa: E731
+        parts = [rows(fold) for fold in folds]
+        forget, retain = [r for part in parts for r in part], rows(world["raw"]["retain1"])
+        starts = [sum(map(len, parts[:k])) for k in range(len(parts))]
+        self.fold_rows = [list(range(a, a + len(p))) for a, p in zip(starts, parts)] if cfg.folds else []
         self.documents = forget
         if not forget or not retain:
             raise ValueError(f"{cfg.path}: the forget or retain1 documents hold no text to unlearn on")
