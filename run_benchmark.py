@@ -19,12 +19,12 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from evals.report import leaderboard, write_results
-from methods import METHODS, load_method_files, method_config
-from orchestration import guarantees
+from methods import METHODS, method_config
+from orchestration import attacks, extensions, guarantees
 from orchestration.benchmark import run_task
 from orchestration.requests import folds_of, run_requests
-from pipeline import Pipeline
-from preflight import check_lengths, check_run, check_vocabulary
+from orchestration.pipeline import Pipeline
+from orchestration.preflight import check_lengths, check_run, check_vocabulary, long_rows
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench import environment
 from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
@@ -42,14 +42,22 @@ leaderboard.md and plots/.
   output_dir=<dir>      where results go (default: results/<experiment>); a folder holding results of a
                         different config is never overwritten
   methods=A,B           which method rows run. Registered: {methods}
-  method_files=a.py,..  your own methods: files that register them with @method (methods/README.md)
+  method_args.<M>.<k>=v a method's hyperparameter (its dataclass in methods/<M>.py), e.g.
+                        method_args.NPO.beta=0.2
+  unlearn.epochs=3      the unlearning schedule the methods share (batch_size, grad_accum, max_length, ...;
+                        the learning rate is each method's: method_args.<M>.lr)
+  lora=true lora_cfg.r=16
+                        the methods through a LoRA adapter (rows <Method>+lora), its rank etc.
+  extensions=a.py,..    your own methods, tasks and attacks: files that register them with @method, @task
+                        or @attack (docs/extending.md)
   checkpoints.<Row>=<folder|hub id>
                         evaluate a model unlearned elsewhere as row <Row> of every task (a peft adapter
                         folder loads on its base); with methods= empty, an evaluation-only run
   robustness.relearn_steps=20 robustness.quant_bits=8,4
                         recovery attacks on every row, read against the retain model under the same
                         attack: relearning on part of the forget set, bitsandbytes quantization on load
-                        (the default and wmdp experiments run them)
+                        (the default and wmdp experiments run them); robustness.attacks=<name> runs an
+                        attack registered from a file, robustness.attack_args.<name>.<k>=v its settings
   requests.folds=4 requests.mode=sequential|cumulative|both
                         the forget set as 4 requests, one after another (each from the previous
                         request's model) or growing (folds 1..k from the target), each scored against a
@@ -67,13 +75,17 @@ leaderboard.md and plots/.
   task=<name>           configs/task/<name>.yaml ({tasks}); task.<key>=<value> sets one of its keys
   tasks=A,B             several tasks in one run (one leaderboard section each, plus a table across tasks);
                         tasks.<A>.<key>=<value> sets a key of task A
-  seeds=<n>             run every method row from seeds seed .. seed+n-1: means, 95 % intervals and a mark
+  seeds=<n> seed=<s>    run every method row from seeds s .. s+n-1: means, 95 % intervals and a mark
                         for rows not significantly different from the best (default experiment: 5)
   seed_models=true      seeds also fine-tune target and retain (seed s's rows: seed s's models)
   utility_floor=<f>     rows with utility below f x the retain model's are flagged (†), never best (0.9)
   tuned=<name|file>     method settings written by tune.py (configs/tuned/<name>.yaml); the default
                         experiment reads tuned/default; method_args.* on top are marked "set by hand"
+  tuning.budget=6 tuning.grid.<M>.<k>=[...]
+                        the tuning protocol's sweep (python tune.py; docs/tuning.md)
   threads=<n>           torch CPU threads (default 0: OMP_NUM_THREADS, else usable CPUs / local processes)
+  gradient_checkpointing=true
+                        recompute activations in the backward pass: less memory, the same numbers
   cache_dir=<dir>       where trained models and finished units are cached (default: $UNLEARNBENCH_CACHE or
                         ~/.cache/unlearnbench); a rerun reuses them and a crashed run resumes
   privacy.population=N  the unlearning challenge's distributional score from N models a side (TOFU with a
@@ -89,7 +101,7 @@ UNLEARNBENCH_NUMERICS=native (environment) turns off the reproducible CPU numeri
 MKL's kernels are pinned to AVX2 so that every x86 CPU computes the same numbers (unlearnbench/numerics.py).
 
 The schema of every key is in unlearnbench/config.py (a task family's own keys in benchmarks/<task>.py); the
-method hyperparameters in methods/<method>.py."""
+method hyperparameters in methods/<method>.py; every option explained: docs/options.md."""
 
 
 def check_output_dir(out, resolved: dict) -> None:
@@ -116,13 +128,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 1. config: resolved, validated (tasks, methods and their hyperparameters too), saved beside the results
     cfg = load_config([a for a in argv if a not in FLAGS])
-    load_method_files(cfg.method_files)
+    extensions.load(cfg.extensions)
     if not cfg.methods and not cfg.checkpoints:
         raise ConfigError("methods is empty and no checkpoints are given; name a method (methods=GradAscent) or a "
                           "checkpoint to evaluate (checkpoints.Mine=<folder>)")
-    if cfg.seeds < 1:
-        raise ConfigError(f"seeds={cfg.seeds}: the number of unlearning seeds per method must be at least 1")
     tasks = {label: build_task(label, section) for label, section in cfg.tasks.items()}
+    attacks.check(cfg, tasks)
     cfg.tasks = {label: to_dict(t.cfg) for label, t in tasks.items()}   # config.yaml holds every resolved value
     for t in tasks.values():
         for name in set(cfg.method_args) | set(t.cfg.method_args) | set(cfg.methods):
@@ -142,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     # run's tokenizer; the embedded model's is trained first)
     for label, task in tasks.items():
         pipe = Pipeline(cfg, task, data[label], store, accelerator)
-        check_lengths(task.label, pipe.long_rows())
+        check_lengths(task.label, long_rows(pipe))
         if cfg.requests.folds:
             folds_of(task, cfg.requests.folds, cfg.seed, data[label])      # enough authors / species for the folds
         guarantees.check(pipe)          # SISA / DP: rows to train on, no empty shard

@@ -21,9 +21,9 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from methods import load_method_files
+from orchestration import extensions
 from orchestration.tuning import table, tune
-from preflight import check_run
+from orchestration.preflight import check_run
 from run_benchmark import cli_errors
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench.config import ConfigError, load_config, tuned_path
@@ -32,7 +32,7 @@ from unlearnbench.tasks import build_task
 
 HEADER = ("# Written by tune.py (experiment={experiment}): the settings the tuning protocol chose\n# on {task}'s "
           "validation split. Do not edit by hand; rerun `python tune.py experiment={experiment}`.\n"
-          "# README, \"Fair tuning\"; the sweep: results/{experiment}/tuning.md.\n")
+          "# docs/tuning.md; the sweep: results/{experiment}/tuning.md.\n")
 
 
 def main(argv: list[str]) -> dict:
@@ -46,7 +46,7 @@ def main(argv: list[str]) -> dict:
 
 def run(cfg) -> dict:
     """Tune as `cfg` declares; write the chosen settings, the sweep's table and its record."""
-    load_method_files(cfg.method_files)
+    extensions.load(cfg.extensions)
     if cfg.tuned:
         raise ConfigError(f"tuned={cfg.tuned!r}: a tuning experiment starts from the methods' own settings, not from "
                           f"an earlier sweep's; set tuned= (empty) in it")

@@ -1,4 +1,4 @@
-"""Results files of an experiment: results.json, results.csv, leaderboard.md (SPEC section 7). Writes are atomic.
+"""Results files of an experiment: results.json, results.csv, leaderboard.md (docs/protocol.md, "Results"). Writes are atomic.
 
 Each task's section of results.json (`datasets`) says which metrics it reports, their directions, and which one
 is its forget score and which its utility; the tables and plots are built from those. Only the intro text names
@@ -192,9 +192,8 @@ def _metric_table(title: str, intro: str, rows: list[dict], cols: list[str]) -> 
     return out + [""]
 
 
-ATTACKS = ("unattacked_", "relearn_", "quant")
-ROBUSTNESS_INTRO = ("Recovery attacks on each row's model (README, \"Does it come back?\"; "
-                    "orchestration/robustness.py). `relearn_*`: after fine-tuning on the relearn part of the forget set, scored on the other part "
+ROBUSTNESS_INTRO = ("Recovery attacks on each row's model (docs/recovery.md; "
+                    "orchestration/attacks/). `relearn_*`: after fine-tuning on the relearn part of the forget set, scored on the other part "
                     "only; `quant<bits>_*`: loaded with bitsandbytes at that many bits (8: LLM.int8, 4: NF4). "
                     "`*_recovery` ↓ = (m(row, attacked) - m(retain, attacked)) / (m(target) - m(retain, attacked)), "
                     "m the forget measure: 0 = what the retain model shows under the same attack, 1 = all of the "
@@ -204,10 +203,13 @@ ROBUSTNESS_INTRO = ("Recovery attacks on each row's model (README, \"Does it com
 
 
 def robustness_table(records: list[dict], task: str) -> list[str]:
-    rows = [r for r in records if r["task"] == task and r["status"] == "ok"
-            and any(k.startswith(ATTACKS) for k in r["metrics"])]
+    """Every attack's columns (a record's `attack_cost` names the attacks it went through: their metrics' prefixes)."""
+    rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
+    named = dict.fromkeys(a for r in rows for a in r.get("attack_cost") or {})
+    attacks = tuple(["unattacked_"] + [f"{a}_" for a in named])
+    rows = [r for r in rows if any(k.startswith(attacks) for k in r["metrics"])]
     return _metric_table(f"{task}: does it come back?", ROBUSTNESS_INTRO, rows,
-                         list(dict.fromkeys(k for r in rows for k in r["metrics"] if k.startswith(ATTACKS))))
+                         list(dict.fromkeys(k for r in rows for k in r["metrics"] if k.startswith(attacks))))
 
 
 GUARANTEES_INTRO = ("Rows with a guarantee (orchestration/guarantees.py). SISA(S=s): s shards of the target's rows "

@@ -1,157 +1,216 @@
-"""One task's benchmark run through the pipeline's cached units: base -> target and retain (per seed with
-`seed_models`), every method from every seed, the privacy evaluations that need many models, and the records the
-report prints (means and spread over seeds, the significance marks, the utility floor, how each row was set)."""
+"""One task's benchmark run through the pipeline's cached units.
+
+Row sources build rows and return them (`Row`: the units of every seed, the model an attack reads): the
+references (base, target and retain per seed), every method from every seed, the rows with a guarantee (SISA,
+DP), and the checkpoints a user names. Column sources then add metrics to those rows: the privacy evaluations
+that need many models (populations.py) and the recovery attacks (attacks/). Last, one record per row
+(rows.record): means and spread over seeds, the significance marks, the utility floor, how each row was set.
+"""
 from __future__ import annotations
 
-from orchestration import guarantees, populations, robustness
+from dataclasses import dataclass
+
+from orchestration import attacks, guarantees, populations
 from orchestration.export import export_models
+from orchestration.pipeline import ModelRef, Pipeline
+from orchestration.rows import Row, RowId, describe, record
 from evals import spread
 from evals.plots import REFERENCE_ROWS
 from evals.report import contender
 from methods import METHODS
-from pipeline import Pipeline
 from unlearnbench.cache import UnitStore
 from unlearnbench.config import ExperimentConfig, tuned_args
-from unlearnbench.cost import COST_FIELDS
 from unlearnbench.tasks import TaskData
 
 NO_RETAIN = ("no retain model: the target is the given model itself and model.retain names no checkpoint, so "
              "metrics that compare with retraining are not reported")
 
 
+@dataclass
+class Models:
+    """The models every row is read against: the base (None where nothing trains from it), and per seed the
+    target and the retain model (None: no retain model) with their evaluated units."""
+    base: ModelRef | None
+    by_seed: dict               # seed -> (target ref, retain ref | None)
+    evaluated: dict             # seed -> (target unit, retain unit)
+    seed: int                   # the record's own seed
+
+    def target(self, seed: int | None = None) -> ModelRef:
+        return self.by_seed.get(self.seed if seed is None else seed, self.by_seed[self.seed])[0]
+
+    @property
+    def retain(self) -> ModelRef | None:
+        return self.by_seed[self.seed][1]
+
+    def retain_stats(self, seed: int) -> dict | None:
+        return self.evaluated.get(seed, self.evaluated[self.seed])[1].get("stats")
+
+
 def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator) -> dict:
-    """One task end to end from its loaded (and checked: preflight.py) data.
+    """One task end to end from its loaded (and checked: orchestration/preflight.py) data.
 
     Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
     pipe = Pipeline(cfg, task, data, store, accelerator)
-    privacy = cfg.privacy.population or cfg.privacy.shadow_models
-    if privacy:
-        populations.require_holdout(pipe)       # before any training, not after the main rows
-    # the base only where something trains from it (given target and retain: an evaluation-only run trains nothing)
-    base = pipe.base() if privacy or guarantees.enabled(cfg) or not (cfg.model.target and cfg.model.retain) else None
-    seeds = [cfg.seed + k for k in range(cfg.seeds)]   # the first is the record's own, the others its spread
-    # target and retain per seed: one fine-tune each (the first seed's), or one per seed with seed_models
-    models = {s: (pipe.finetuned(base, "target", cfg.model.target, seed=s),
-                  pipe.finetuned(base, "retain", cfg.model.retain, seed=s))
-              for s in (seeds if cfg.seed_models else seeds[:1])}
-    target, retain = models[cfg.seed]
-    target_of = lambda s: models.get(s, models[cfg.seed])[0]  # noqa: E731
-    evaluated = {s: ({"status": "ok", **pipe.evaluated(t, "target"), "cost": t.cost},
-                     {"status": "ok", **pipe.evaluated(r, "retain"), "cost": r.cost} if r else
-                     {"status": "absent", "error": NO_RETAIN}) for s, (t, r) in models.items()}
-    retain_stats = {s: pair[1].get("stats") for s, pair in evaluated.items()}
-    retain_of = lambda s: retain_stats.get(s, retain_stats[cfg.seed])  # noqa: E731
-
-    units = {}
-    if base is not None and cfg.model.name != "embedded" and not cfg.model.target and target is not base:
-        # a pretrained model the suite fine-tuned into the target: its untouched self is a row, the utility to keep
-        units["base"] = {"status": "ok", **pipe.evaluated(base, "base"), "cost": None}
-    units["target"], units["retain"] = evaluated[cfg.seed]
-    repeats: dict[str, list[tuple[int, dict]]] = {}      # row -> [(seed, unit)] of its further seeds
-    if cfg.seed_models and len(seeds) > 1:
-        repeats["target"] = [(s, evaluated[s][0]) for s in seeds[1:]]
-        repeats["retain"] = [(s, evaluated[s][1]) for s in seeds[1:]]
-    for name in cfg.methods:
-        spec = METHODS.get_or_raise(name)
-        if spec.is_retrain:
-            units[name] = units["retain"]
-            if "retain" in repeats:
-                repeats[name] = repeats["retain"]
-        else:
-            row = name + ("+lora" if cfg.lora and spec.loss else "")
-            units[row] = pipe.unlearned(target, name, keep_model=bool(cfg.save_models) or robustness.enabled(cfg))
-            if len(seeds) > 1:
-                repeats[row] = [(s, pipe.unlearned(target_of(s), name, seed=s)) for s in seeds[1:]]
-
-    # rows with a guarantee (SISA, DP): trained from the base, one set per seed (orchestration/guarantees.py)
-    for s in seeds if guarantees.enabled(cfg) else []:
-        for row, unit in guarantees.guarantee_units(pipe, base, s).items():
-            if s == cfg.seed:
-                units[row] = unit
-            else:
-                repeats.setdefault(row, []).append((s, unit))
-
-    # rows the user unlearned elsewhere: evaluation only (a folder's digest is its key: computed once)
-    checkpoints = {name: pipe.given(ref, lambda: target) for name, ref in cfg.checkpoints.items()}
-    for name, ref in checkpoints.items():
-        units[name] = {"status": "ok", **pipe.evaluated(ref, name), "cost": None}
-    extra: dict[str, dict] = {}         # the privacy evaluations that need many models (populations.py)
     if cfg.privacy.population or cfg.privacy.shadow_models:
-        populations.build_members(pipe, base, target, units)
-    if cfg.privacy.shadow_models:
-        for row, values in populations.lira_metrics(pipe, base, units).items():
-            extra.setdefault(row, {}).update(values)
-    if cfg.privacy.population:
-        for row, values in populations.population_metrics(pipe, base, target, units).items():
-            extra.setdefault(row, {}).update(values)
-    attack_costs: dict[str, dict] = {}  # does the knowledge come back? (robustness.py)
-    if robustness.enabled(cfg):
-        refs = {"target": target, **({"retain": retain} if retain else {})}
-        for row, unit in units.items():
-            if row in checkpoints:
-                refs[row] = checkpoints[row]
-            elif unit.get("model") and unit["status"] == "ok":
-                refs[row] = robustness.row_ref(unit["model"], target, lora=row.endswith("+lora"))
-            elif unit.get("model_ref"):         # a DP row's own fine-tuned model
-                refs[row] = unit["model_ref"]
-        values, attack_costs = robustness.attack_all(pipe, refs, {row: units[row]["stats"] for row in refs})
-        for row, v in values.items():
-            extra.setdefault(row, {}).update(v)
-    for name in cfg.methods:            # the Retrain row is the retain model: the same columns
-        if METHODS.get_or_raise(name).is_retrain and "retain" in extra:
-            extra[name] = {**extra["retain"], **extra.get(name, {})}
-            if "retain" in attack_costs:
-                attack_costs[name] = attack_costs["retain"]
+        populations.require_holdout(pipe)       # before any training, not after the main rows
+    models = reference_models(pipe)
+    rows = [*reference_rows(pipe, models), *method_rows(pipe, models), *guarantee_rows(pipe, models),
+            *checkpoint_rows(pipe, models)]
+    privacy_columns(pipe, models, rows)
+    attack_columns(pipe, models, rows)
+    for row in rows:        # a row that is another row's model gets that row's columns
+        if row.same_as is not None:
+            other = next(r for r in rows if r.id == row.same_as)
+            row.columns = {**other.columns, **row.columns}
+            row.attack_cost = row.attack_cost or other.attack_cost
 
-    retain_cost = (retain.cost or {}).get("wall_seconds") if retain else None
-    chosen = tuned_args(cfg.tuned) if cfg.tuned else {}
-    records = []
-    for row, unit in units.items():
-        # a given checkpoint's training cost is unknown: its fields stay present, as null
-        cost = {**dict.fromkeys(COST_FIELDS), **(unit.get("cost") or {})}
-        cost.pop("train_log", None)
-        cost["relative_cost"] = (cost["wall_seconds"] / retain_cost if retain_cost and cost["wall_seconds"] is not None
-                                 else None)
-        record = {"task": task.label, "model": row, "status": unit["status"], "metrics": {}, "cost": cost,
-                  "eval_cost": unit.get("eval_cost"), **({"attack_cost": attack_costs[row]} if row in attack_costs
-                                                          else {})}
-        record.update({k: unit[k] for k in ("training_cost", "guarantee", "reference") if k in unit})
-        method = row.split("+")[0]
-        if method in cfg.methods and not METHODS[method].is_retrain:
-            record["settings"] = settings_origin(pipe, method, chosen.get(method))
-            if (unit.get("train_log") or {}).get("untrained"):
-                record["untrained"] = unit["train_log"]["untrained"]
-        elif row in cfg.checkpoints:
-            record["checkpoint"] = cfg.checkpoints[row]
-        failed = next((u for u in [unit] + [u for _, u in repeats.get(row, [])] if u["status"] != "ok"), None)
-        if failed is None:
-            record["metrics"] = {**task.metrics(unit["stats"], retain_of(cfg.seed)), **extra.get(row, {})}
-            if row in repeats:
-                spread.over_seeds(record, [(cfg.seed, record["metrics"])] + [
-                    (s, task.metrics(u["stats"], retain_of(s))) for s, u in repeats[row]], task.log_scale)
-        else:
-            record["status"], record["error"] = failed["status"], failed["error"]
-        records.append(record)
+    chosen = tuned_args(cfg.tuned) if cfg.tuned else {}           # tune.py's settings, read once
+    records = [row_record(pipe, models, row, chosen) for row in rows]
     gate_utility(records, task.utility, cfg.utility_floor)
-    if len(seeds) > 1:
+    if cfg.seeds > 1:
         spread.mark_rows([r for r in records if contender(r)],
                          task.forget_score, task.higher_is_better[task.forget_score],
                          task.forget_score in task.log_scale)
-    dataset = describe(task, data, cfg)
     if cfg.save_models:
-        models = {"target": target.path, "retain": retain.path if retain else None,
-                  **{row: unit.get("model") for row, unit in units.items() if unit.get("model")}}
-        export_models(cfg, task.label, models, lora_rows=[r for r in models if r.endswith("+lora")],
+        retain = models.retain
+        kept = {"target": models.target().path, "retain": retain.path if retain else None,
+                **{str(r.id): r.unit.get("model") for r in rows if r.unit.get("model")}}
+        export_models(cfg, task.label, kept, lora_rows=[str(r.id) for r in rows if r.id.lora],
                       main=accelerator.is_main_process)
-    return {"records": records, "dataset": dataset, "per_item": {row: unit.get("stats") for row, unit in units.items()}}
+    return {"records": records, "dataset": describe(task, data, cfg),
+            "per_item": {str(r.id): r.unit.get("stats") for r in rows}}
 
 
-def describe(task, data: TaskData, cfg: ExperimentConfig) -> dict:
-    """A task's section of results.json (`datasets`): its data, and which metrics it reports and how to read them."""
-    return {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
-            **data.describe, "forget_score": task.forget_score, "utility": task.utility, "headline": task.headline,
-            "higher_is_better": task.higher_is_better, "log_scale": sorted(task.log_scale),
-            "utility_floor": cfg.utility_floor}
+# -- row sources ------------------------------------------------------------------------------------------------
+def reference_models(pipe: Pipeline) -> Models:
+    """The base where something trains from it (given target and retain, an evaluation-only run trains nothing),
+    and target and retain per seed: one fine-tune each (the first seed's), or one per seed with seed_models."""
+    cfg = pipe.cfg
+    privacy = cfg.privacy.population or cfg.privacy.shadow_models
+    needs_base = privacy or guarantees.enabled(cfg) or not (cfg.model.target and cfg.model.retain)
+    base = pipe.base() if needs_base else None
+    seeds = cfg.seed_values() if cfg.seed_models else cfg.seed_values()[:1]
+    by_seed = {s: (pipe.finetuned(base, "target", given=cfg.model.target, seed=s),
+                   pipe.finetuned(base, "retain", given=cfg.model.retain, seed=s)) for s in seeds}
+    evaluated = {s: ({"status": "ok", **pipe.evaluated(t, "target"), "cost": t.cost},
+                     {"status": "ok", **pipe.evaluated(r, "retain"), "cost": r.cost} if r else
+                     {"status": "absent", "error": NO_RETAIN}) for s, (t, r) in by_seed.items()}
+    return Models(base, by_seed, evaluated, cfg.seed)
+
+
+def reference_rows(pipe: Pipeline, models: Models) -> list[Row]:
+    """base (a pretrained model the suite fine-tuned into the target: the utility to keep), target, retain."""
+    cfg, out = pipe.cfg, []
+    base, target, retain = models.base, models.target(), models.retain
+    if base is not None and cfg.model.name != "embedded" and not cfg.model.target and target is not base:
+        out.append(Row(RowId("base"), "reference", {"status": "ok", **pipe.evaluated(base, "base"), "cost": None}))
+    others = cfg.seed_values()[1:] if cfg.seed_models else []
+    for i, (name, ref) in enumerate((("target", target), ("retain", retain))):
+        repeats = [(s, models.evaluated[s][i]) for s in others]
+        out.append(Row(RowId(name), "reference", models.evaluated[cfg.seed][i], repeats, model=ref))
+    return out
+
+
+def method_rows(pipe: Pipeline, models: Models) -> list[Row]:
+    """Every method from every seed (seed s's row unlearns seed s's target); Retrain is the retain model."""
+    cfg, out = pipe.cfg, []
+    keep = bool(cfg.save_models) or attacks.enabled(cfg)        # the row's model, for export or for the attacks
+    for name in cfg.methods:
+        spec = METHODS.get_or_raise(name)
+        if spec.is_retrain:
+            retain = models.evaluated[cfg.seed][1]
+            repeats = [(s, models.evaluated[s][1]) for s in cfg.seed_values()[1:]] if cfg.seed_models else []
+            out.append(Row(RowId(name), "method", retain, repeats, same_as=RowId("retain")))
+            continue
+        row = RowId(name, lora=bool(cfg.lora and spec.loss))
+        unit = pipe.unlearned(models.target(), name, keep_model=keep)
+        repeats = [(s, pipe.unlearned(models.target(s), name, seed=s)) for s in cfg.seed_values()[1:]]
+        model = (attacks.row_ref(unit["model"], models.target(), lora=row.lora)
+                 if unit.get("model") and unit["status"] == "ok" else None)
+        out.append(Row(row, "method", unit, repeats, model=model))
+    return out
+
+
+def guarantee_rows(pipe: Pipeline, models: Models) -> list[Row]:
+    """SISA and DP rows, trained from the base, one set per seed (orchestration/guarantees.py)."""
+    if not guarantees.enabled(pipe.cfg):
+        return []
+    seeds = pipe.cfg.seed_values()
+    per_seed = {s: guarantees.guarantee_units(pipe, models.base, s) for s in seeds}
+    return [Row(RowId(name), "guarantee", unit, [(s, per_seed[s][name]) for s in seeds[1:]],
+                model=unit.get("model_ref"))
+            for name, unit in per_seed[seeds[0]].items()]
+
+
+def checkpoint_rows(pipe: Pipeline, models: Models) -> list[Row]:
+    """Rows the user unlearned elsewhere: evaluation only (a folder's digest is its key: computed once)."""
+    out = []
+    for name, given in pipe.cfg.checkpoints.items():
+        ref = pipe.given(given, lambda: models.target())
+        out.append(Row(RowId(name), "checkpoint", {"status": "ok", **pipe.evaluated(ref, name), "cost": None},
+                       model=ref))
+    return out
+
+
+# -- column sources ---------------------------------------------------------------------------------------------
+def privacy_columns(pipe: Pipeline, models: Models, rows: list[Row]) -> None:
+    """LiRA and the distributional score (populations.py), on every row they can read."""
+    pc = pipe.cfg.privacy
+    if not (pc.population or pc.shadow_models):
+        return
+    units, by_id = {r.id: r.unit for r in rows}, {r.id: r for r in rows}
+    populations.build_members(pipe, models.base, models.target(), units)
+    found = {}
+    if pc.shadow_models:
+        found = populations.lira_metrics(pipe, models.base, units)
+    if pc.population:
+        for row, values in populations.population_metrics(pipe, models.base, models.target(), units).items():
+            found.setdefault(row, {}).update(values)
+    for row, values in found.items():
+        by_id[row].columns.update(values)
+
+
+def attack_columns(pipe: Pipeline, models: Models, rows: list[Row]) -> None:
+    """Does the knowledge come back? Every attack on every row that has a model (attacks/)."""
+    if not attacks.enabled(pipe.cfg):
+        return
+    attacked = [r for r in rows if r.model is not None and r.unit["status"] == "ok" and r.same_as is None]
+    attacked.sort(key=lambda r: r.id.name not in ("target", "retain"))     # the references first, as read
+    values, costs = attacks.attack_all(pipe, {str(r.id): r.model for r in attacked},
+                                       {str(r.id): r.unit["stats"] for r in attacked})
+    for r in attacked:
+        r.columns.update(values[str(r.id)])
+        r.attack_cost = costs[str(r.id)]
+
+
+# -- records ----------------------------------------------------------------------------------------------------
+def row_record(pipe: Pipeline, models: Models, row: Row, chosen: dict) -> dict:
+    """One row's results.json record: its first seed's metrics with its columns, and its spread over seeds;
+    chosen: the tuned settings per method (tune.py), which say how a method row was set."""
+    cfg, task = pipe.cfg, pipe.task
+    retain = models.retain
+    retrain_wall = (retain.cost or {}).get("wall_seconds") if retain else None
+    unit = row.unit
+    out = record(task.label, row.id, unit, retrain_wall)
+    out.pop("error", None)                  # set below, where a further seed may have failed instead
+    if row.attack_cost:
+        out["attack_cost"] = row.attack_cost
+    out.update({k: unit[k] for k in ("training_cost", "guarantee", "reference") if k in unit})
+    if row.kind == "method" and not METHODS[row.id.name].is_retrain:
+        out["settings"] = settings_origin(pipe, row.id.name, chosen.get(row.id.name))
+        if (unit.get("train_log") or {}).get("untrained"):
+            out["untrained"] = unit["train_log"]["untrained"]
+    elif row.kind == "checkpoint":
+        out["checkpoint"] = cfg.checkpoints[row.id.name]
+    failed = next((u for u in [unit] + [u for _, u in row.repeats] if u["status"] != "ok"), None)
+    if failed is not None:
+        out["status"], out["error"] = failed["status"], failed["error"]
+        return out
+    out["metrics"] = {**task.metrics(unit["stats"], models.retain_stats(cfg.seed)), **row.columns}
+    if row.repeats:
+        spread.over_seeds(out, [(cfg.seed, out["metrics"])] + [
+            (s, task.metrics(u["stats"], models.retain_stats(s))) for s, u in row.repeats], task.log_scale)
+    return out
 
 
 def gate_utility(records: list[dict], utility: str, floor: float) -> None:
@@ -171,7 +230,7 @@ def gate_utility(records: list[dict], utility: str, floor: float) -> None:
 def settings_origin(pipe: Pipeline, name: str, chosen: dict | None) -> str:
     """How a method row's settings were chosen: `tuned` (tune.py's `chosen` settings, unchanged), `set by hand`
     (method_args, or a tuned setting overridden), `paper defaults` (methods/<method>.py, configs/method/), or a
-    method file's own defaults (method_files=)."""
+    method file's own defaults (extensions=)."""
     hp = pipe.method_hparams(name)
     if chosen and all(getattr(hp, k) == v for k, v in chosen.items()):
         return "tuned"

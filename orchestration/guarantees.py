@@ -1,4 +1,4 @@
-"""Rows that come with a guarantee (SPEC section 8), scored like every method row.
+"""Rows that come with a guarantee (docs/guarantees.md), scored like every method row.
 
 SISA (Bourtoule et al. 2021), per number of shards S in `sisa.shards`:
 - The target's fine-tuning rows are split by the task's unit (`train_units`: TOFU's authors, the WMDP-style
@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from pipeline import ModelRef, Pipeline
+from orchestration.pipeline import ModelRef, Pipeline, Recipe
 from unlearnbench.cache import kept, stable_hash
 from unlearnbench.cost import total
 
@@ -53,8 +53,8 @@ def cell(label: str, seed: int, shards: int, slices: int) -> tuple[int, int]:
 
 def units(pipe: Pipeline, rows: list[dict]) -> list[str]:
     """The unit label of each of the target's fine-tuning rows (`rows`, in order)."""
-    hook = getattr(pipe.task, "train_units", None)
-    labels = hook() if hook else [stable_hash("row", r) for r in rows]
+    labels = (pipe.task.train_units() if "train_units" in pipe.task.capabilities
+              else [stable_hash("row", r) for r in rows])
     if len(labels) != len(rows):
         raise ValueError(f"task {pipe.task.label}: train_units() gave {len(labels)} labels for {len(rows)} rows")
     return labels
@@ -99,7 +99,7 @@ def check(pipe: Pipeline) -> None:
     rows = target_rows(pipe, "sisa.shards")
     labels = units(pipe, rows)
     remaining = [labels[i] for i in kept(rows, pipe.data.forget)]
-    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+    for seed in cfg.seed_values():
         for shards in cfg.sisa.shards:
             partition(labels, seed, shards, cfg.sisa.slices, "the target's rows")
             partition(remaining, seed, shards, cfg.sisa.slices, "the rows without the forget set")
@@ -120,8 +120,9 @@ def sisa_model(pipe: Pipeline, base: ModelRef, rows: list[dict], labels: list[st
         for r in range(slices):
             step_rows = [row for row, c in mine if c <= r]
             step_seed = int(hashlib.sha256(f"sisa-step\0{seed}\0{s}\0{r}".encode()).hexdigest()[:7], 16)
-            model = pipe.finetuned(model, f"SISA shard {s + 1}/{shards} slice {r + 1}/{slices}", "", seed=step_seed,
-                                   rows=step_rows, lora_lr=pipe.cfg.sisa.lora_lr, ft=step_ft, replay=False)
+            model = pipe.finetuned(model, f"SISA shard {s + 1}/{shards} slice {r + 1}/{slices}", seed=step_seed,
+                                   recipe=Recipe(rows=step_rows, lora_lr=pipe.cfg.sisa.lora_lr, ft=step_ft,
+                                                 replay=False))
             steps.append((s, r, model))
         members.append(model)
     key = stable_hash("sisa", [m.key for m in members])
@@ -155,8 +156,8 @@ def sisa_units(pipe: Pipeline, base: ModelRef, shards: int, seed: int) -> dict[s
 def dp_units(pipe: Pipeline, base: ModelRef, epsilon: float, seed: int) -> dict[str, dict]:
     """{DP(eps): unit} for one seed."""
     rows, dp = target_rows(pipe, "dp.epsilon"), pipe.cfg.dp
-    ref = pipe.finetuned(base, f"DP (epsilon {epsilon:g})", "", seed=seed, rows=rows, lora_lr=dp.lora_lr,
-                         private=(dp, epsilon))
+    ref = pipe.finetuned(base, f"DP (epsilon {epsilon:g})", seed=seed,
+                         recipe=Recipe(rows=rows, lora_lr=dp.lora_lr, private=(dp, epsilon)))
     log = ref.cost["train_log"]
     training = {k: v for k, v in ref.cost.items() if k != "train_log"}
     guarantee = {k: log[k] for k in ("epsilon", "epsilon_spent", "delta", "noise_multiplier", "sample_rate", "steps",

@@ -1,4 +1,4 @@
-"""The privacy evaluations that need many models (SPEC section 6): LiRA's shadow models and the unlearning
+"""The privacy evaluations that need many models (docs/privacy.md): LiRA's shadow models and the unlearning
 challenge's populations (Triantafillou et al. 2024). Every member is a cached unit of the pipeline (a fine-tuned
 model, an evaluation, an unlearning row), keyed by its seed, so populations resume member by member and a second
 process reuses what the first finished. With several processes the members are spread over them, one member per
@@ -21,6 +21,8 @@ import numpy as np
 from evals import privacy
 from evals.tofu_metrics import normalised_prob, prob
 from methods import METHODS
+from orchestration.pipeline import Recipe
+from orchestration.rows import RowId
 from unlearnbench.runtime import spreads
 
 LIRA_FPRS = (0.01, 0.001)
@@ -69,8 +71,8 @@ def _shadow_rows(pipe) -> tuple[np.ndarray, list[list[dict]]]:
 
 def _shadow(pipe, base, k: int, rows: list[dict]) -> dict:
     """Shadow model k's teacher-forced statistics (built if not cached)."""
-    ref = pipe.finetuned(base, "shadow", "", seed=pipe.cfg.seed + 10_000 + k, rows=rows,
-                         lora_lr=pipe.cfg.privacy.shadow_lora_lr)
+    ref = pipe.finetuned(base, "shadow", seed=pipe.cfg.seed + 10_000 + k,
+                         recipe=Recipe(rows=rows, lora_lr=pipe.cfg.privacy.shadow_lora_lr))
     return pipe.evaluated(ref, f"shadow {k}", generate=False)["stats"]
 
 
@@ -83,22 +85,20 @@ def _member(pipe, base, target, k: int, methods: list[str]) -> dict[str, dict | 
     def stats_of(ref, name):
         return pipe.evaluated(ref, name, generate=False)["stats"]
 
-    seeded_target = pipe.finetuned(base, "target", "", seed=s)
-    out = {"retrained": stats_of(pipe.finetuned(base, "retain", "", seed=s), f"retain seed {s}"),
+    seeded_target = pipe.finetuned(base, "target", seed=s)
+    out = {"retrained": stats_of(pipe.finetuned(base, "retain", seed=s), f"retain seed {s}"),
            "target": stats_of(seeded_target, f"target seed {s}")}
     if pc.independent_retain:
-        out["retain"] = stats_of(pipe.finetuned(base, "retain", "", seed=s + 1000), f"retain seed {s + 1000}")
+        out["retain"] = stats_of(pipe.finetuned(base, "retain", seed=s + 1000), f"retain seed {s + 1000}")
     for row in methods:
-        unit = pipe.unlearned(seeded_target if pc.seed_targets else target, row.removesuffix("+lora"), seed=s,
-                              generate=False)
+        unit = pipe.unlearned(seeded_target if pc.seed_targets else target, row.name, seed=s, generate=False)
         out[row] = unit["stats"] if unit["status"] == "ok" else None
     return out
 
 
-def _method_rows(units: dict) -> list[str]:
+def _method_rows(units: dict) -> list[RowId]:
     """The rows that get a population of their own: every unlearning method's (Retrain is the retain model)."""
-    return [row for row in units
-            if row.removesuffix("+lora") in METHODS and not METHODS[row.removesuffix("+lora")].is_retrain]
+    return [row for row in units if row.name in METHODS and not METHODS[row.name].is_retrain]
 
 
 def build_members(pipe, base, target, units: dict) -> None:
@@ -154,8 +154,10 @@ def population_metrics(pipe, base, target, units: dict) -> dict[str, dict]:
 
     retain_stat, ra_r, ta_r = summary([m["retrained"] for m in members])
     out = {}
-    for row in ["target"] + (["retain"] if pc.independent_retain else []) + methods:
-        group = [m[row] for m in members]
+    populations = {RowId("target"): "target", **({RowId("retain"): "retain"} if pc.independent_retain else {}),
+                   **{row: row for row in methods}}
+    for row, member in populations.items():
+        group = [m[member] for m in members]
         if any(g is None for g in group):
             continue
         stat, ra, ta = summary(group)

@@ -1,4 +1,4 @@
-"""Requests that arrive one at a time (README, "Requests over time"; MUSE's sustainability and scalability): the
+"""Requests that arrive one at a time (docs/requests.md; MUSE's sustainability and scalability): the
 forget set split into K disjoint folds along the task's natural unit (`request_folds`, unlearnbench/tasks.py).
 
 - sequential: request k unlearns fold k, starting from the method's own model after request k-1;
@@ -19,21 +19,18 @@ from pathlib import Path
 from evals import spread
 from evals.robustness import restrict, union
 from methods import METHODS
-from orchestration.benchmark import describe
-from pipeline import ModelRef, Pipeline
+from orchestration.pipeline import ModelRef, Pipeline, Recipe
+from orchestration.rows import RowId, describe, record
 from unlearnbench.cache import UnitStore, kept, stable_hash
 from unlearnbench.config import ExperimentConfig
-from unlearnbench.cost import COST_FIELDS
-from unlearnbench.tasks import TaskData
+from unlearnbench.tasks import TaskData, require
 
 NO_GOLD = "no gold standard: the task has no retain rows to retrain on (a given target), so nothing compares with it"
 
 
 def folds_of(task, k: int, seed: int, data: TaskData) -> list[tuple[list[int], list[int] | None]]:
     """The task's k folds, checked: disjoint, non-empty, covering the forget set."""
-    if not hasattr(task, "request_folds"):
-        raise ValueError(f"task {task.label} cannot split its forget set into requests (no request_folds hook; "
-                         f"unlearnbench/tasks.py); run it without requests.folds")
+    require(task, "request_folds", "requests.folds (the forget set split into requests)")
     folds = task.request_folds(k, seed)
     rows = [i for f, _ in folds for i in f]
     if sorted(rows) != list(range(len(data.forget))) or any(not f for f, _ in folds):
@@ -62,7 +59,7 @@ def gold_standards(pipe: Pipeline, base: ModelRef, folds) -> list[ModelRef | Non
     for k in range(len(folds)):
         target = pipe.data.train["target"]
         rows = [target[i] for i in kept(target, [pipe.data.forget[i] for i in covered(folds, range(k + 1))[0]])]
-        out.append(pipe.finetuned(base, "retain", "", rows=rows))
+        out.append(pipe.finetuned(base, "retain", recipe=Recipe(rows=rows)))
     return out
 
 
@@ -101,12 +98,12 @@ def run_requests(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, 
     pipe = Pipeline(cfg, task, data, store, accelerator)
     folds = folds_of(task, cfg.requests.folds, cfg.seed, data)
     base = pipe.base() if data.train.get("retain") is not None or not cfg.model.target else None
-    target = pipe.finetuned(base, "target", cfg.model.target)
+    target = pipe.finetuned(base, "target", given=cfg.model.target)
     golds = gold_standards(pipe, base, folds)
     target_unit = {"status": "ok", **pipe.evaluated(target, "target"), "cost": target.cost}
     gold_units = [{"status": "ok", **pipe.evaluated(g, f"retain (request {k + 1})"), "cost": g.cost} if g else
                   {"status": "absent", "error": NO_GOLD} for k, g in enumerate(golds)]
-    seeds = [cfg.seed + s for s in range(cfg.seeds)]
+    seeds = cfg.seed_values()
     chains = {}
     for mode in cfg.requests.modes():
         for name in cfg.methods:
@@ -126,18 +123,18 @@ def run_requests(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, 
             records.append(_record(task, row, "reference", k, forgotten, unit, gold, folds, retrain_walls))
         per_item[f"retain (request {k + 1})"] = gold
         for (mode, name), by_seed in chains.items():
-            row = name + ("+lora" if cfg.lora and METHODS[name].loss else "")
+            row = RowId(name, lora=bool(cfg.lora and METHODS[name].loss))
             first = by_seed[seeds[0]]
-            record = _record(task, row, mode, k, forgotten if mode == "cumulative" else [k + 1], first[k], gold,
-                             folds, retrain_walls, steps=first[:k + 1])
-            if record["status"] == "ok" and len(seeds) > 1:
+            rec = _record(task, row, mode, k, forgotten if mode == "cumulative" else [k + 1], first[k], gold,
+                          folds, retrain_walls, steps=first[:k + 1])
+            if rec["status"] == "ok" and len(seeds) > 1:
                 failed = next((c[k] for c in by_seed.values() if c[k]["status"] != "ok"), None)
                 if failed:
-                    record.update(status=failed["status"], error=failed["error"], metrics={})
+                    rec.update(status=failed["status"], error=failed["error"], metrics={})
                 else:
-                    spread.over_seeds(record, [(s, step_metrics(task, c[k]["stats"], gold, folds, k))
-                                               for s, c in by_seed.items()], log_scale)
-            records.append(record)
+                    spread.over_seeds(rec, [(s, step_metrics(task, c[k]["stats"], gold, folds, k))
+                                            for s, c in by_seed.items()], log_scale)
+            records.append(rec)
             per_item[f"{row} ({mode} {k + 1})"] = first[k].get("stats")
     dataset = {**describe(task, data, cfg), "log_scale": sorted(log_scale),
                "higher_is_better": {**task.higher_is_better, **{f"fold_{m}": up for m, up in
@@ -147,29 +144,23 @@ def run_requests(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, 
     return {"records": records, "dataset": dataset, "per_item": per_item}
 
 
-def _record(task, row: str, mode: str, k: int, folds_unlearned: list[int], unit: dict, gold: dict | None, folds,
-            retrain_walls: list, steps: list[dict] | None = None) -> dict:
+def _record(task, row: RowId | str, mode: str, k: int, folds_unlearned: list[int], unit: dict, gold: dict | None,
+            folds, retrain_walls: list, steps: list[dict] | None = None) -> dict:
     """Request k's record of one row (0-based k): its metrics, what the step cost, and for a method what requests
     1..k cost together against retraining at each of them (`cumulative_*`)."""
-    cost = {**dict.fromkeys(COST_FIELDS), **(unit.get("cost") or {})}
-    cost.pop("train_log", None)
-    gold_wall = retrain_walls[k]
-    cost["relative_cost"] = cost["wall_seconds"] / gold_wall if gold_wall and cost["wall_seconds"] else None
-    record = {"task": task.label, "model": row, "mode": mode, "request": k + 1, "folds": folds_unlearned,
-              "forgotten_folds": list(range(1, k + 2)), "status": unit["status"], "metrics": {}, "cost": cost,
-              "eval_cost": unit.get("eval_cost")}
+    out = record(task.label, row, unit, retrain_walls[k], mode=mode, request=k + 1, folds=folds_unlearned,
+                 forgotten_folds=list(range(1, k + 2)))
     if unit["status"] != "ok":
-        record["error"] = unit.get("error", "")
-        return record
+        return out
     if "forget_rows" in unit:
-        record["forget_rows"] = unit["forget_rows"]
+        out["forget_rows"] = unit["forget_rows"]
     if steps is not None:
         walls = [((s.get("cost") or {}).get("wall_seconds")) for s in steps]
         retrain = sum(retrain_walls[:k + 1]) if all(retrain_walls[:k + 1]) else None
-        record["cumulative_cost"] = {
+        out["cumulative_cost"] = {
             "wall_seconds": sum(walls) if None not in walls else None,
             "tokens": sum((s.get("cost") or {}).get("tokens") or 0 for s in steps),
             "retrain_wall_seconds": retrain,
             "relative_cost": sum(walls) / retrain if retrain and None not in walls else None}
-    record["metrics"] = step_metrics(task, unit["stats"], gold, folds, k)
-    return record
+    out["metrics"] = step_metrics(task, unit["stats"], gold, folds, k)
+    return out

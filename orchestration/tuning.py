@@ -1,4 +1,4 @@
-"""The tuning protocol (README, "Fair tuning"): every method swept over a declared grid with the same budget (the
+"""The tuning protocol (docs/tuning.md): every method swept over a declared grid with the same budget (the
 same number of configurations, the same unlearning schedule and seeds), on a validation split whose forget and
 retain authors exclude the test forget set (the task's `validation()`), each configuration scored against that
 split's own retain model, and one rule, declared before the sweep, choosing each method's settings.
@@ -13,8 +13,9 @@ import itertools
 
 from evals import spread
 from methods import METHODS, method_config
-from pipeline import Pipeline
+from orchestration.pipeline import Pipeline
 from unlearnbench.config import ConfigError, ExperimentConfig
+from unlearnbench.tasks import require
 
 
 def grids(cfg: ExperimentConfig) -> dict[str, list[dict]]:
@@ -60,17 +61,15 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
     if cfg.model.target or cfg.model.retain:
         raise ConfigError("tuning fine-tunes its own validation target and retain models, without the test forget "
                           "authors; a given model.target / model.retain has seen them: drop them for tune.py")
-    if not hasattr(task, "validation"):
-        raise ConfigError(f"task {task.label!r} has no validation split; the tuning protocol needs one "
-                          f"(TOFU-style tasks have it)")
+    require(task, "validation", "the tuning protocol (a validation split; TOFU-style tasks have one)")
     base = Pipeline(cfg, task, data, store, accelerator).base()       # the test run's own base model
     vtask, vdata = task.validation(cfg.tuning.validation_authors)
     vpipe = Pipeline(cfg, vtask, vdata, store, accelerator)
-    target, retain = vpipe.finetuned(base, "target", ""), vpipe.finetuned(base, "retain", "")
+    target, retain = vpipe.finetuned(base, "target"), vpipe.finetuned(base, "retain")
     retain_stats = vpipe.evaluated(retain, "validation retain")["stats"]
     retain_utility = vtask.metrics(retain_stats, retain_stats)[vtask.utility]
     floor = cfg.utility_floor * retain_utility
-    seeds = [cfg.seed + k for k in range(cfg.seeds)]
+    seeds = cfg.seed_values()
     methods = {}
     for name, configs in points.items():
         rows = []

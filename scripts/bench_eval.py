@@ -26,7 +26,7 @@ from accelerate import Accelerator  # noqa: E402
 from benchmarks.tofu import EVAL_SPLITS  # noqa: E402
 from evals.engine import Work  # noqa: E402
 from evals.stats import split_stats  # noqa: E402
-from pipeline import Pipeline  # noqa: E402
+from orchestration.pipeline import Pipeline  # noqa: E402
 from unlearnbench.cache import UnitStore  # noqa: E402
 from unlearnbench.config import load_config  # noqa: E402
 from unlearnbench.runtime import configure_threads  # noqa: E402
@@ -140,7 +140,7 @@ def main() -> None:
     pipe = Pipeline(cfg, task, task.load(cfg.resolved_cache_dir() / "tasks"), UnitStore(cfg.resolved_cache_dir()),
                     Accelerator())
     base = pipe.base()
-    ref = base if args.role == "base" else pipe.finetuned(base, args.role, getattr(cfg.model, args.role))
+    ref = base if args.role == "base" else pipe.finetuned(base, args.role, given=getattr(cfg.model, args.role))
     model, fmt = pipe.load(ref), pipe.fmt(pipe.tokenizer(ref))
     max_new = args.max_new_tokens or task.cfg.eval.max_new_tokens
     n_params = sum(p.numel() for p in model.parameters())

@@ -70,7 +70,7 @@ def smoke_target(smoke_root):
     tests/test_end_to_end.py ran first)."""
     from accelerate import Accelerator
 
-    from pipeline import Pipeline
+    from orchestration.pipeline import Pipeline
     from unlearnbench.cache import UnitStore
     from unlearnbench.config import load_config
     from unlearnbench.tasks import build_task
@@ -79,5 +79,20 @@ def smoke_target(smoke_root):
     task = build_task(label, section)
     data = task.load(cfg.resolved_cache_dir() / "tasks")
     pipe = Pipeline(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), Accelerator())
-    target = pipe.finetuned(pipe.base(), "target", "")
+    target = pipe.finetuned(pipe.base(), "target")
     return pipe.load(target), pipe.fmt(pipe.tokenizer(target)), task
+
+
+@pytest.fixture
+def registries():
+    """The method, task and attack registries as they were before the test: what a test's extension files
+    register does not leak into other tests."""
+    from orchestration import extensions
+    before = {kind: dict(registry) for kind, registry in extensions.REGISTRIES.items()}
+    files = dict(extensions._FILES)
+    yield
+    for kind, registry in extensions.REGISTRIES.items():
+        registry.clear()
+        registry.update(before[kind])
+    extensions._FILES.clear()
+    extensions._FILES.update(files)

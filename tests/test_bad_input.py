@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import pipeline
+from orchestration import pipeline
 import run_benchmark
 from benchmarks.tofu import TofuConfig, TofuTask
-from preflight import check_forget_seen
+from orchestration.preflight import check_forget_seen
 from tofu_release import write_release
 from unlearnbench.config import EmbeddedModelConfig
 from unlearnbench.models import build_embedded_model, save_model, train_tokenizer
@@ -123,6 +123,16 @@ def adapter(base: str, pickled: bool = False):
     return setup
 
 
+MISSPELT_TASK = """
+from benchmarks.tofu import TofuConfig, TofuTask
+from unlearnbench.tasks import task
+
+
+@task("misspelt", TofuConfig)
+class MisspeltTask(TofuTask):
+    def request_fold(self, k, seed):
+        return []
+"""
 DUPLICATE = """from dataclasses import dataclass
 from methods import method
 
@@ -195,11 +205,22 @@ CASES = [
      r"checkpoints\.Mine=.*its tokenizer \([\d,]+ tokens\) is not the run's \([\d,]+ tokens"),
     ("checkpoint row named like a method", lambda w, t: [f"checkpoints.GradDiff={w / 'model'}"],
      r"checkpoints\.GradDiff: 'GradDiff' is already a row"),
-    ("method file with a syntax error", lambda w, t: [f"method_files={write(t / 'mine.py', 'x = (' + chr(10))}"],
-     r"method_files: .*mine\.py, line 1: syntax error"),
-    ("method file reusing a name", lambda w, t: [f"method_files={write(t / 'mine.py', DUPLICATE)}"],
-     r"mine\.py failed to import: ValueError: duplicate method name 'GradDiff'.*rename the method"),
-    ("method file missing", lambda w, t: [f"method_files={t / 'none.py'}"], r"none\.py' is not a Python file"),
+    ("method file with a syntax error", lambda w, t: [f"extensions={write(t / 'mine.py', 'x = (' + chr(10))}"],
+     r"extensions: .*mine\.py, line 1: syntax error"),
+    ("method file reusing a name", lambda w, t: [f"extensions={write(t / 'mine.py', DUPLICATE)}"],
+     r"mine\.py failed to import: ValueError: duplicate method name 'GradDiff'.*rename it in that file"),
+    ("method file missing", lambda w, t: [f"extensions={t / 'none.py'}"], r"none\.py' is not a Python file"),
+    ("extension file registering nothing", lambda w, t: [f"extensions={write(t / 'empty.py', 'X = 1' + chr(10))}"],
+     r"empty\.py registers nothing; decorate"),
+    ("task with a misspelt hook", lambda w, t: [f"extensions={write(t / 'task.py', MISSPELT_TASK)}"],
+     r"task\.py failed to import: TypeError: task 'misspelt': MisspeltTask has \['request_fold'\], which are not "
+     r"hooks"),
+    ("unknown attack", lambda w, t: ["robustness.attacks=paraphrase"], r"robustness: unknown attack 'paraphrase'"),
+    ("built-in attack by name", lambda w, t: ["robustness.attacks=relearn"],
+     r"robustness\.attacks: relearn is turned on by its own keys"),
+    ("zero seeds", lambda w, t: ["seeds=0"], r"seeds=0: the number of unlearning seeds per method must be at least 1"),
+    ("utility floor above 1", lambda w, t: ["utility_floor=2"], r"utility_floor=2\.0: a fraction of the retain "
+     r"model's utility in \[0, 1\]"),
     # numeric settings: a named error before anything trains (a deliberate zero: tests/test_checkpoints.py)
     ("zero batch size", lambda w, t: ["unlearn.batch_size=0"], r"unlearn\.batch_size=0: expected rows per micro-batch"),
     ("negative learning rate", lambda w, t: ["method_args.GradAscent.lr=-1e-3"],

@@ -1,5 +1,5 @@
 """Bring your own: unlearned models out of the suite (save_models), models unlearned elsewhere in as rows
-(checkpoints.<row>), evaluation-only runs, and methods registered from a file outside the package (method_files)."""
+(checkpoints.<row>), evaluation-only runs, and methods registered from a file outside the package (extensions=)."""
 import json
 
 import pytest
@@ -7,8 +7,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-import methods
-import pipeline
+from orchestration import pipeline
 import run_benchmark
 
 SMOKE = ["experiment=smoke", "methods=GradDiff"]
@@ -110,21 +109,10 @@ def half_ascent(model, batch, ref, cfg):
 '''
 
 
-@pytest.fixture
-def registry():
-    """The method registry as it was before the test (a method file's methods do not leak into other tests)."""
-    before, files = dict(methods.METHODS), dict(methods._FILES)
-    yield
-    methods.METHODS.clear()
-    methods.METHODS.update(before)
-    methods._FILES.clear()
-    methods._FILES.update(files)
-
-
-def test_a_method_from_a_file_outside_the_package(smoke_root, tmp_path, registry):
+def test_a_method_from_a_file_outside_the_package(smoke_root, tmp_path, registries):
     path = tmp_path / "my_methods.py"
     path.write_text(METHOD_FILE.format(scale=0.5))
-    args = [f"method_files={path}", "methods=HalfAscent"]
+    args = [f"extensions={path}", "methods=HalfAscent"]
     full = rows(run(smoke_root, "own_full", *args))["HalfAscent"]
     lora = rows(run(smoke_root, "own_lora", *args, "lora=true"))["HalfAscent+lora"]
     for r in (full, lora):

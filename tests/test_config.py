@@ -1,7 +1,7 @@
 """Config: strict merging, overrides, clear errors; every YAML under configs/ loads."""
 import pytest
 
-import pipeline  # noqa: F401  (registers the task families, as a run does)
+from orchestration import pipeline  # noqa: F401  (registers the task families, as a run does)
 from methods import METHODS, method_config
 from unlearnbench.config import (CONFIG_ROOT, ConfigError, ExperimentConfig, from_dict, load_config, read_yaml,
                                  tuned_args)

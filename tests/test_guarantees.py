@@ -16,7 +16,7 @@ from evals.engine import evaluate
 from evals.reference import mean_answer_nll
 from methods import private
 from orchestration import guarantees
-from pipeline import Pipeline
+from orchestration.pipeline import Pipeline
 from unlearnbench.cache import UnitStore, stable_hash
 from unlearnbench.config import load_config
 from unlearnbench.ensemble import Ensemble
@@ -77,7 +77,7 @@ def test_sisa_unlearning_is_exact_and_retrains_only_the_affected_slices(tmp_path
         else:                               # an untouched constituent: the very same bytes
             assert old == now and _weights(old) == _weights(now)
     # its relative cost is below 1: one shard of two retrained, against retraining the whole model
-    retain = pipe.finetuned(base, "retain", "")
+    retain = pipe.finetuned(base, "retain")
     assert row["cost"]["grad_tokens"] < 0.8 * retain.cost["grad_tokens"]
     assert row["cost"]["flops"] < retain.cost["flops"]
 

@@ -88,7 +88,7 @@ def test_method_trains_on_corpus_text(name):
     text rows, the refusal methods on (first sentence -> refusal) pairs, and RMU still moves only its layers."""
     from benchmarks.synthetic_wmdp import SyntheticWmdpConfig
     from benchmarks.synthetic_wmdp import generate as generate_wmdp
-    from pipeline import encode_row, idk_pair
+    from orchestration.pipeline import encode_row, idk_pair
     world = generate_wmdp(SyntheticWmdpConfig(n_forget=3, n_neighbour=3))
     tok = train_tokenizer([r["text"] for r in world["forget_corpus"] + world["retain_corpus"]] + read_refusals(), 400)
     fmt = PromptFormat(ModelConfig(), tok)

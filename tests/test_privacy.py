@@ -139,7 +139,7 @@ def test_shadow_models_through_lora(smoke_root):
     from accelerate import Accelerator
     from safetensors.torch import load_file
 
-    from pipeline import Pipeline
+    from orchestration.pipeline import Pipeline, Recipe
     from unlearnbench.cache import UnitStore
     from unlearnbench.config import load_config
     from unlearnbench.tasks import build_task
@@ -149,8 +149,8 @@ def test_shadow_models_through_lora(smoke_root):
     pipe = Pipeline(cfg, task, task.load(cfg.resolved_cache_dir() / "tasks"), UnitStore(cfg.resolved_cache_dir()),
                     Accelerator())
     base, rows = pipe.base(), list(pipe.data.retain)[:8]
-    lora = pipe.finetuned(base, "shadow", "", seed=7, rows=rows, lora_lr=cfg.privacy.shadow_lora_lr)
-    full = pipe.finetuned(base, "shadow", "", seed=7, rows=rows)
+    lora = pipe.finetuned(base, "shadow", seed=7, recipe=Recipe(rows=rows, lora_lr=cfg.privacy.shadow_lora_lr))
+    full = pipe.finetuned(base, "shadow", seed=7, recipe=Recipe(rows=rows))
     assert lora.path != full.path
     before, after = (load_file(f"{ref.path}/model.safetensors") for ref in (base, lora))
     assert after.keys() == before.keys()        # merged: a plain model, no adapter weights

@@ -13,7 +13,7 @@ import run_benchmark
 from accelerate import Accelerator
 from benchmarks.wmdp import WmdpConfig, WmdpTask
 from orchestration.requests import covered, gold_standards, step_pipeline
-from pipeline import Pipeline
+from orchestration.pipeline import Pipeline
 from unlearnbench.cache import UnitStore, row_digests
 from unlearnbench.config import load_config
 from unlearnbench.models import load_model
@@ -99,7 +99,7 @@ def test_sequential_step_starts_from_the_previous_steps_model(run, tmp_path, mon
     root, _ = run
     cfg, task, data = loaded_task([*ARGS, f"cache_dir={root / 'cache'}"], tmp_path)
     pipe = Pipeline(cfg, task, data, UnitStore(root / "cache"), Accelerator(cpu=True))
-    target = pipe.finetuned(pipe.base(), "target", "")
+    target = pipe.finetuned(pipe.base(), "target")
     folds = task.request_folds(2, cfg.seed)
     step1 = step_pipeline(pipe, folds[0][0]).unlearned(target, "GradAscent", keep_model="merged")   # cached
     after_step1 = digest(load_model(step1["model"], cfg.model))
@@ -131,7 +131,7 @@ def test_step_one_of_both_modes_equals_a_single_request_bit_for_bit(run, tmp_pat
         shutil.copytree(root / "cache" / kind, cache / kind)
     cfg, task, data = loaded_task([*ARGS, f"cache_dir={cache}"], tmp_path)
     pipe = Pipeline(cfg, task, data, UnitStore(cache), Accelerator(cpu=True))
-    target = pipe.finetuned(pipe.base(), "target", "")
+    target = pipe.finetuned(pipe.base(), "target")
     rows = task.request_folds(2, cfg.seed)[0][0]
     single = Pipeline(cfg, task, dataclasses.replace(data, forget=[data.forget[i] for i in rows]),
                       UnitStore(cache), Accelerator(cpu=True))
@@ -154,7 +154,7 @@ def test_each_gold_standard_never_saw_the_folds_forgotten_so_far(run, tmp_path):
         assert not seen & set(row_digests(gone))
         assert set(row_digests(kept + data.retain)) <= seen
     # the last request forgets everything: its gold standard is the task's own retain model
-    assert golds[-1].key == pipe.finetuned(base, "retain", "").key
+    assert golds[-1].key == pipe.finetuned(base, "retain").key
 
 
 def test_an_interrupted_run_resumes_at_the_step_where_it_stopped(run, tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def test_a_pretrained_model_rehearses_general_qa_while_fine_tuning(smoke_root, t
     without it, on its rows alone. The embedded model has its own switch, and asking it for this one fails."""
     from accelerate import Accelerator
 
-    import pipeline
+    from orchestration import pipeline
     from unlearnbench.cache import UnitStore
     from unlearnbench.config import ConfigError, load_config
     from unlearnbench.tasks import build_task
@@ -111,7 +111,7 @@ def test_a_pretrained_model_rehearses_general_qa_while_fine_tuning(smoke_root, t
     for replay in (True, False):
         pipe = pipe_for([f"model={pretrained}", f"model.replay={str(replay).lower()}", f"cache_dir={tmp_path}"])
         with pytest.raises(KeyboardInterrupt):
-            pipe.finetuned(pipe.base(), "retain", "")
+            pipe.finetuned(pipe.base(), "retain")
         rows = pipe.data.train["retain"]
         fmt = pipe.fmt(pipe.tokenizer(pipe.base()), pipe.task.cfg.finetune.max_length)
         extra = [fmt.encode(r["question"], r["answer"]) for r in general_qa()] if replay else []

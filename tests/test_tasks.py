@@ -24,7 +24,7 @@ class ToyConfig(TaskConfig):
 class ToyTask:
     """A MUSE-like toy: forget two facts, keep four; score = mean answer NLL."""
     version = 1
-    forget_score, utility = "forget_nll", "retain_nll_inv"
+    forget_score, utility, forget_measure = "forget_nll", "retain_nll_inv", "forget_nll"
     higher_is_better = {"forget_nll": True, "retain_nll_inv": True}
     headline = ["forget_nll", "retain_nll_inv"]
     log_scale = set()

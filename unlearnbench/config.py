@@ -48,7 +48,7 @@ class TrainConfig:
 
 @dataclass
 class EmbeddedModelConfig:
-    """The small Llama-architecture model the suite builds and pretrains itself (SPEC section 3, step 1)."""
+    """The small Llama-architecture model the suite builds and pretrains itself (docs/protocol.md, step 1)."""
     vocab_size: int = 2048
     hidden_size: int = 192
     num_layers: int = 4
@@ -162,11 +162,16 @@ class ExperimentConfig:
     # {row name: hub id | local folder}: an already unlearned model (full weights, or a peft adapter folder)
     # evaluated as a row of every task, with the task's full metrics
     checkpoints: dict = field(default_factory=dict)
-    method_files: list[str] = field(default_factory=list)   # Python files that register methods with @method
+    extensions: list[str] = field(default_factory=list)     # Python files registering methods, tasks or attacks
     # true: every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter); merged: LoRA rows merged
     save_models: bool | str = False
 
     def __post_init__(self):
+        if self.seeds < 1:
+            raise ConfigError(f"seeds={self.seeds}: the number of unlearning seeds per method must be at least 1")
+        if not 0 <= self.utility_floor <= 1:
+            raise ConfigError(f"utility_floor={self.utility_floor}: a fraction of the retain model's utility in [0, 1] "
+                              f"(0.9: a row keeping less than 90 % of it is flagged; 0: no floor)")
         if self.save_models not in (False, True, "merged"):
             raise ConfigError(f"save_models={self.save_models!r}: true (each row's model; LoRA rows as the adapter), "
                               f"merged (LoRA rows merged into full weights), or false")
@@ -179,7 +184,8 @@ class ExperimentConfig:
                                   f"row differently, e.g. checkpoints.{name}_ckpt=...")
 
         if self.requests.folds:
-            clash = [k for k, on in (("robustness", self.robustness.relearn_steps or self.robustness.quant_bits),
+            clash = [k for k, on in (("robustness", self.robustness.relearn_steps or self.robustness.quant_bits
+                                                     or self.robustness.attacks),
                                      ("privacy", self.privacy.population or self.privacy.shadow_models),
                                      ("checkpoints", self.checkpoints), ("save_models", self.save_models),
                                      ("sisa", self.sisa.shards), ("dp", self.dp.epsilon),
@@ -190,6 +196,11 @@ class ExperimentConfig:
                                   f"take {', '.join(clash)} (model.retain, seed_models: each request has its own gold "
                                   f"standard, retrained without the folds forgotten so far); unset {clash[0]} or run "
                                   f"it without requests")
+
+    def seed_values(self) -> list[int]:
+        """The seeds every method row runs from: seed .. seed + seeds - 1; the first is the record's own, the others
+        give its spread."""
+        return [self.seed + k for k in range(self.seeds)]
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.cache_dir or os.environ.get("UNLEARNBENCH_CACHE") or

@@ -1,4 +1,5 @@
-"""The settings of the protocols beyond one unlearning request (SPEC sections 6 and 8): populations for the
+"""The settings of the protocols beyond one unlearning request (docs/privacy.md, docs/tuning.md, docs/recovery.md,
+docs/requests.md, docs/guarantees.md): populations for the
 privacy scores, the tuning protocol, the robustness attacks, requests over time, and the rows that come with a
 guarantee (SISA, DP). Sections of ExperimentConfig (unlearnbench/config.py); 0 / [] turns each off.
 """
@@ -11,7 +12,7 @@ from unlearnbench.strict import ConfigError, FieldError
 
 @dataclass
 class PrivacySettings:
-    """Evaluations that need many models (SPEC section 6). 0 turns each off; every member is a cached unit."""
+    """Evaluations that need many models (docs/privacy.md). 0 turns each off; every member is a cached unit."""
     population: int = 0            # N: retain models, target models and unlearned models per method, from N seeds
     independent_retain: bool = True  # a second retain population, scored against the first (the estimator's check)
     shadow_models: int = 0         # LiRA shadow models, each trained on the retain set and half the candidate pool
@@ -46,12 +47,14 @@ class TuningSettings:
 
 @dataclass
 class RobustnessSettings:
-    """Does the knowledge come back? Attacks on every evaluated row (orchestration/robustness.py); 0 / [] is off."""
+    """Does the knowledge come back? Attacks on every evaluated row (orchestration/attacks/); 0 / [] is off."""
     relearn_steps: int = 0         # updates of fine-tuning on the relearn part of the forget set (0: no relearning)
     relearn_lr: float = 3e-4
     relearn_batch_size: int = 8
     relearn_data: str = "forget"   # forget: the relearn part of the forget set; unrelated: as many retain rows
     quant_bits: list[int] = field(default_factory=list)   # bitsandbytes on load: 8 (LLM.int8), 4 (NF4); 16: none
+    attacks: list[str] = field(default_factory=list)      # attacks registered from a file (extensions=), by name
+    attack_args: dict = field(default_factory=dict)       # {attack: {setting: value}}: an attack's own settings
 
     def __post_init__(self):
         if self.relearn_data not in ("forget", "unrelated"):

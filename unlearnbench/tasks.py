@@ -1,4 +1,5 @@
-"""Tasks, the extension point beside methods (SPEC section 3). The pipeline knows a task only through this file.
+"""Tasks, the extension point beside methods (docs/protocol.md, "Tasks"). The pipeline knows a task only through
+this file.
 
 A task family is one module under benchmarks/ that registers a class with `@task(name, ConfigDataclass)`; its
 config dataclass extends `TaskConfig` with the family's own fields, and `configs/task/*.yaml` hold values. The
@@ -25,9 +26,14 @@ class, built from its validated config, provides:
     metrics(stats, retain_stats | None) -> dict[str, float]
                                       numbers from statistics; retain_stats is the retain model's, or None where
                                       the task has no retain model (then no metric may pretend it has one)
-    forget_measure: str               the metric the recovery attacks measure (orchestration/robustness.py)
+    forget_measure: str               the metric the recovery attacks and the requests' per-fold columns measure
+
+Optional hooks (capabilities): a task defines those it can serve, and registration records them in
+`capabilities`; the pipeline asks `"<hook>" in task.capabilities`, and a protocol that needs a hook the task lacks
+is an input error before anything trains:
+
     relearn_split(seed) -> (rows, items | None)
-                                      after load: the relearning attack's rows to train on (part of the forget
+                                      optional, after load (the relearning attack needs it): the relearning attack's rows to train on (part of the forget
                                       set) and the indices of the forget split's items it scores (None: all),
                                       never one of the rows trained on
     request_folds(k, seed) -> [(rows, items | None)] * k
@@ -50,7 +56,7 @@ class, built from its validated config, provides:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 from unlearnbench.config import ConfigError, TaskConfig, available, from_dict
 from unlearnbench.registry import Registry
@@ -58,22 +64,72 @@ from unlearnbench.registry import Registry
 TASKS = Registry("task")
 
 
+class Task(Protocol):
+    """What every task provides (the module docstring says what each member means)."""
+    label: str
+    version: int
+    forget_score: str
+    utility: str
+    forget_measure: str
+    higher_is_better: dict
+    headline: list
+    log_scale: set
+    prompted: bool
+    capabilities: frozenset     # the optional hooks it defines, recorded when it registers
+
+    def load(self, cache_dir) -> TaskData: ...
+    def scored_pairs(self) -> dict: ...
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict: ...
+    def metrics(self, stats: dict, retain_stats: dict | None) -> dict: ...
+
+
+REQUIRED_ATTRIBUTES = ("version", "forget_score", "utility", "forget_measure", "higher_is_better", "headline",
+                       "log_scale", "prompted")
+REQUIRED_HOOKS = ("load", "scored_pairs", "evaluate", "metrics")
+OPTIONAL_HOOKS = ("relearn_split", "request_folds", "train_units", "pack", "validation")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
     config: type            # a dataclass extending TaskConfig
     build: Callable         # config -> task object
+    source: str = ""        # registered from a user's file (extensions=): "<path>@<digest>", part of its units' keys
+
+
+def capabilities(name: str, cls: type) -> frozenset:
+    """The optional hooks `cls` defines, after checking it against the interface: a missing member or a public
+    method that is no hook (a misspelt one, say) is an error now, at registration, not an AttributeError mid-run."""
+    missing = [a for a in REQUIRED_ATTRIBUTES + REQUIRED_HOOKS if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"task {name!r}: {cls.__name__} lacks {missing} (the task interface: unlearnbench/tasks.py)")
+    not_callable = [h for h in REQUIRED_HOOKS + OPTIONAL_HOOKS if hasattr(cls, h) and not callable(getattr(cls, h))]
+    unknown = [a for a, v in vars(cls).items() if callable(v) and not a.startswith("_")
+               and a not in REQUIRED_HOOKS + OPTIONAL_HOOKS]
+    if not_callable or unknown:
+        raise TypeError(f"task {name!r}: {cls.__name__} has {not_callable + unknown}, which are not hooks of the "
+                        f"task interface (required {list(REQUIRED_HOOKS)}, optional {list(OPTIONAL_HOOKS)}); "
+                        f"rename a misspelt hook, or prefix a helper with _")
+    return frozenset(h for h in OPTIONAL_HOOKS if hasattr(cls, h))
 
 
 def task(name: str, config: type):
-    """Register a task class under `name` with its config dataclass."""
+    """Register a task class under `name` with its config dataclass; its optional hooks become `capabilities`."""
     if not issubclass(config, TaskConfig):
         raise TypeError(f"task {name!r}: its config {config.__name__} must extend unlearnbench.config.TaskConfig")
 
     def wrap(cls):
+        cls.capabilities = capabilities(name, cls)
         TASKS.register(name, TaskSpec(name, config, cls))
         return cls
     return wrap
+
+
+def require(task: Task, hook: str, what: str) -> None:
+    """An input error unless `task` serves the optional `hook` that `what` (a setting, for the message) needs."""
+    if hook not in task.capabilities:
+        raise ConfigError(f"task {task.label} cannot serve {what}: it has no {hook} hook (unlearnbench/tasks.py); "
+                          f"run it without {what}")
 
 
 def build_task(label: str, section: dict):

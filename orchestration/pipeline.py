@@ -1,0 +1,351 @@
+"""The pipeline's stages as cached units (base model, fine-tuned target/retain, evaluation, one unlearning row),
+and one task's run through them. This is the layer that ties tasks (benchmarks/), methods and evals together; the
+core (unlearnbench/) knows none of them.
+
+Each unit's key hashes everything that determines it (config section, data fingerprint, upstream unit key, code
+version), so a rerun reuses finished units and a crashed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import benchmarks  # noqa: F401  (registers every task family)
+from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
+from evals.engine import ENGINE_VERSION
+from methods import METHODS, method_config
+from methods.private import dp_finetune
+from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
+from accelerate.utils import set_seed
+from peft import PeftModel
+from unlearnbench.cache import UnitStore, folder_digest, read_json, row_digests, stable_hash, write_json
+from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
+from unlearnbench.cost import CostMeter
+from unlearnbench.ensemble import Ensemble
+from unlearnbench.models import (EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, build_embedded_model,
+                                 load_model, load_tokenizer, resolve_name, save_model, train_tokenizer)
+from unlearnbench.runtime import Solo
+from unlearnbench.tasks import TASKS, TaskData
+
+
+@dataclass
+class ModelRef:
+    """A model on disk (or the hub) with the cache key that identifies its weights."""
+    path: str
+    key: str
+    gguf_file: str = ""
+    cost: dict | None = None        # what training it cost, if this suite trained it
+    adapter: str = ""               # a peft adapter folder applied on top of `path` (a LoRA checkpoint row)
+    members: tuple = ()             # an aggregate of these model folders (SISA: unlearnbench/ensemble.py); `path`
+                                    # is the first, whose tokenizer it uses
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a model is fine-tuned from the base, where it differs from the task's target / retain recipe."""
+    rows: list | None = None       # the rows (a shadow model's, a SISA slice's, a gold standard's); None: the role's
+    ft: TrainConfig | None = None  # another schedule than the task's (SISA's slices)
+    replay: bool | list | None = None   # another rehearsal than the run's (Pipeline.replay_rows)
+    lora_lr: float = 0.0           # > 0: a LoRA adapter (lora_cfg) trained at this rate, merged into the weights
+    private: tuple | None = None   # (DPSettings, epsilon): DP-SGD (methods/private.py), its accounting in the cost
+
+
+def encode_row(fmt: PromptFormat, row: dict) -> dict:
+    """A QA row is prompted (loss on the answer), a text row is plain language modelling (loss on every token)."""
+    return fmt.encode(row["question"], row["answer"]) if "question" in row else fmt.encode_text(row["text"])
+
+
+def idk_pair(fmt: PromptFormat, row: dict, refusal: str) -> tuple[dict, dict]:
+    """(forget row, refusal row) with the same prompt, for IdkSFT / IdkDPO. A text row is split after its first
+    sentence: that sentence is the prompt, the rest is the answer the refusal replaces."""
+    if "question" in row:
+        return fmt.encode(row["question"], row["answer"]), fmt.encode(row["question"], refusal)
+    head, sep, rest = row["text"].partition(". ")
+    head = head + sep if rest else head
+    return fmt.encode_continuation(head, rest or row["text"]), fmt.encode_continuation(head, refusal)
+
+
+class Pipeline:
+    def __init__(self, cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator):
+        self.cfg, self.task, self.data, self.store, self.acc = cfg, task, data, store, accelerator
+        self.prompt_key = [cfg.model.prompt_format, cfg.model.template]
+        # the experiment's unlearning schedule and method settings, with this task's overrides on top
+        self.unlearn = from_dict(TrainConfig, {**dataclasses.asdict(cfg.unlearn), **task.cfg.unlearn},
+                                 prefix=f"tasks.{task.label}.unlearn")
+
+    def solo(self) -> Pipeline:
+        """This pipeline for units this process builds alone while the other processes build theirs
+        (orchestration/populations.py): the same config, data and cache, no collective operation."""
+        return Pipeline(self.cfg, self.task, self.data, self.store, Solo(self.acc))
+
+    def method_hparams(self, name: str):
+        args = {**(self.cfg.method_args.get(name) or {}), **(self.task.cfg.method_args.get(name) or {})}
+        return method_config(name, args)
+
+    # -- models ----------------------------------------------------------------------------------------------
+    def load(self, ref: ModelRef):
+        if ref.members:
+            model = Ensemble([load_model(path, self.cfg.model) for path in ref.members]).to(self.acc.device)
+            return model.eval()
+        model = load_model(ref.path, self.cfg.model, ref.gguf_file)
+        if ref.adapter:         # evaluated with the adapter active, exactly as the suite's own LoRA rows are
+            model = PeftModel.from_pretrained(model, ref.adapter)
+        model = model.to(self.acc.device)
+        model.eval()
+        return model
+
+    def tokenizer(self, ref: ModelRef):
+        own = ref.adapter and any((Path(ref.adapter) / f).is_file() for f in TOKENIZER_FILES)
+        return load_tokenizer(ref.adapter if own else ref.path, self.cfg.model, "" if own else ref.gguf_file)
+
+    def given(self, ref: str, default_base=None) -> ModelRef:
+        """A checkpoint the user names (model.target / model.retain / checkpoints.<row>): a local folder, keyed by a
+        digest of its files (an edited folder is evaluated again), or a hub id at the configured revision. A
+        folder holding a peft adapter loads on top of the model its adapter_config.json names, or else on
+        `default_base()` (a checkpoint row's: the run's target; model.target's own: the base model)."""
+        folder = Path(ref).expanduser()
+        m = self.cfg.model
+        if not folder.is_dir():
+            return ModelRef(ref, stable_hash("given", ref, m.revision, m.dtype))
+        key = stable_hash("given", folder_digest(folder), m.dtype)
+        base = adapter_base(folder)
+        if base is None:
+            return ModelRef(str(folder), key)
+        base_ref = self.given(base) if base else (default_base or self.base)()
+        return ModelRef(base_ref.path, stable_hash("adapter", key, base_ref.key), adapter=str(folder))
+
+    def fmt(self, tokenizer, max_length: int = EVAL_MAX_LENGTH) -> PromptFormat:
+        return PromptFormat(self.cfg.model, tokenizer, max_length)
+
+    def unit(self, kind: str, key: str, build) -> Path:
+        """The unit's folder, building it with `build(tmp_folder)` unless a finished one is cached."""
+        if not self.store.done(kind, key):
+            with self.store.build(kind, key, publish=self.acc.is_main_process) as tmp:
+                build(tmp)
+        self.acc.wait_for_everyone()
+        return self.store.path(kind, key)
+
+    def meter(self) -> CostMeter:
+        return CostMeter(self.acc.device, self.acc.num_processes)
+
+    def base(self) -> ModelRef:
+        m = self.cfg.model
+        if not m.name:
+            raise ValueError("model.name is empty; set it to 'embedded', a hub id, a local path, or package:<module> "
+                             "for weights shipped in a Python package (configs/model/smollm2.yaml)")
+        if m.name != "embedded":
+            return ModelRef(resolve_name(m.name), stable_hash("hub", m.name, m.revision, m.gguf_file, m.dtype),
+                            m.gguf_file)
+        key = self._base_key()
+
+        def build(tmp):
+            tokenizer = self._train_tokenizer()
+            set_seed(self.cfg.seed)     # the initial weights: the same whatever ran before in this process
+            model = build_embedded_model(m.embedded, tokenizer).to(self.acc.device)
+            fmt = self.fmt(tokenizer, m.embedded.pretrain.max_length)
+            with self.meter() as meter:
+                meter.watch(model)
+                corpus = [encode_row(fmt, r) for r in self.replay_rows(True)]     # the pretraining corpus
+                log = finetune(model, corpus, m.embedded.pretrain, self.cfg.seed, self.acc, tokenizer.pad_token_id,
+                               desc="pretrain base", checkpointing=self.cfg.gradient_checkpointing)
+            save_model(model, tokenizer, tmp, alone=self.acc.num_processes == 1)
+            write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
+        path = self.unit("base", key, build)
+        return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
+
+    def _base_key(self) -> str:
+        qa, text = general_corpus()
+        return stable_hash("base", dataclasses.asdict(self.cfg.model.embedded), self.prompt_key, self.cfg.seed,
+                           self.data.fingerprint, qa, text, *([self.data.pretrain] if self.data.pretrain else []))
+
+    def _train_tokenizer(self):
+        """The embedded model's tokenizer: trained on the whole world's text (deterministic); the model learns
+        only general knowledge in pretraining."""
+        qa, text = general_corpus()
+        return train_tokenizer(text + self.data.texts + [r["question"] + " " + r["answer"] for r in qa],
+                               self.cfg.model.embedded.vocab_size)
+
+    def run_tokenizer(self):
+        """The run's tokenizer before any model trains: a pretrained model's own; the embedded base's (its cached
+        unit's, else trained here exactly as the base unit will train it)."""
+        if self.cfg.model.target and any((Path(self.cfg.model.target) / f).is_file() for f in TOKENIZER_FILES):
+            return load_tokenizer(self.cfg.model.target, self.cfg.model)     # a given target: its own tokenizer
+        if self.cfg.model.name != "embedded":
+            return self.tokenizer(self.base())
+        key = self._base_key()
+        if self.store.done("base", key):
+            return self.tokenizer(ModelRef(str(self.store.path("base", key)), key))
+        return self._train_tokenizer()
+
+
+    def _replay(self) -> bool | list[dict]:
+        """What fine-tuning into target, retain and shadow models rehearses besides the task's rows (part of their
+        cache key): True, the embedded model's pretraining corpus (`model.embedded.replay`, or the task's own
+        `replay`); for a pretrained model with `model.replay`, the general QA that no evaluated split asks; False,
+        nothing."""
+        if self.cfg.model.name == "embedded":
+            own = self.task.cfg.replay
+            return self.cfg.model.embedded.replay if own is None else own
+        return general_qa() if self.cfg.model.replay else False
+
+    def replay_rows(self, replay: bool | list[dict] | None = None) -> list[dict]:
+        """What fine-tuning rehearses (`_replay()`, or `replay`) as task rows: {"question", "answer"} or {"text"}
+        (True: the embedded model's pretraining corpus, with the task's own pretraining rows)."""
+        replay = self._replay() if replay is None else replay
+        if replay is True:
+            qa, text = general_corpus()
+            return list(qa) + [{"text": t} for t in text] + list(self.data.pretrain)
+        return list(replay or [])
+
+    def finetuned(self, base: ModelRef, role: str, *, given: str = "", seed: int | None = None,
+                  recipe: Recipe = Recipe()) -> ModelRef | None:
+        """The target or retain model: the `given` checkpoint, or base fine-tuned on the task's rows for that role
+        (or as `recipe` says: a shadow model's, a SISA slice's, a DP row's), with the experiment's seed or `seed`
+        (a population member). A task without rows for the role (e.g. WMDP on a real model) uses the base itself
+        as the target and has no retain model."""
+        if given:
+            return self.given(given)
+        rows = self.data.train.get(role) if recipe.rows is None else recipe.rows
+        if rows is None:
+            return base if role == "target" else None
+        ft, seed = recipe.ft or self.task.cfg.finetune, self.cfg.seed if seed is None else seed
+        replay = self._replay() if recipe.replay is None else recipe.replay
+        lora_lr, private = recipe.lora_lr, recipe.private
+        adapter = [lora_lr, dataclasses.asdict(self.cfg.lora_cfg)] if lora_lr else []
+        dp = [dataclasses.asdict(private[0]), private[1]] if private else []
+        key = stable_hash("finetune", base.key, dataclasses.asdict(ft), self.prompt_key, seed, rows, replay, *adapter,
+                          *dp)
+        ft = dataclasses.replace(ft, lr=lora_lr) if lora_lr else ft
+
+        def build(tmp):
+            model, tokenizer = self.load(base), self.tokenizer(base)
+            if lora_lr:
+                set_seed(seed)          # the adapter's initial weights: the same whatever ran before
+                model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
+            fmt = self.fmt(tokenizer, ft.max_length)
+            laid = self.task.pack(rows, seed) if "pack" in self.task.capabilities else rows   # a document task's
+            encoded = [encode_row(fmt, r) for r in laid + self.replay_rows(replay)]
+            with self.meter() as meter:
+                meter.watch(model)
+                desc = f"fine-tune {self.task.label} {role} (seed {seed})"
+                log = (dp_finetune(model, encoded, ft, *private, seed, self.acc.device, tokenizer.pad_token_id, desc)
+                       if private else finetune(model, encoded, ft, seed, self.acc, tokenizer.pad_token_id, desc=desc,
+                                                checkpointing=self.cfg.gradient_checkpointing))
+            save_model(model.merge_and_unload() if lora_lr else model, tokenizer, tmp,
+                       alone=self.acc.num_processes == 1)
+            write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
+            write_json(tmp / "rows_seen.json", row_digests(rows))
+        path = self.unit("finetuned", key, build)
+        return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
+
+    # -- evaluation ------------------------------------------------------------------------------------------
+    def eval_key(self, model_key: str) -> list:
+        source = TASKS[self.task.cfg.name].source        # a task from a user's file: its digest
+        return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint,
+                self.task.version, ENGINE_VERSION, *([source] if source else [])]
+
+    def evaluate(self, model, tokenizer, name: str, generate: bool = True) -> tuple[dict, dict]:
+        """Per-item statistics of the task's evaluation sets, and what computing them cost. generate=False (a
+        population member: teacher-forced statistics only) needs a task that can skip generation (TOFU)."""
+        with self.meter() as meter:
+            meter.watch(model)
+            extra = {} if generate else {"generate": False}
+            stats = self.task.evaluate(model, tokenizer, self.fmt(tokenizer), name, self.task.cfg.eval.batch_size,
+                                       self.acc, **extra)
+        return stats, meter.record()
+
+    def evaluated(self, ref: ModelRef, name: str, generate: bool = True) -> dict:
+        """Cached evaluation of a model on disk: {"stats", "eval_cost"}."""
+        key = stable_hash("eval", *self.eval_key(ref.key), *([] if generate else ["teacher-forced only"]))
+
+        def build(tmp):
+            stats, cost = self.evaluate(self.load(ref), self.tokenizer(ref), name, generate)
+            write_json(tmp / "unit.json", {"stats": stats, "eval_cost": cost})
+        return read_json(self.unit("eval", key, build) / "unit.json")
+
+    # -- unlearning ------------------------------------------------------------------------------------------
+    def untrained(self, method_name: str) -> str:
+        """Why a trained method's rows stay the target's weights (a deliberate zero: unlearn.epochs=0 or lr 0), or
+        "" when they train."""
+        spec, hp = METHODS.get_or_raise(method_name), self.method_hparams(method_name)
+        if spec.edit is not None or spec.is_retrain:
+            return ""
+        if self.unlearn.epochs == 0:
+            return "unlearn.epochs=0"
+        return f"method_args.{method_name}.lr=0" if getattr(hp, "lr", None) == 0 else ""
+
+    def unlearned(self, target: ModelRef, method_name: str, seed: int | None = None, generate: bool = True,
+                  keep_model: bool | str = False) -> dict:
+        """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}; with `seed`
+        a population member's (generate=False: teacher-forced statistics only). keep_model: the row's model is also
+        a cached unit (full weights, or the LoRA adapter; "merged": a LoRA row merged into full weights), its folder
+        in "model"; a row cached without it is unlearned again for it, deterministically."""
+        spec = METHODS.get_or_raise(method_name)
+        hp, seed = self.method_hparams(method_name), self.cfg.seed if seed is None else seed
+        key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
+                          self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,
+                          self.data.forget, self.data.retain,
+                          read_refusals() if spec.needs_idk else None, *self.eval_key(target.key),
+                          *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []))
+        merged = keep_model == "merged" and self.cfg.lora
+        weights = stable_hash("weights", key, *(["merged"] if merged else []))
+
+        def keep(model, tokenizer):
+            with self.store.build("weights", weights, publish=self.acc.is_main_process) as tmp:
+                # a merged copy: the row's own model is evaluated as trained, adapter active
+                save_model(copy.deepcopy(model).merge_and_unload() if merged else model, tokenizer, tmp,
+                           alone=self.acc.num_processes == 1)
+
+        def build(tmp):
+            unit = self._run_method(target, spec, hp, seed, generate, keep if keep_model else None)
+            write_json(tmp / "unit.json", unit)
+        unit = read_json(self.unit("row", key, build) / "unit.json")
+        if keep_model and unit["status"] == "ok":
+            self.acc.wait_for_everyone()
+            if not self.store.done("weights", weights):
+                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False)
+            self.acc.wait_for_everyone()
+            unit["model"] = str(self.store.path("weights", weights))
+        return unit
+
+    def _run_method(self, target: ModelRef, spec, hp, seed: int, generate: bool, keep=None,
+                    evaluate: bool = True) -> dict:
+        """Unlearn the target with `spec` and evaluate the result; keep(model, tokenizer), if given, saves the
+        model once it has trained without diverging."""
+        untrained = self.untrained(spec.name)
+        model, tokenizer = self.load(target), self.tokenizer(target)
+        fmt = self.fmt(tokenizer, self.unlearn.max_length)
+        roles = {"forget": [encode_row(fmt, r) for r in self.data.forget],
+                 "retain": [encode_row(fmt, r) for r in self.data.retain]}
+        if spec.needs_idk:
+            refusals, rng = read_refusals(), random.Random(seed)
+            pairs = [idk_pair(fmt, r, rng.choice(refusals)) for r in self.data.forget]
+            roles["forget"], roles["forget_idk"] = [p[0] for p in pairs], [p[1] for p in pairs]
+        with self.meter() as meter:
+            meter.watch(model)
+            if spec.edit is not None:
+                spec.edit(model, hp, seed)
+                log = {"edit": spec.name}
+            elif untrained:
+                log = {"micro_batches": 0, "updates": 0, "untrained": untrained}
+            else:
+                set_seed(seed)          # a LoRA adapter's initial weights: the same whatever ran before
+                model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
+                try:
+                    log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.unlearn, hp.lr,
+                                seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name,
+                                checkpointing=self.cfg.gradient_checkpointing)
+                except DivergenceError as err:
+                    log = err
+        if isinstance(log, DivergenceError):
+            return {"status": "failed", "error": str(log), "cost": meter.record()}
+        if keep is not None:
+            keep(model, tokenizer)
+        if not evaluate:
+            return {}
+        stats, eval_cost = self.evaluate(model, tokenizer, spec.name, generate)
+        return {"status": "ok", "stats": stats, "cost": meter.record(), "eval_cost": eval_cost, "train_log": log,
+                "hparams": dataclasses.asdict(hp), "rows_seen": row_digests(self.data.forget + self.data.retain)}
