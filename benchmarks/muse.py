@@ -115,7 +115,7 @@ class MuseTask:
     headline = ["verbmem_forget", "knowmem_forget", "knowmem_retain", "priv_leak"]
     log_scale: set = set()
     prompted = False
-    forget_measure = "verbmem_forget"   # what the recovery attacks measure (orchestration/robustness.py)
+    forget_measure = "verbmem_forget"   # what the recovery attacks measure (orchestration/attacks/)
 
     def __init__(self, cfg: MuseConfig):
         if cfg.source not in ("synthetic", "hub", "local"):

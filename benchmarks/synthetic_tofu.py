@@ -1,6 +1,6 @@
 """Deterministic generator of a TOFU-style world of fictitious authors, in the exact `locuslab/TOFU` schema.
 
-Splits (SPEC section 4): `full`; `forgetNN` / `retain(100-NN)` / `holdoutNN` for each forget percentage;
+Splits (docs/protocol.md, "Data"): `full`; `forgetNN` / `retain(100-NN)` / `holdoutNN` for each forget percentage;
 `forgetNN_perturbed`, `retain_perturbed`, `real_authors_perturbed`, `world_facts_perturbed`, and `full_perturbed`
 (every trained author's perturbed rows; not in the real release). Forget sets are the
 last authors of `full` (as in TOFU); holdout authors are generated the same way and never trained on.

@@ -1,4 +1,4 @@
-"""Deterministic generator of a WMDP-style world (SPEC section 4, "Synthetic WMDP-style world"): a benign proxy.
+"""Deterministic generator of a WMDP-style world (docs/wmdp.md): a benign proxy.
 
 Nothing here is hazardous: the forget domain is the invented fungi of invented valleys, the neighbouring domain
 the invented alpine flowers of the same regions (they share colour, region and month vocabularies, so unlearning

@@ -194,7 +194,8 @@ class TofuConfig(TaskConfig):
 
 @task("tofu", TofuConfig)
 class TofuTask:
-    """Forget some fictitious authors, keep the others, real authors and world facts (SPEC sections 4, 6)."""
+    """Forget some fictitious authors, keep the others, real authors and world facts (docs/protocol.md,
+    docs/metrics.md)."""
     version = VERSION
     forget_score, utility = "forget_quality", "model_utility"
     higher_is_better = HIGHER_IS_BETTER
@@ -263,7 +264,7 @@ class TofuTask:
         return split, split._task_data(names, hashlib.sha256(blob.encode()).hexdigest()[:16])
 
     prompted = True
-    forget_measure = "forget_prob"      # what the recovery attacks measure (orchestration/robustness.py)
+    forget_measure = "forget_prob"      # what the recovery attacks measure (orchestration/attacks/)
 
     def _forget_authors(self, at_least: int = 1) -> int:
         """Rows per forget author (an author is a block of that many rows of the forget split)."""

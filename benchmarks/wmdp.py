@@ -140,7 +140,7 @@ class WmdpTask:
                                   "sizes": {"forget_corpus": len(forget), "retain_corpus": len(retain)}})
 
     prompted = False
-    forget_measure = "forget_acc"       # what the recovery attacks measure (orchestration/robustness.py)
+    forget_measure = "forget_acc"       # what the recovery attacks measure (orchestration/attacks/)
 
     def relearn_split(self, seed: int) -> tuple[list[dict], list[int] | None]:
         """The relearning attack's split (Deeb & Roger): the synthetic world's forget species drawn in half by

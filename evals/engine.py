@@ -132,7 +132,7 @@ def _items(fmt: PromptFormat, items: list[tuple[str, list[str]]]) -> list[_Item]
 @dataclass
 class Scored:
     """One question's results: NLLbar of each answer, the greedy generation, and, for its first `detail`
-    answers, per-token statistics of each label token under teacher forcing (SPEC section 6, for the
+    answers, per-token statistics of each label token under teacher forcing (docs/metrics.md, for the
     membership attacks): log p(token), the mean and standard deviation of log p over the model's own next-token
     distribution at that position (Min-K%++), and whether the token is the argmax (exact memorization)."""
     nll: list[float]

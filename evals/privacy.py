@@ -1,11 +1,11 @@
-"""Memorization and privacy (SPEC section 6) as pure functions of per-item statistics.
+"""Memorization and privacy (docs/privacy.md) as pure functions of per-item statistics.
 
 Every single-model attack reads the per-token statistics of one teacher-forced pass (evals/engine.py, `detail`):
 log p of each label token (the answer's tokens and EOS), the mean and standard deviation of log p under the model's
 own next-token distribution there, and whether the token was the argmax.
 
 Direction: every attack turns an item into a *membership score*, higher meaning "looks trained on", and its AUC is
-ROC AUC of forget items (positives) against holdout items (negatives). This is SPEC's "forget (label 0) vs
+ROC AUC of forget items (positives) against holdout items (negatives). This is the usual "forget (label 0) vs
 holdout (label 1)" on the raw statistic (NLL, ...), oriented so that 1.0 always means "the model still tells the
 forget set from data it never saw" and 0.5 means it cannot: the target should be near 1, the retain model and a
 good unlearning method near 0.5. An AUC well below 0.5 is not privacy either: the forget set stands out as *less*
@@ -189,7 +189,7 @@ def _rates(u: np.ndarray, r: np.ndarray, attack: tuple[float, float, bool]) -> t
 
 
 def _eps(fpr: float, fnr: float, delta: float) -> float | None:
-    """SPEC's epsilon of one attack: infinity when it is perfect, None (dropped) when exactly one rate is 0."""
+    """The unlearning challenge's epsilon of one attack: infinity when it is perfect, None (dropped) when exactly one rate is 0."""
     if fpr == 0 and fnr == 0:
         return math.inf
     if fpr == 0 or fnr == 0:

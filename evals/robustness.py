@@ -1,5 +1,5 @@
-"""Does the knowledge come back? The numbers of the recovery attacks (README, "Does it come back?"), from the
-per-item statistics of each row before and after an attack; orchestration/robustness.py runs the attacks.
+"""Does the knowledge come back? The numbers of the recovery attacks (docs/recovery.md), from the
+per-item statistics of each row before and after an attack; orchestration/attacks/ runs the attacks.
 
 m is the task's forget measure (`forget_measure`: TOFU's forget Prob, WMDP's forget accuracy), on the scored part
 of the forget set only (relearning never trains on it):

@@ -1,5 +1,5 @@
 """A row's numbers over seeds: mean, spread and a 95 % interval per metric, and whether a row's forget score is
-significantly worse than the best row's (SPEC section 8: a ranking is claimed only where the data supports it).
+significantly worse than the best row's (docs/protocol.md: a ranking is claimed only where the data supports it).
 
 - Interval: Student's t, mean ± t(0.975, n - 1) · s / sqrt(n), s the sample standard deviation (ddof 1).
 - Metrics a task draws on a log axis (TOFU's forget quality, a p-value spanning decades) are summarised on log10:

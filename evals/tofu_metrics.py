@@ -1,6 +1,6 @@
 """TOFU metrics (Maini et al. 2024; locuslab/tofu, locuslab/open-unlearning) as pure functions of per-item stats.
 
-Inputs are per-item mean negative log-likelihoods over the answer tokens plus EOS (NLLbar, SPEC section 6).
+Inputs are per-item mean negative log-likelihoods over the answer tokens plus EOS (NLLbar, docs/metrics.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Keep the README's result tables equal to what the current code produces.
+"""Keep the result tables of the README and docs/ equal to what the current code produces.
 
     python scripts/readme_tables.py --check   # every marked table vs results/<experiment>/results.json; exit 1 if stale
     python scripts/readme_tables.py --write   # rewrite the marked tables from those results
@@ -12,7 +12,7 @@ but not compared. `--claims` checks what should hold on any machine instead of e
 mean the README shows with an interval lies within the new results' interval, and the README's best row is the
 new best or not significantly different from it. A tuning sweep (tune.py) sits between `<!-- tuning:<experiment> -->` and `<!-- /tuning -->`,
 from results/<experiment>/tuning.json; every cell but its wall time is compared. The recovery attacks of an
-experiment (orchestration/robustness.py) sit between `<!-- robustness:<experiment> -->` and `<!-- /robustness -->`,
+experiment (orchestration/attacks/) sit between `<!-- robustness:<experiment> -->` and `<!-- /robustness -->`,
 its requests over time (orchestration/requests.py) between `<!-- requests:<experiment> -->` and `<!-- /requests -->`
 (every cell but the last column's wall-time based cost; checked by `bash scripts/reproduce.sh`, not CI), and its
 rows with a guarantee (orchestration/guarantees.py) between `<!-- guarantees:<experiment> -->` and
@@ -223,7 +223,8 @@ def main(argv=None) -> int:
     mode.add_argument("--print", metavar="EXPERIMENT", help="print results/<EXPERIMENT>'s table")
     mode.add_argument("--claims", action="store_true", help="the README's means and best row vs new intervals")
     parser.add_argument("--results", type=Path, default=ROOT / "results", help="folder of results/<experiment>/")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--readme", type=Path, nargs="+", default=pages(),
+                        help="the pages holding tables (default: README.md and docs/*.md)")
     parser.add_argument("--only", nargs="+", metavar="EXPERIMENT",
                         help="--check/--claims only these experiments' tables (e.g. the ones just rerun)")
     args = parser.parse_args(argv)
@@ -232,53 +233,59 @@ def main(argv=None) -> int:
     if args.print:
         print(to_markdown(render(json.loads((args.results / args.print / "results.json").read_text("utf-8")))))
         return 0
-    text = args.readme.read_text(encoding="utf-8")
-    problems, out, last = [], [], 0
-    unknown = set(args.only or ()) - {m["exp"] for m in MARK.finditer(text)}
+    texts = {page: page.read_text(encoding="utf-8") for page in args.readme}
+    unknown = set(args.only or ()) - {m["exp"] for text in texts.values() for m in MARK.finditer(text)}
     if unknown:
-        parser.error(f"--only {' '.join(sorted(unknown))}: no such table in {args.readme}")
-    checked = 0
-    for m in MARK.finditer(text):
-        if args.only and m["exp"] not in args.only and not args.write:
-            continue
-        checked += 1
-        tuning = m["kind"] == "tuning"
-        path = args.results / m["exp"] / ("tuning.json" if tuning else "results.json")
-        if not path.is_file():
-            problems.append(f"{m['exp']}: no {path}; run `python {'tune' if tuning else 'run_benchmark'}.py "
-                            f"experiment={m['exp']}` first")
-            continue
-        kind = {"tuning": render_tuning, "robustness": render_robustness, "table": render,
-                "requests": render_requests, "guarantees": render_guarantees, "privacy": render_privacy}[m["kind"]]
-        rows = kind(json.loads(path.read_text(encoding="utf-8")))
-        if args.write:
-            body = requests_markdown(rows) if m["kind"] == "requests" else to_markdown(rows)
-            out += [text[last:m.start("body")], body]
-            last = m.end("body")
-            continue
-        shown = parse(m["body"])
-        if args.claims:
-            if m["kind"] == "table":
-                problems += claims(m["exp"], shown, json.loads(path.read_text(encoding="utf-8"))["results"])
-            continue
-        if len(shown) != len(rows):
-            problems.append(f"{m['exp']}: README has {len(shown) - 1} rows, the results {len(rows) - 1}")
-            continue
-        for want, have in zip(rows, shown):
-            for (cell, compared), seen in zip(want, have):
-                if compared and cell != seen:
-                    problems.append(f"{m['exp']}: row {want[0][0]!r}: README says {seen!r}, the results {cell!r}")
+        parser.error(f"--only {' '.join(sorted(unknown))}: no such table in {', '.join(map(str, args.readme))}")
+    problems, checked = [], 0
+    for page, text in texts.items():
+        out, last, where = [], 0, page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
+        for m in MARK.finditer(text):
+            if args.only and m["exp"] not in args.only and not args.write:
+                continue
+            checked += 1
+            tuning = m["kind"] == "tuning"
+            path = args.results / m["exp"] / ("tuning.json" if tuning else "results.json")
+            if not path.is_file():
+                problems.append(f"{where}: {m['exp']}: no {path}; run `python "
+                                f"{'tune' if tuning else 'run_benchmark'}.py experiment={m['exp']}` first")
+                continue
+            kind = {"tuning": render_tuning, "robustness": render_robustness, "table": render,
+                    "requests": render_requests, "guarantees": render_guarantees, "privacy": render_privacy}[m["kind"]]
+            rows = kind(json.loads(path.read_text(encoding="utf-8")))
+            if args.write:
+                body = requests_markdown(rows) if m["kind"] == "requests" else to_markdown(rows)
+                out += [text[last:m.start("body")], body]
+                last = m.end("body")
+                continue
+            shown = parse(m["body"])
+            if args.claims:
+                if m["kind"] == "table":
+                    problems += claims(m["exp"], shown, json.loads(path.read_text(encoding="utf-8"))["results"])
+                continue
+            if len(shown) != len(rows):
+                problems.append(f"{where}: {m['exp']}: the page has {len(shown) - 1} rows, the results {len(rows) - 1}")
+                continue
+            for want, have in zip(rows, shown):
+                for (cell, compared), seen in zip(want, have):
+                    if compared and cell != seen:
+                        problems.append(f"{where}: {m['exp']}: row {want[0][0]!r}: the page says {seen!r}, the "
+                                        f"results {cell!r}")
+        if args.write and out:
+            page.write_text("".join(out) + text[last:], encoding="utf-8")
+            print(f"rewrote the marked tables of {where}")
     if args.write:
-        args.readme.write_text("".join(out) + text[last:], encoding="utf-8")
-        print(f"rewrote the marked tables of {args.readme}")
         return 0
     if problems:
-        print("README tables differ from the results:\n- " + "\n- ".join(problems))
+        print("Tables differ from the results:\n- " + "\n- ".join(problems))
         return 1
-    print(f"README {'claims hold for' if args.claims else 'tables match'} {args.results} "
-          f"({checked} tables)")
+    print(f"Tables {'claims hold for' if args.claims else 'match'} {args.results} ({checked} tables)")
     return 0
 
+
+def pages() -> list[Path]:
+    """README.md and every page of docs/: where the tables are."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 if __name__ == "__main__":
     sys.exit(main())

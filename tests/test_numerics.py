@@ -1,6 +1,6 @@
 """The reproducible-numerics mode (unlearnbench/numerics.py): it pins torch's and MKL's CPU kernels before torch
 loads, and the tests themselves run in it (conftest.py). Whether it gives the same numbers under every kernel
-setting is measured by scripts/check_numerics.py (README, "Numbers across CPUs")."""
+setting is measured by scripts/check_numerics.py (docs/numerics.md)."""
 import os
 from pathlib import Path
 

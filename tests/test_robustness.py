@@ -1,5 +1,5 @@
 """Does the knowledge come back? The relearning split, the quantization against hand-computed values, the
-recovery numbers at both ends, and the attacks as cached units (orchestration/robustness.py)."""
+recovery numbers at both ends, and the attacks as cached units (orchestration/attacks/)."""
 import json
 import shutil
 

@@ -1,4 +1,4 @@
-"""Compute cost of a stage: wall-clock seconds, tokens, FLOPs, peak memory, device (SPEC section 6)."""
+"""Compute cost of a stage: wall-clock seconds, tokens, FLOPs, peak memory, device (docs/metrics.md, "Cost")."""
 from __future__ import annotations
 
 import os

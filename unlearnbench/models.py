@@ -23,7 +23,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """Byte-level BPE whose pre-tokens carry their trailing whitespace ("Answer: " -> "Answer", ": "), so a prompt
-    ending in a space stays a token prefix of prompt + answer (SPEC section 3)."""
+    ending in a space stays a token prefix of prompt + answer (docs/protocol.md, "Prompts")."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(r"\w+\s*|[^\w\s]+\s*|\s+"), behavior="isolated"),
@@ -188,7 +188,7 @@ class PromptFormat:
     def encode(self, question: str, answer: str) -> dict:
         """TOFU reference encoding: tokenize prompt + answer together, append EOS, mask the prompt's length.
 
-        Labels cover the answer tokens and the EOS (SPEC section 6)."""
+        Labels cover the answer tokens and the EOS (docs/metrics.md)."""
         return self.encode_pairs([(question, answer)])[0]
 
     def encode_pairs(self, pairs: list[tuple[str, str]]) -> list[dict]:

@@ -1,5 +1,5 @@
 """Reproducible CPU numerics: the same floating-point kernels on every x86 CPU with AVX2, so that a trained model
-and its metrics do not depend on which CPU ran them (README, "Numbers across CPUs").
+and its metrics do not depend on which CPU ran them (docs/numerics.md).
 
 On CPU, torch picks its vectorised kernels (softmax, norms, reductions, elementwise ops) by the instruction set it
 finds, and MKL picks its GEMM code path the same way; the embedded model is pretrained from scratch at a high

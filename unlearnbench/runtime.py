@@ -23,7 +23,7 @@ def configure_threads(requested: int) -> int:
     `requested` > 0 is used as given. 0 (auto) takes OMP_NUM_THREADS when the user set it, else the usable CPUs
     divided among the processes of this machine (accelerate sets LOCAL_WORLD_SIZE), so that two processes on a
     2-core machine do not each start two threads that spin against each other. Thread count changes speed, not
-    the numbers: the default run's metrics are bit-identical at 1 and 2 threads (README, "Threads")."""
+    the numbers: the default run's metrics are bit-identical at 1 and 2 threads (docs/options.md, "Threads")."""
     if requested < 0:
         raise ValueError(f"threads must be 0 (auto) or a positive count, got {requested}")
     if requested == 0:
