@@ -1,6 +1,6 @@
 """The pipeline's stages as cached units (base model, fine-tuned target/retain, evaluation, one unlearning row),
-and one task's run through them. This is the layer that ties tasks (benchmarks/), methods and evals together; the
-core (unlearnbench/) knows none of them.
+built with the unit mechanics of units.py. This is the layer that ties tasks (benchmarks/), methods and evals
+together; the core (unlearnbench/) knows none of them.
 
 Each unit's key hashes everything that determines it (config section, data fingerprint, upstream unit key, code
 version), so a rerun reuses finished units and a crashed run resumes where it stopped.
@@ -20,27 +20,12 @@ from methods import METHODS, method_config
 from methods.private import dp_finetune
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
 from accelerate.utils import set_seed
-from peft import PeftModel
-from unlearnbench.cache import UnitStore, folder_digest, read_json, row_digests, stable_hash, write_json
+from orchestration.units import ModelRef, Units
+from unlearnbench.cache import UnitStore, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
-from unlearnbench.cost import CostMeter
-from unlearnbench.ensemble import Ensemble
-from unlearnbench.models import (EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, build_embedded_model,
-                                 load_model, load_tokenizer, resolve_name, save_model, train_tokenizer)
-from unlearnbench.runtime import Solo
-from unlearnbench.tasks import TASKS, TaskData
-
-
-@dataclass
-class ModelRef:
-    """A model on disk (or the hub) with the cache key that identifies its weights."""
-    path: str
-    key: str
-    gguf_file: str = ""
-    cost: dict | None = None        # what training it cost, if this suite trained it
-    adapter: str = ""               # a peft adapter folder applied on top of `path` (a LoRA checkpoint row)
-    members: tuple = ()             # an aggregate of these model folders (SISA: unlearnbench/ensemble.py); `path`
-                                    # is the first, whose tokenizer it uses
+from unlearnbench.models import (TOKENIZER_FILES, PromptFormat, build_embedded_model, load_tokenizer, resolve_name,
+                                 save_model, train_tokenizer)
+from unlearnbench.tasks import TASKS, TaskData, probes_for
 
 
 @dataclass(frozen=True)
@@ -69,8 +54,15 @@ def idk_pair(fmt: PromptFormat, row: dict, refusal: str) -> tuple[dict, dict]:
 
 
 class Pipeline:
-    def __init__(self, cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator):
-        self.cfg, self.task, self.data, self.store, self.acc = cfg, task, data, store, accelerator
+    """One task's stages, each a cached unit built with `units` (orchestration/units.py): the base, fine-tuned
+    models (target, retain, and any other Recipe), evaluations, unlearning rows."""
+
+    def __init__(self, cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator,
+                 units: Units | None = None):
+        self.cfg, self.task, self.data = cfg, task, data
+        self.units = units or Units(cfg, store, accelerator)
+        self.store, self.acc = self.units.store, self.units.acc
+        self.probes = probes_for(task, cfg.probes) if cfg.probes else ()     # after load (docs/probes.md)
         self.prompt_key = [cfg.model.prompt_format, cfg.model.template]
         # the experiment's unlearning schedule and method settings, with this task's overrides on top
         self.unlearn = from_dict(TrainConfig, {**dataclasses.asdict(cfg.unlearn), **task.cfg.unlearn},
@@ -79,57 +71,16 @@ class Pipeline:
     def solo(self) -> Pipeline:
         """This pipeline for units this process builds alone while the other processes build theirs
         (orchestration/populations.py): the same config, data and cache, no collective operation."""
-        return Pipeline(self.cfg, self.task, self.data, self.store, Solo(self.acc))
+        return Pipeline(self.cfg, self.task, self.data, self.store, self.acc, units=self.units.solo())
+
+    def given(self, ref: str, default_base=None) -> ModelRef:
+        """A checkpoint the user names (Units.given), an adapter without a base of its own on `default_base()`, by
+        default the base model."""
+        return self.units.given(ref, default_base or self.base)
 
     def method_hparams(self, name: str):
         args = {**(self.cfg.method_args.get(name) or {}), **(self.task.cfg.method_args.get(name) or {})}
         return method_config(name, args)
-
-    # -- models ----------------------------------------------------------------------------------------------
-    def load(self, ref: ModelRef):
-        if ref.members:
-            model = Ensemble([load_model(path, self.cfg.model) for path in ref.members]).to(self.acc.device)
-            return model.eval()
-        model = load_model(ref.path, self.cfg.model, ref.gguf_file)
-        if ref.adapter:         # evaluated with the adapter active, exactly as the suite's own LoRA rows are
-            model = PeftModel.from_pretrained(model, ref.adapter)
-        model = model.to(self.acc.device)
-        model.eval()
-        return model
-
-    def tokenizer(self, ref: ModelRef):
-        own = ref.adapter and any((Path(ref.adapter) / f).is_file() for f in TOKENIZER_FILES)
-        return load_tokenizer(ref.adapter if own else ref.path, self.cfg.model, "" if own else ref.gguf_file)
-
-    def given(self, ref: str, default_base=None) -> ModelRef:
-        """A checkpoint the user names (model.target / model.retain / checkpoints.<row>): a local folder, keyed by a
-        digest of its files (an edited folder is evaluated again), or a hub id at the configured revision. A
-        folder holding a peft adapter loads on top of the model its adapter_config.json names, or else on
-        `default_base()` (a checkpoint row's: the run's target; model.target's own: the base model)."""
-        folder = Path(ref).expanduser()
-        m = self.cfg.model
-        if not folder.is_dir():
-            return ModelRef(ref, stable_hash("given", ref, m.revision, m.dtype))
-        key = stable_hash("given", folder_digest(folder), m.dtype)
-        base = adapter_base(folder)
-        if base is None:
-            return ModelRef(str(folder), key)
-        base_ref = self.given(base) if base else (default_base or self.base)()
-        return ModelRef(base_ref.path, stable_hash("adapter", key, base_ref.key), adapter=str(folder))
-
-    def fmt(self, tokenizer, max_length: int = EVAL_MAX_LENGTH) -> PromptFormat:
-        return PromptFormat(self.cfg.model, tokenizer, max_length)
-
-    def unit(self, kind: str, key: str, build) -> Path:
-        """The unit's folder, building it with `build(tmp_folder)` unless a finished one is cached."""
-        if not self.store.done(kind, key):
-            with self.store.build(kind, key, publish=self.acc.is_main_process) as tmp:
-                build(tmp)
-        self.acc.wait_for_everyone()
-        return self.store.path(kind, key)
-
-    def meter(self) -> CostMeter:
-        return CostMeter(self.acc.device, self.acc.num_processes)
 
     def base(self) -> ModelRef:
         m = self.cfg.model
@@ -145,15 +96,15 @@ class Pipeline:
             tokenizer = self._train_tokenizer()
             set_seed(self.cfg.seed)     # the initial weights: the same whatever ran before in this process
             model = build_embedded_model(m.embedded, tokenizer).to(self.acc.device)
-            fmt = self.fmt(tokenizer, m.embedded.pretrain.max_length)
-            with self.meter() as meter:
+            fmt = self.units.fmt(tokenizer, m.embedded.pretrain.max_length)
+            with self.units.meter() as meter:
                 meter.watch(model)
                 corpus = [encode_row(fmt, r) for r in self.replay_rows(True)]     # the pretraining corpus
                 log = finetune(model, corpus, m.embedded.pretrain, self.cfg.seed, self.acc, tokenizer.pad_token_id,
                                desc="pretrain base", checkpointing=self.cfg.gradient_checkpointing)
             save_model(model, tokenizer, tmp, alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
-        path = self.unit("base", key, build)
+        path = self.units.unit("base", key, build)
         return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
 
     def _base_key(self) -> str:
@@ -174,10 +125,10 @@ class Pipeline:
         if self.cfg.model.target and any((Path(self.cfg.model.target) / f).is_file() for f in TOKENIZER_FILES):
             return load_tokenizer(self.cfg.model.target, self.cfg.model)     # a given target: its own tokenizer
         if self.cfg.model.name != "embedded":
-            return self.tokenizer(self.base())
+            return self.units.tokenizer(self.base())
         key = self._base_key()
         if self.store.done("base", key):
-            return self.tokenizer(ModelRef(str(self.store.path("base", key)), key))
+            return self.units.tokenizer(ModelRef(str(self.store.path("base", key)), key))
         return self._train_tokenizer()
 
 
@@ -221,14 +172,14 @@ class Pipeline:
         ft = dataclasses.replace(ft, lr=lora_lr) if lora_lr else ft
 
         def build(tmp):
-            model, tokenizer = self.load(base), self.tokenizer(base)
+            model, tokenizer = self.units.load(base), self.units.tokenizer(base)
             if lora_lr:
                 set_seed(seed)          # the adapter's initial weights: the same whatever ran before
                 model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
-            fmt = self.fmt(tokenizer, ft.max_length)
+            fmt = self.units.fmt(tokenizer, ft.max_length)
             laid = self.task.pack(rows, seed) if "pack" in self.task.capabilities else rows   # a document task's
             encoded = [encode_row(fmt, r) for r in laid + self.replay_rows(replay)]
-            with self.meter() as meter:
+            with self.units.meter() as meter:
                 meter.watch(model)
                 desc = f"fine-tune {self.task.label} {role} (seed {seed})"
                 log = (dp_finetune(model, encoded, ft, *private, seed, self.acc.device, tokenizer.pad_token_id, desc)
@@ -238,33 +189,40 @@ class Pipeline:
                        alone=self.acc.num_processes == 1)
             write_json(tmp / "cost.json", {**meter.record(), "train_log": log})
             write_json(tmp / "rows_seen.json", row_digests(rows))
-        path = self.unit("finetuned", key, build)
+        path = self.units.unit("finetuned", key, build)
         return ModelRef(str(path), key, cost=read_json(path / "cost.json"))
 
     # -- evaluation ------------------------------------------------------------------------------------------
-    def eval_key(self, model_key: str) -> list:
+    def eval_key(self, model_key: str, probes: bool = True) -> list:
+        """What determines an evaluation besides the model: the task, its data, the engine, and the probes asked
+        (probes=False: an evaluation without them, e.g. an attacked model's)."""
         source = TASKS[self.task.cfg.name].source        # a task from a user's file: its digest
+        asked = ["probes", list(self.probes)] if probes and self.probes else []
         return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint,
-                self.task.version, ENGINE_VERSION, *([source] if source else [])]
+                self.task.version, ENGINE_VERSION, *([source] if source else []), *asked]
 
-    def evaluate(self, model, tokenizer, name: str, generate: bool = True) -> tuple[dict, dict]:
+    def evaluate(self, model, tokenizer, name: str, generate: bool = True, probes: bool = True) -> tuple[dict, dict]:
         """Per-item statistics of the task's evaluation sets, and what computing them cost. generate=False (a
-        population member: teacher-forced statistics only) needs a task that can skip generation (TOFU)."""
-        with self.meter() as meter:
+        population member: teacher-forced statistics only) needs a task that can skip generation (TOFU), and asks
+        no probes; probes=False leaves the run's probes out."""
+        extra = {} if generate else {"generate": False}
+        if generate and probes and self.probes:
+            extra["probes"] = self.probes
+        with self.units.meter() as meter:
             meter.watch(model)
-            extra = {} if generate else {"generate": False}
-            stats = self.task.evaluate(model, tokenizer, self.fmt(tokenizer), name, self.task.cfg.eval.batch_size,
+            stats = self.task.evaluate(model, tokenizer, self.units.fmt(tokenizer), name, self.task.cfg.eval.batch_size,
                                        self.acc, **extra)
         return stats, meter.record()
 
     def evaluated(self, ref: ModelRef, name: str, generate: bool = True) -> dict:
         """Cached evaluation of a model on disk: {"stats", "eval_cost"}."""
-        key = stable_hash("eval", *self.eval_key(ref.key), *([] if generate else ["teacher-forced only"]))
+        key = stable_hash("eval", *self.eval_key(ref.key, probes=generate),
+                          *([] if generate else ["teacher-forced only"]))
 
         def build(tmp):
-            stats, cost = self.evaluate(self.load(ref), self.tokenizer(ref), name, generate)
+            stats, cost = self.evaluate(self.units.load(ref), self.units.tokenizer(ref), name, generate)
             write_json(tmp / "unit.json", {"stats": stats, "eval_cost": cost})
-        return read_json(self.unit("eval", key, build) / "unit.json")
+        return read_json(self.units.unit("eval", key, build) / "unit.json")
 
     # -- unlearning ------------------------------------------------------------------------------------------
     def untrained(self, method_name: str) -> str:
@@ -288,7 +246,7 @@ class Pipeline:
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
                           self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,
                           self.data.forget, self.data.retain,
-                          read_refusals() if spec.needs_idk else None, *self.eval_key(target.key),
+                          read_refusals() if spec.needs_idk else None, *self.eval_key(target.key, probes=generate),
                           *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []))
         merged = keep_model == "merged" and self.cfg.lora
         weights = stable_hash("weights", key, *(["merged"] if merged else []))
@@ -302,7 +260,7 @@ class Pipeline:
         def build(tmp):
             unit = self._run_method(target, spec, hp, seed, generate, keep if keep_model else None)
             write_json(tmp / "unit.json", unit)
-        unit = read_json(self.unit("row", key, build) / "unit.json")
+        unit = read_json(self.units.unit("row", key, build) / "unit.json")
         if keep_model and unit["status"] == "ok":
             self.acc.wait_for_everyone()
             if not self.store.done("weights", weights):
@@ -316,15 +274,15 @@ class Pipeline:
         """Unlearn the target with `spec` and evaluate the result; keep(model, tokenizer), if given, saves the
         model once it has trained without diverging."""
         untrained = self.untrained(spec.name)
-        model, tokenizer = self.load(target), self.tokenizer(target)
-        fmt = self.fmt(tokenizer, self.unlearn.max_length)
+        model, tokenizer = self.units.load(target), self.units.tokenizer(target)
+        fmt = self.units.fmt(tokenizer, self.unlearn.max_length)
         roles = {"forget": [encode_row(fmt, r) for r in self.data.forget],
                  "retain": [encode_row(fmt, r) for r in self.data.retain]}
         if spec.needs_idk:
             refusals, rng = read_refusals(), random.Random(seed)
             pairs = [idk_pair(fmt, r, rng.choice(refusals)) for r in self.data.forget]
             roles["forget"], roles["forget_idk"] = [p[0] for p in pairs], [p[1] for p in pairs]
-        with self.meter() as meter:
+        with self.units.meter() as meter:
             meter.watch(model)
             if spec.edit is not None:
                 spec.edit(model, hp, seed)

@@ -141,7 +141,7 @@ def main() -> None:
                     Accelerator())
     base = pipe.base()
     ref = base if args.role == "base" else pipe.finetuned(base, args.role, given=getattr(cfg.model, args.role))
-    model, fmt = pipe.load(ref), pipe.fmt(pipe.tokenizer(ref))
+    model, fmt = pipe.units.load(ref), pipe.units.fmt(pipe.units.tokenizer(ref))
     max_new = args.max_new_tokens or task.cfg.eval.max_new_tokens
     n_params = sum(p.numel() for p in model.parameters())
     device, dtype = next(model.parameters()).device, next(model.parameters()).dtype

@@ -80,7 +80,7 @@ def smoke_target(smoke_root):
     data = task.load(cfg.resolved_cache_dir() / "tasks")
     pipe = Pipeline(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), Accelerator())
     target = pipe.finetuned(pipe.base(), "target")
-    return pipe.load(target), pipe.fmt(pipe.tokenizer(target)), task
+    return pipe.units.load(target), pipe.units.fmt(pipe.units.tokenizer(target)), task
 
 
 @pytest.fixture

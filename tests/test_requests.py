@@ -107,14 +107,14 @@ def test_sequential_step_starts_from_the_previous_steps_model(run, tmp_path, mon
     real = Pipeline._run_method
 
     def spy(self, start, *a, **k):
-        started.append((len(self.data.forget), digest(self.load(start))))
+        started.append((len(self.data.forget), digest(self.units.load(start))))
         return real(self, start, *a, **k)
     monkeypatch.setattr(Pipeline, "_run_method", spy)
     store = UnitStore(root / "cache")
     for kind in ("row", "weights"):         # every unlearning step again, from the cached target
         shutil.rmtree(store.root / kind, ignore_errors=True)
     run_benchmark.main([*ARGS, f"cache_dir={root / 'cache'}", f"output_dir={tmp_path / 'again'}"])
-    target_digest = digest(pipe.load(target))
+    target_digest = digest(pipe.units.load(target))
     # sequential 1 and 2, cumulative 2 (cumulative 1 is sequential 1's unit)
     assert [n for n, _ in started] == [12, 12, 24]
     assert started[0][1] == target_digest and started[2][1] == target_digest
