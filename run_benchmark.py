@@ -58,6 +58,10 @@ leaderboard.md and plots/.
                         attack: relearning on part of the forget set, bitsandbytes quantization on load
                         (the default and wmdp experiments run them); robustness.attacks=<name> runs an
                         attack registered from a file, robustness.attack_args.<name>.<k>=v its settings
+  probes=all|none|a,b   probe every row with questions it never trained or unlearned on (a rephrasing,
+                        in-context examples, another format, an adversarial frame), against the retain
+                        model under the same probe, and the worst case over the probes that discriminate
+                        (the default and wmdp experiments run all; docs/probes.md)
   requests.folds=4 requests.mode=sequential|cumulative|both
                         the forget set as 4 requests, one after another (each from the previous
                         request's model) or growing (folds 1..k from the target), each scored against a

@@ -2,7 +2,8 @@
 
 Splits (docs/protocol.md, "Data"): `full`; `forgetNN` / `retain(100-NN)` / `holdoutNN` for each forget percentage;
 `forgetNN_perturbed`, `retain_perturbed`, `real_authors_perturbed`, `world_facts_perturbed`, and `full_perturbed`
-(every trained author's perturbed rows; not in the real release). Forget sets are the
+(every trained author's perturbed rows; not in the real release). Perturbed rows also carry `heldout_question`,
+a third phrasing of the question that no split trains on (the probes', docs/probes.md). Forget sets are the
 last authors of `full` (as in TOFU); holdout authors are generated the same way and never trained on.
 """
 from __future__ import annotations
@@ -81,6 +82,7 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw) ->
         questions, answers = FIELDS[key]
         qi, pqi = rng.sample(range(len(questions)), 2)
         ai, pai = rng.sample(range(len(answers)), 2)
+        hqi = next(i for i in range(len(questions)) if i not in (qi, pqi))     # in no row a model trains on
         fill = lambda template, value: template.format(**{**profile, "value": value})  # noqa: E731
         wrong = []
         while len(wrong) < N_PERTURBED:
@@ -93,6 +95,7 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw) ->
             "paraphrased_answer": fill(answers[pai], profile[key]),
             "perturbed_answer": [fill(answers[pai], v) for v in wrong],
             "paraphrased_question": fill(questions[pqi], profile[key]),
+            "heldout_question": fill(questions[hqi], profile[key]),     # the probes' third phrasing
         })
     return items
 

@@ -13,9 +13,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from benchmarks import tofu_probes
 from benchmarks.synthetic_tofu import SyntheticTofuConfig, generate
-from evals.stats import membership_stats, split_stats
-from evals.tofu_metrics import HIGHER_IS_BETTER, all_metrics
+from evals.engine import Work
+from evals.stats import membership_stats, scored_items, split_stats
+from evals.tofu_metrics import HIGHER_IS_BETTER, all_metrics, truth_ratios
 from unlearnbench.config import TaskConfig
 from unlearnbench.tasks import TaskData, task
 
@@ -200,7 +204,7 @@ class TofuTask:
     forget_score, utility = "forget_quality", "model_utility"
     higher_is_better = HIGHER_IS_BETTER
     headline = ["forget_quality", "model_utility", "forget_prob", "forget_rougeL", "forget_truth_ratio"]
-    log_scale = {"forget_quality"}
+    log_scale = {"forget_quality", "worst_forget_quality"} | {f"probe_{p}_forget_quality" for p in tofu_probes.PROBES}
 
     def __init__(self, cfg: TofuConfig):
         split_names(cfg.forget_split)  # fail on a bad split name before anything runs
@@ -322,11 +326,40 @@ class TofuTask:
             out["holdout"] = [(r["question"], [r["answer"]]) for r in self.rows["holdout"]]
         return out
 
+    # -- probes (docs/probes.md) -------------------------------------------------------------------------------
+    def offered_probes(self) -> tuple[str, ...]:
+        """After load: the probes this data can serve (`heldout` needs the synthetic world's third phrasing)."""
+        return tofu_probes.offered(self.rows["forget_eval"] + self.rows["retain_eval"])
+
+    def probe_pairs(self, probes: tuple[str, ...]) -> dict[str, list[tuple[str, list[str]]]]:
+        """The (question, answers) of these probes' items, as `evaluate` scores them (for the length check)."""
+        return {f"probe {probe} ({split})": items for probe, split, items in self._probe_items(probes)}
+
+    def _probe_items(self, probes) -> list[tuple[str, str, list]]:
+        """(probe, split, engine items) of every asked probe on the forget and retain evaluation rows; `mc` reads
+        the plain evaluation and has none."""
+        asked = {r["question"] for r in self.rows.get("retain_eval", [])}
+        context = tofu_probes.examples([r for r in self.rows.get("retain", []) if r["question"] not in asked], 5)
+        return [(p, split, tofu_probes.items(p, self.rows[role], context)) for p in probes if p != "mc"
+                for split, role in (("forget", "forget_eval"), ("retain", "retain_eval"))]
+
+    def probe_scores(self, stats: dict) -> dict:
+        """Per probe and split ({"forget", "retain"}), the per-item scores of evals/probes.py, `plain` the task's own
+        question: p(answer | prompt) and the truth ratio, or 1 / 0 for a choice probe answered right / wrong."""
+        out = {"plain": {s: {"score": np.exp(-np.asarray(stats[s]["nll_answer"])).tolist(),
+                             "ratio": truth_ratios(stats[s]["nll_paraphrased"], stats[s]["nll_perturbed"]).tolist()}
+                         for s in ("forget", "retain")}}
+        for probe, by_split in stats.get("probes", {}).items():
+            out[probe] = {s: tofu_probes.scores(probe, raw["nll"], self.rows[f"{s}_eval"], lengths=raw.get("lengths"))
+                          for s, raw in by_split.items()}
+        return out
+
     def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None,
-                 generate: bool = True) -> dict:
+                 generate: bool = True, probes: tuple[str, ...] = ()) -> dict:
         """Per-item statistics of every evaluation split; the forget split's answers with per-token statistics,
         and the holdout split (where the data has one) scored the same way, for the membership attacks.
-        generate=False skips the generations (ROUGE is then 0): a population member needs teacher forcing only."""
+        generate=False skips the generations (ROUGE is then 0): a population member needs teacher forcing only.
+        probes: the NLLs of these probes' items on the forget and retain rows (teacher forced, `stats["probes"]`)."""
         ev = self.cfg.eval
         stats = {split: split_stats(model, fmt, self.rows[role], batch_size, ev.max_new_tokens if generate else 0,
                                     name=f"{name}/{split}", paraphrased=split in ("forget", "retain"),
@@ -335,6 +368,16 @@ class TofuTask:
         if "holdout" in self.rows:
             stats["holdout"] = membership_stats(model, fmt, self.rows["holdout"], batch_size, f"{name}/holdout",
                                                 ev.token_budget, accelerator=accelerator)
+        if probes:
+            stats["probes"] = {p: {} for p in probes}
+            for probe, split, items in self._probe_items(probes):
+                done = scored_items(model, fmt, items, batch_size, 0, ev.token_budget, Work(), accelerator)
+                stats["probes"][probe][split] = {"prompt": [q for q, _ in items], "nll": [d.nll for d in done]}
+            if "mc" in probes:           # the plain NLLs, compared by total log-likelihood: each answer's length
+                stats["probes"]["mc"] = {s: {"nll": [[a, *w] for a, w in zip(stats[s]["nll_paraphrased"],
+                                                                             stats[s]["nll_perturbed"])],
+                                             "lengths": tofu_probes.label_lengths(fmt, self.rows[f"{s}_eval"])}
+                                         for s in ("forget", "retain")}
         return stats
 
     def metrics(self, stats: dict, retain_stats: dict | None) -> dict:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import wmdp_probes
 from benchmarks.synthetic_wmdp import SyntheticWmdpConfig, generate
 from benchmarks.tofu import read_records
 from evals import lm_eval_bridge as bridge
@@ -80,6 +81,8 @@ class WmdpTask:
             t.removeprefix("wmdp_") for t in cfg.forget_tasks)
         self.splits: dict[str, list] = {}
         self.questions: dict[str, list[tuple[str, list[str]]]] = {}     # what scored_pairs() reports
+        self.probe_tasks: dict[tuple[str, str], str] = {}     # (probe, split) -> its lm-eval task (synthetic)
+        self.probe_questions: dict[tuple[str, str], list] = {}
         self.manager = None
         self.forget_corpus: list[dict] = []
         self.retain_corpus: list[dict] = []
@@ -92,10 +95,14 @@ class WmdpTask:
     def _load_synthetic(self, cache_dir: Path) -> TaskData:
         world = generate(self.cfg.synthetic)
         fingerprint = _fingerprint([DATA_VERSION, world])
+        probes = wmdp_probes.task_sets(world)
+        self.probe_tasks = {key: f"ub_{fingerprint}_probe_{key[0]}_{key[1]}" for key in probes}
+        self.probe_questions = {key: wmdp_probes.pairs(*spec) for key, spec in probes.items()}
         folder = bridge.write_cloze_tasks(cache_dir / f"wmdp_{fingerprint}", {
             f"ub_{fingerprint}_forget": (world["forget_mc"], "{{question}}"),
             f"ub_{fingerprint}_neighbour": (world["neighbour_mc"], "{{question}}"),
-            f"ub_{fingerprint}_general": (world["general_mc"], "Question: {{question}}\nAnswer:")})
+            f"ub_{fingerprint}_general": (world["general_mc"], "Question: {{question}}\nAnswer:"),
+            **{self.probe_tasks[key]: spec for key, spec in probes.items()}})
         self.manager = bridge.task_manager(folder, defaults=False)
         self.splits = {s: [f"ub_{fingerprint}_{s}"] for s in ("forget", "neighbour", "general")}
         # as the cloze tasks above read them: the question (general: in its template), then " " + a choice
@@ -188,20 +195,40 @@ class WmdpTask:
         (a hub task's items are first read by lm-eval, which cuts an over-long context from the left)."""
         return self.questions
 
-    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict:
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None,
+                 probes: tuple[str, ...] = ()) -> dict:
         # the embedded and plain-template models are trained with the tokenizer's BOS; chat models write their own
         # the generated cloze tasks are read as the embedded tokenizer wrote their text in training; lm-eval's own
         # (real-mode) tasks keep lm-eval's encoding, so their numbers compare with published ones.
         # Every process scores every item (lm-eval's own sharding needs lm-eval to own the processes).
-        return bridge.score(model, tokenizer, self.splits, self.manager, batch_size,
-                            add_bos_token=fmt.cfg.prompt_format == "plain",
-                            context_from_whole=self.cfg.source == "synthetic")
+        asked = {f"probe {p} {s}": [self.probe_tasks[p, s]] for p in probes for s in ("forget", "retain")}
+        stats = bridge.score(model, tokenizer, {**self.splits, **asked}, self.manager, batch_size,
+                             add_bos_token=fmt.cfg.prompt_format == "plain",
+                             context_from_whole=self.cfg.source == "synthetic")
+        if probes:      # the probes' statistics apart, so that the task's metrics read what they always read
+            stats["probes"] = {p: {s: stats.pop(f"probe {p} {s}") for s in ("forget", "retain")} for p in probes}
+        return stats
+
+    # -- probes (docs/probes.md) -------------------------------------------------------------------------------
+    def offered_probes(self) -> tuple[str, ...]:
+        """The synthetic world's probes (real mode offers none yet: lm-eval's own tasks have no held-out forms)."""
+        return tuple(p for p in wmdp_probes.PROBES if (p, "forget") in self.probe_tasks)
+
+    def probe_pairs(self, probes: tuple[str, ...]) -> dict[str, list[tuple[str, list[str]]]]:
+        return {f"probe {p} ({s})": self.probe_questions[p, s] for p in probes for s in ("forget", "retain")}
+
+    def probe_scores(self, stats: dict) -> dict:
+        """Per-item accuracy under each probe, on the forget questions and on the neighbouring ones (`retain`)."""
+        out = {"plain": {"forget": {"score": stats["forget"]["acc"]}, "retain": {"score": stats["neighbour"]["acc"]}}}
+        for probe, by_split in stats.get("probes", {}).items():
+            out[probe] = {s: {"score": raw["acc"]} for s, raw in by_split.items()}
+        return out
 
     def metrics(self, stats: dict, retain_stats: dict | None) -> dict:
         """Accuracies (mean of lm-eval's per-item acc over a set's questions); utility = mean of the neighbouring
         and general accuracies (general alone without a neighbouring set); the absolute gap to the retain model's forget
         accuracy only where there is a retain model."""
-        out = {f"{split}_acc": float(np.mean(s["acc"])) for split, s in stats.items()}
+        out = {f"{split}_acc": float(np.mean(s["acc"])) for split, s in stats.items() if split != "probes"}
         kept = [out[k] for k in ("neighbour_acc", "general_acc") if k in out]
         out["model_utility"] = float(np.mean(kept))
         if retain_stats is not None:

@@ -23,9 +23,10 @@ CLOZE_TEMPLATE = {
 }
 
 
-def write_cloze_tasks(folder: Path, sets: dict[str, tuple[list[dict], str]]) -> Path:
-    """Write {task name: (questions, doc_to_text)} as lm-eval tasks into `folder` (atomically: a finished folder
-    is never half-written). Questions are `cais/wmdp`-schema rows: question, choices, answer (index).
+def write_cloze_tasks(folder: Path, sets: dict[str, tuple]) -> Path:
+    """Write {task name: (questions, doc_to_text[, doc_to_choice])} as lm-eval tasks into `folder` (atomically: a
+    finished folder is never half-written). Questions are `cais/wmdp`-schema rows: question, choices, answer
+    (index); doc_to_choice defaults to the choice texts themselves (cloze), e.g. ["A", "B", "C", "D"] for letters.
 
     Score them with `score(..., context_from_whole=True)` when the tokenizer's pre-tokens carry their trailing
     space (the embedded one): see `_hflm_class`."""
@@ -35,12 +36,13 @@ def write_cloze_tasks(folder: Path, sets: dict[str, tuple[list[dict], str]]) -> 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
-        for name, (rows, doc_to_text) in sets.items():
+        for name, (rows, doc_to_text, *choice) in sets.items():
             (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                                                encoding="utf-8")
             config = {"task": name, "dataset_path": "json",
                       "dataset_kwargs": {"data_files": {"test": str(folder / f"{name}.jsonl")}},
-                      "doc_to_text": doc_to_text, **CLOZE_TEMPLATE, "metadata": {"version": 1}}
+                      "doc_to_text": doc_to_text, **CLOZE_TEMPLATE, **({"doc_to_choice": choice[0]} if choice else {}),
+                      "metadata": {"version": 1}}
             (tmp / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         (tmp / "DONE").write_text("ok\n")
         if folder.exists():

@@ -1,4 +1,5 @@
-"""Results files of an experiment: results.json, results.csv, leaderboard.md (docs/protocol.md, "Results"). Writes are atomic.
+"""Results files of an experiment: results.json, results.csv, leaderboard.md (docs/protocol.md, "Results").
+Writes are atomic.
 
 Each task's section of results.json (`datasets`) says which metrics it reports, their directions, and which one
 is its forget score and which its utility; the tables and plots are built from those. Only the intro text names
@@ -107,6 +108,7 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
         out.append("")
         out += privacy_table(records, task)
         out += robustness_table(records, task)
+        out += probes_table(records, task, meta)
         out += guarantees_table(records, task)
     single = [t for t in tasks if not any("request" in r for r in records if r["task"] == t)]
     if len(single) > 1:
@@ -193,7 +195,8 @@ def _metric_table(title: str, intro: str, rows: list[dict], cols: list[str]) -> 
 
 
 ROBUSTNESS_INTRO = ("Recovery attacks on each row's model (docs/recovery.md; "
-                    "orchestration/attacks/). `relearn_*`: after fine-tuning on the relearn part of the forget set, scored on the other part "
+                    "orchestration/attacks/). `relearn_*`: after fine-tuning on the relearn part of the forget "
+                    "set, scored on the other part "
                     "only; `quant<bits>_*`: loaded with bitsandbytes at that many bits (8: LLM.int8, 4: NF4). "
                     "`*_recovery` ↓ = (m(row, attacked) - m(retain, attacked)) / (m(target) - m(retain, attacked)), "
                     "m the forget measure: 0 = what the retain model shows under the same attack, 1 = all of the "
@@ -210,6 +213,30 @@ def robustness_table(records: list[dict], task: str) -> list[str]:
     rows = [r for r in rows if any(k.startswith(attacks) for k in r["metrics"])]
     return _metric_table(f"{task}: does it come back?", ROBUSTNESS_INTRO, rows,
                          list(dict.fromkeys(k for r in rows for k in r["metrics"] if k.startswith(attacks))))
+
+
+PROBES_INTRO = ("Each forget item asked in ways no training or unlearning row asked it (docs/probes.md). "
+                "`probe_<p>_recovery` ↓ = (m(row) - m(retain)) / (m(target) - m(retain)), m the probe's mean forget "
+                "score: 0 = answers like the retain model under the same probe, 1 = like the target. `worst_*`: per "
+                "item the strongest showing over the probes that discriminate and the plain question, read against "
+                "the retain model's own worst case.")
+
+
+def probes_table(records: list[dict], task: str, meta: dict) -> list[str]:
+    """The probes' columns (none asked: no section), after a line per probe saying whether it discriminates."""
+    info = meta.get("probes") or {}
+    if not info.get("tests"):
+        return []
+    rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
+    worst = [k for k in ("forget_quality", "worst_forget_quality") if any(k in r["metrics"] for r in rows)]
+    cols = worst + list(dict.fromkeys(k for r in rows for k in r["metrics"]
+                                      if k.startswith("worst_") and k not in worst))
+    cols += [f"probe_{p}_recovery" for p in info["asked"]]
+    tests = "; ".join(f"{p} {'discriminates' if t['discriminates'] else 'does not discriminate'} "
+                      f"(target {_fmt(t['target'])}, retain {_fmt(t['retain'])}, p = {t['p_value']:.2g})"
+                      for p, t in info["tests"].items())
+    return _metric_table(f"{task}: forgotten, or only hidden?", f"{PROBES_INTRO} Test: {info['test']}. {tests}.",
+                         rows, cols)
 
 
 GUARANTEES_INTRO = ("Rows with a guarantee (orchestration/guarantees.py). SISA(S=s): s shards of the target's rows "
@@ -261,26 +288,27 @@ def guarantees_table(records: list[dict], task: str) -> list[str]:
 
 
 def cross_task_table(records: list[dict], datasets: dict | None, tasks: list[str]) -> list[str]:
-    """One row per method; per task its forget score, utility and relative cost, side by side."""
+    """One row per method; per task its forget score, utility and relative cost, side by side, and where the run
+    attacked or probed the rows, the relearn recovery and the probes' worst-case recovery."""
     metas = {t: task_meta(datasets, t) for t in tasks}
-    attacked = {t for t in tasks if any(r["task"] == t and "relearn_recovery" in r["metrics"] for r in records)}
+    extras = {t: [k for k in ("relearn_recovery", "worst_recovery")
+                  if any(r["task"] == t and k in r["metrics"] for r in records)] for t in tasks}
     head = ["model"]
     for t in tasks:
         d = metas[t]["higher_is_better"]
         head += [f"{t} {_arrow(metas[t]['forget_score'], d)}", f"{t} {_arrow(metas[t]['utility'], d)}",
-                 f"{t} relative_cost"] + ([f"{t} relearn_recovery ↓"] if t in attacked else [])
+                 f"{t} relative_cost"] + [f"{t} {k} ↓" for k in extras[t]]
     out = ["## Across tasks", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by = {(r["task"], r["model"]): r for r in records}
     for model in dict.fromkeys(r["model"] for r in records):
         cells = [model]
         for t in tasks:
             r = by.get((t, model))
-            extra = 1 if t in attacked else 0
             if r is None or r["status"] != "ok":
-                cells += ["—" if r is None else r["status"]] + ["—"] * (2 + extra)
+                cells += ["—" if r is None else r["status"]] + ["—"] * (2 + len(extras[t]))
                 continue
             cells += [_fmt(r["metrics"].get(metas[t]["forget_score"])), _fmt(r["metrics"].get(metas[t]["utility"])),
-                      _fmt(r["cost"].get("relative_cost"))] + ([_fmt(r["metrics"].get("relearn_recovery"))] * extra)
+                      _fmt(r["cost"].get("relative_cost"))] + [_fmt(r["metrics"].get(k)) for k in extras[t]]
         out.append("| " + " | ".join(cells) + " |")
     return out + [""]
 

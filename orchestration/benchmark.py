@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestration import attacks, guarantees, populations
+from orchestration import attacks, guarantees, populations, probing
 from orchestration.export import export_models
-from orchestration.pipeline import ModelRef, Pipeline
+from orchestration.pipeline import Pipeline
 from orchestration.rows import Row, RowId, describe, record
+from orchestration.units import ModelRef
 from evals import spread
 from evals.plots import REFERENCE_ROWS
 from evals.report import contender
@@ -45,6 +46,9 @@ class Models:
     def retain_stats(self, seed: int) -> dict | None:
         return self.evaluated.get(seed, self.evaluated[self.seed])[1].get("stats")
 
+    def target_stats(self, seed: int) -> dict:
+        return self.evaluated.get(seed, self.evaluated[self.seed])[0]["stats"]
+
 
 def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator) -> dict:
     """One task end to end from its loaded (and checked: orchestration/preflight.py) data.
@@ -54,6 +58,7 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     if cfg.privacy.population or cfg.privacy.shadow_models:
         populations.require_holdout(pipe)       # before any training, not after the main rows
     models = reference_models(pipe)
+    tests = probing.discrimination(pipe, models.target_stats(cfg.seed), models.retain_stats(cfg.seed))
     rows = [*reference_rows(pipe, models), *method_rows(pipe, models), *guarantee_rows(pipe, models),
             *checkpoint_rows(pipe, models)]
     privacy_columns(pipe, models, rows)
@@ -63,9 +68,10 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
             other = next(r for r in rows if r.id == row.same_as)
             row.columns = {**other.columns, **row.columns}
             row.attack_cost = row.attack_cost or other.attack_cost
+            row.seed_columns = row.seed_columns or other.seed_columns
 
     chosen = tuned_args(cfg.tuned) if cfg.tuned else {}           # tune.py's settings, read once
-    records = [row_record(pipe, models, row, chosen) for row in rows]
+    records = [row_record(pipe, models, row, chosen, tests) for row in rows]
     gate_utility(records, task.utility, cfg.utility_floor)
     if cfg.seeds > 1:
         spread.mark_rows([r for r in records if contender(r)],
@@ -77,8 +83,8 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
                 **{str(r.id): r.unit.get("model") for r in rows if r.unit.get("model")}}
         export_models(cfg, task.label, kept, lora_rows=[str(r.id) for r in rows if r.id.lora],
                       main=accelerator.is_main_process)
-    return {"records": records, "dataset": describe(task, data, cfg),
-            "per_item": {str(r.id): r.unit.get("stats") for r in rows}}
+    dataset = {**describe(task, data, cfg), **({"probes": probing.describe(pipe, tests)} if cfg.probes else {})}
+    return {"records": records, "dataset": dataset, "per_item": {str(r.id): r.unit.get("stats") for r in rows}}
 
 
 # -- row sources ------------------------------------------------------------------------------------------------
@@ -123,11 +129,14 @@ def method_rows(pipe: Pipeline, models: Models) -> list[Row]:
             out.append(Row(RowId(name), "method", retain, repeats, same_as=RowId("retain")))
             continue
         row = RowId(name, lora=bool(cfg.lora and spec.loss))
+        every_seed = attacks.enabled(cfg) and cfg.robustness.seeds == "all"       # every seed's model attacked
         unit = pipe.unlearned(models.target(), name, keep_model=keep)
-        repeats = [(s, pipe.unlearned(models.target(s), name, seed=s)) for s in cfg.seed_values()[1:]]
-        model = (attacks.row_ref(unit["model"], models.target(), lora=row.lora)
-                 if unit.get("model") and unit["status"] == "ok" else None)
-        out.append(Row(row, "method", unit, repeats, model=model))
+        repeats = [(s, pipe.unlearned(models.target(s), name, seed=s, keep_model=every_seed))
+                   for s in cfg.seed_values()[1:]]
+        kept = lambda u, s: (attacks.row_ref(u["model"], models.target(s), lora=row.lora)  # noqa: E731
+                             if u.get("model") and u["status"] == "ok" else None)
+        out.append(Row(row, "method", unit, repeats, model=kept(unit, cfg.seed),
+                       seed_models={s: kept(u, s) for s, u in repeats if kept(u, s)}))
     return out
 
 
@@ -181,12 +190,24 @@ def attack_columns(pipe: Pipeline, models: Models, rows: list[Row]) -> None:
     for r in attacked:
         r.columns.update(values[str(r.id)])
         r.attack_cost = costs[str(r.id)]
+    for s in pipe.cfg.seed_values()[1:] if pipe.cfg.robustness.seeds == "all" else []:
+        # a further seed's models against that seed's target and retain model under the same attacks
+        retain = models.by_seed.get(s, models.by_seed[models.seed])[1]
+        references = {"target": models.target(s), **({"retain": retain} if retain else {})}
+        before = {"target": models.target_stats(s), **({"retain": models.retain_stats(s)} if models.retain else {})}
+        seeded = [r for r in rows if s in r.seed_models]
+        refs = {**references, **{str(r.id): r.seed_models[s] for r in seeded}}
+        stats = {**before, **{str(r.id): dict(r.repeats)[s]["stats"] for r in seeded}}
+        values, _ = attacks.attack_all(pipe, refs, stats)
+        for r in seeded:
+            r.seed_columns[s] = values[str(r.id)]
 
 
 # -- records ----------------------------------------------------------------------------------------------------
-def row_record(pipe: Pipeline, models: Models, row: Row, chosen: dict) -> dict:
+def row_record(pipe: Pipeline, models: Models, row: Row, chosen: dict, tests: dict) -> dict:
     """One row's results.json record: its first seed's metrics with its columns, and its spread over seeds;
-    chosen: the tuned settings per method (tune.py), which say how a method row was set."""
+    chosen: the tuned settings per method (tune.py), which say how a method row was set; tests: the probes'
+    discrimination tests (its probe columns are computed per seed, like the task's metrics)."""
     cfg, task = pipe.cfg, pipe.task
     retain = models.retain
     retrain_wall = (retain.cost or {}).get("wall_seconds") if retain else None
@@ -206,10 +227,14 @@ def row_record(pipe: Pipeline, models: Models, row: Row, chosen: dict) -> dict:
     if failed is not None:
         out["status"], out["error"] = failed["status"], failed["error"]
         return out
-    out["metrics"] = {**task.metrics(unit["stats"], models.retain_stats(cfg.seed)), **row.columns}
+    def score(stats: dict, seed: int) -> dict:
+        return {**task.metrics(stats, models.retain_stats(seed)),
+                **probing.columns(pipe, stats, models.retain_stats(seed), models.target_stats(seed), tests),
+                **row.seed_columns.get(seed, {})}
+    out["metrics"] = {**score(unit["stats"], cfg.seed), **row.columns}
     if row.repeats:
-        spread.over_seeds(out, [(cfg.seed, out["metrics"])] + [
-            (s, task.metrics(u["stats"], models.retain_stats(s))) for s, u in row.repeats], task.log_scale)
+        spread.over_seeds(out, [(cfg.seed, out["metrics"])] + [(s, score(u["stats"], s)) for s, u in row.repeats],
+                          task.log_scale)
     return out
 
 

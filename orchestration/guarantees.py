@@ -28,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from orchestration.pipeline import ModelRef, Pipeline, Recipe
+from orchestration.pipeline import Pipeline, Recipe
+from orchestration.units import ModelRef
 from unlearnbench.cache import kept, stable_hash
 from unlearnbench.cost import total
 

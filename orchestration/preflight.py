@@ -258,7 +258,8 @@ def long_rows(pipe) -> list[tuple[str, int, str, int, int, str]]:
     for where, rows, limit, key in checks:
         rows = [(i, r["question"], [r["answer"]]) for i, r in enumerate(rows or []) if "question" in r]
         out += _too_long(counter, where, rows, limit, key, prompted=True)
-    for split, items in pipe.task.scored_pairs().items():
+    asked = pipe.task.probe_pairs(pipe.probes) if pipe.probes else {}
+    for split, items in {**pipe.task.scored_pairs(), **asked}.items():
         limit, key = (eval_limit, eval_key) if pipe.task.prompted else (context, ctx_key)
         out += _too_long(counter, f"evaluation split {split}", [(i, q, a) for i, (q, a) in enumerate(items)],
                               limit, key, prompted=pipe.task.prompted)

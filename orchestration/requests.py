@@ -19,7 +19,8 @@ from pathlib import Path
 from evals import spread
 from evals.robustness import restrict, union
 from methods import METHODS
-from orchestration.pipeline import ModelRef, Pipeline, Recipe
+from orchestration.pipeline import Pipeline, Recipe
+from orchestration.units import ModelRef
 from orchestration.rows import RowId, describe, record
 from unlearnbench.cache import UnitStore, kept, stable_hash
 from unlearnbench.config import ExperimentConfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from orchestration.pipeline import ModelRef
+from orchestration.units import ModelRef
 from unlearnbench.config import ExperimentConfig
 from unlearnbench.cost import COST_FIELDS
 from unlearnbench.tasks import TaskData
@@ -33,7 +33,9 @@ class Row:
     repeats: list = field(default_factory=list)     # [(seed, unit)] of its other seeds
     model: ModelRef | None = None                   # what a recovery attack reads (None: not attacked)
     same_as: RowId | None = None                    # a row that is another row's model (Retrain: the retain model)
-    columns: dict = field(default_factory=dict)     # metrics added by column sources
+    columns: dict = field(default_factory=dict)     # metrics added by column sources (the record's own seed)
+    seed_models: dict = field(default_factory=dict)  # seed -> the model of a further seed, where one is kept
+    seed_columns: dict = field(default_factory=dict)  # seed -> the columns of a further seed's model
     attack_cost: dict | None = None
 
 

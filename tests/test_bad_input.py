@@ -234,6 +234,10 @@ CASES = [
      r"requests\.folds=1: expected 0 \(off: one request\) or at least 2"),
     ("more folds than authors", lambda w, t: ["requests.folds=3"],
      r"requests\.folds=3, but the forget split forget10 has 1 author\(s\), one at least per fold; use fewer"),
+    ("requests with probes", lambda w, t: ["requests.folds=2", "probes=all"],
+     r"requests\.folds=2 runs the requests protocol, which does not take probes"),
+    ("a probe the task cannot serve", lambda w, t: ["probes=reverse"],
+     r"probes: task tofu_forget10 cannot serve \['reverse'\]; it offers \['paraphrase'"),
     ("requests with attacks", lambda w, t: ["requests.folds=2", "robustness.relearn_steps=5"],
      r"requests\.folds=2 runs the requests protocol, which does not take robustness"),
     # rows with a guarantee

@@ -73,11 +73,11 @@ class ScaleSettings:
 @attack("weight_scale", ScaleSettings)
 def weight_scale(pipe, ref, row, variant, settings, tmp, meter):
     """The row's model with every weight scaled: factor 1 is the model itself."""
-    model = merged(pipe.load(ref))
+    model = merged(pipe.units.load(ref))
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(settings.factor)
-    return model, pipe.tokenizer(ref)
+    return model, pipe.units.tokenizer(ref)
 '''
 
 
@@ -96,6 +96,7 @@ def test_a_task_and_an_attack_from_files_run_on_the_smoke_world(tmp_path, regist
     assert list(rows) == ["target", "retain", "GradAscent", "GradDiff"]
     assert all(r["task"] == "fungi_facts" and r["status"] == "ok" for r in rows.values())
     assert rows["target"]["metrics"]["forget_nll"] < rows["retain"]["metrics"]["forget_nll"]   # the task's metric
+    assert rows["GradAscent"]["metrics"]["forget_nll"] > rows["target"]["metrics"]["forget_nll"]
     for r in rows.values():
         assert set(r["attack_cost"]) == {"weight_scale"}
         # factor 1 leaves every model as it is: the attacked measure is the row's own
@@ -104,6 +105,7 @@ def test_a_task_and_an_attack_from_files_run_on_the_smoke_world(tmp_path, regist
     assert rows["target"]["metrics"]["weight_scale_recovery"] == pytest.approx(1.0, abs=1e-6)
     board = (tmp_path / "identity" / "leaderboard.md").read_text()
     assert "fungi_facts: does it come back?" in board and "weight_scale_recovery" in board
+    assert "forget_nll ↑" in board
 
     # the attack's settings are its own dataclass's, and part of its units' keys
     scaled = {r["model"]: r for r in run(tmp_path, "scaled", *args,

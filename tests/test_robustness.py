@@ -144,3 +144,19 @@ def test_lora_and_checkpoint_rows_are_attacked_as_deployed(smoke_root):
     assert {"relearn_recovery", "quant4_recovery"} <= set(keys)
     for key in keys:
         assert back["Mine"]["metrics"][key] == pytest.approx(lora["GradDiff+lora"]["metrics"][key], abs=1e-6), key
+
+
+def test_every_seed_attacked_gives_the_attack_columns_intervals(smoke_root):
+    """robustness.seeds=all: each method row's every seed's model is attacked, against that seed's references, so
+    the attack columns are means over seeds with intervals; seed 0's values are those of a first-seed-only run."""
+    args = ["experiment=smoke", f"cache_dir={smoke_root / 'cache'}", "seeds=2", "robustness.relearn_steps=4",
+            "methods=GradDiff"]
+    first = {r["model"]: r for r in run_benchmark.main([*args, f"output_dir={smoke_root / 'seeds_first'}"])["results"]}
+    every = {r["model"]: r for r in run_benchmark.main([*args, "robustness.seeds=all",
+                                                        f"output_dir={smoke_root / 'seeds_all'}"])["results"]}
+    assert "relearn_recovery" not in first["GradDiff"]["spread"]
+    spread = every["GradDiff"]["spread"]["relearn_recovery"]
+    assert spread["n"] == 2 and spread["ci95"][0] <= spread["mean"] <= spread["ci95"][1]
+    per_seed = [s["metrics"]["relearn_recovery"] for s in every["GradDiff"]["per_seed"]]
+    assert per_seed[0] == first["GradDiff"]["metrics"]["relearn_recovery"] and per_seed[1] != per_seed[0]
+    assert every["retain"]["metrics"]["relearn_recovery"] == 0.0

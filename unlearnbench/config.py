@@ -165,6 +165,9 @@ class ExperimentConfig:
     extensions: list[str] = field(default_factory=list)     # Python files registering methods, tasks or attacks
     # true: every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter); merged: LoRA rows merged
     save_models: bool | str = False
+    # probes of every row with questions it never trained or unlearned on (docs/probes.md): all (every probe a
+    # task offers), none, or a list
+    probes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         if self.seeds < 1:
@@ -172,6 +175,10 @@ class ExperimentConfig:
         if not 0 <= self.utility_floor <= 1:
             raise ConfigError(f"utility_floor={self.utility_floor}: a fraction of the retain model's utility in [0, 1] "
                               f"(0.9: a row keeping less than 90 % of it is flagged; 0: no floor)")
+        if self.probes in (["none"], ["false"]):
+            self.probes = []
+        if "all" in self.probes and len(self.probes) > 1 or "none" in self.probes:
+            raise ConfigError(f"probes={self.probes}: all, none, or a list of probe names (docs/probes.md)")
         if self.save_models not in (False, True, "merged"):
             raise ConfigError(f"save_models={self.save_models!r}: true (each row's model; LoRA rows as the adapter), "
                               f"merged (LoRA rows merged into full weights), or false")
@@ -189,7 +196,7 @@ class ExperimentConfig:
                                      ("privacy", self.privacy.population or self.privacy.shadow_models),
                                      ("checkpoints", self.checkpoints), ("save_models", self.save_models),
                                      ("sisa", self.sisa.shards), ("dp", self.dp.epsilon),
-                                     ("seed_models", self.seed_models),
+                                     ("seed_models", self.seed_models), ("probes", self.probes),
                                      ("model.retain", self.model.retain)) if on]
             if clash:
                 raise ConfigError(f"requests.folds={self.requests.folds} runs the requests protocol, which does not "

@@ -54,6 +54,7 @@ class RobustnessSettings:
     relearn_data: str = "forget"   # forget: the relearn part of the forget set; unrelated: as many retain rows
     quant_bits: list[int] = field(default_factory=list)   # bitsandbytes on load: 8 (LLM.int8), 4 (NF4); 16: none
     attacks: list[str] = field(default_factory=list)      # attacks registered from a file (extensions=), by name
+    seeds: str = "first"           # first: attack each method row's first seed's model; all: every seed's (intervals)
     attack_args: dict = field(default_factory=dict)       # {attack: {setting: value}}: an attack's own settings
 
     def __post_init__(self):
@@ -62,6 +63,9 @@ class RobustnessSettings:
         if self.relearn_steps < 0 or not self.relearn_lr > 0 or self.relearn_batch_size < 1:
             raise FieldError(f"relearn_steps={self.relearn_steps}, relearn_lr={self.relearn_lr}, relearn_batch_size="
                              f"{self.relearn_batch_size}: expected steps >= 0 (0: off), lr > 0, batch size >= 1")
+        if self.seeds not in ("first", "all"):
+            raise FieldError(f"seeds={self.seeds!r}: first (each method row's first seed's model is attacked) or all "
+                             f"(every seed's, so the attack columns carry intervals over seeds)")
         bad = [b for b in self.quant_bits if b not in (4, 8, 16)]
         if bad:
             raise FieldError(f"quant_bits={self.quant_bits}: bitsandbytes loads 8 (LLM.int8) and 4 (NF4) bits; 16 "

@@ -33,9 +33,9 @@ Optional hooks (capabilities): a task defines those it can serve, and registrati
 is an input error before anything trains:
 
     relearn_split(seed) -> (rows, items | None)
-                                      optional, after load (the relearning attack needs it): the relearning attack's rows to train on (part of the forget
-                                      set) and the indices of the forget split's items it scores (None: all),
-                                      never one of the rows trained on
+                                      optional, after load (the relearning attack needs it): the rows to
+                                      relearn on (part of the forget set) and the indices of the forget split's
+                                      items it scores (None: all), never one of the rows trained on
     request_folds(k, seed) -> [(rows, items | None)] * k
                                       optional, after load: the forget set as k disjoint requests along the
                                       task's natural unit (orchestration/requests.py): per fold the indices of
@@ -52,6 +52,13 @@ is an input error before anything trains:
     validation(n_authors) -> (task, TaskData)
                                       optional, after load: the tuning protocol's split (tune.py), a task and
                                       its data sharing no forget row with the test forget set (TOFU has it)
+    offered_probes() -> tuple[str]    optional, after load: the probes (docs/probes.md) this data can serve; a task
+    probe_pairs(probes) -> {name: items}                   that offers probes also defines the three below
+    evaluate(..., probes=(...))       the probes' statistics beside the evaluation's (`stats["probes"]`), and
+                                      probe_pairs their (question, answers) for the length check
+    probe_scores(stats) -> {probe: {split: {"score": [...], "ratio": [...]?}}}
+                                      per-item scores, higher = the model shows the fact (evals/probes.py), the
+                                      probe "plain" being the task's own question
 """
 from __future__ import annotations
 
@@ -86,7 +93,9 @@ class Task(Protocol):
 REQUIRED_ATTRIBUTES = ("version", "forget_score", "utility", "forget_measure", "higher_is_better", "headline",
                        "log_scale", "prompted")
 REQUIRED_HOOKS = ("load", "scored_pairs", "evaluate", "metrics")
-OPTIONAL_HOOKS = ("relearn_split", "request_folds", "train_units", "pack", "validation")
+OPTIONAL_HOOKS = ("relearn_split", "request_folds", "train_units", "pack", "validation", "offered_probes",
+                  "probe_pairs", "probe_scores")
+PROBE_HOOKS = ("offered_probes", "probe_pairs", "probe_scores")
 
 
 @dataclass(frozen=True)
@@ -110,7 +119,12 @@ def capabilities(name: str, cls: type) -> frozenset:
         raise TypeError(f"task {name!r}: {cls.__name__} has {not_callable + unknown}, which are not hooks of the "
                         f"task interface (required {list(REQUIRED_HOOKS)}, optional {list(OPTIONAL_HOOKS)}); "
                         f"rename a misspelt hook, or prefix a helper with _")
-    return frozenset(h for h in OPTIONAL_HOOKS if hasattr(cls, h))
+    found = frozenset(h for h in OPTIONAL_HOOKS if hasattr(cls, h))
+    if found & set(PROBE_HOOKS) and not found >= set(PROBE_HOOKS):
+        raise TypeError(f"task {name!r}: {cls.__name__} defines {sorted(found & set(PROBE_HOOKS))} but not "
+                        f"{sorted(set(PROBE_HOOKS) - found)}; a task that offers probes defines all of "
+                        f"{list(PROBE_HOOKS)}")
+    return found
 
 
 def task(name: str, config: type):
@@ -130,6 +144,19 @@ def require(task: Task, hook: str, what: str) -> None:
     if hook not in task.capabilities:
         raise ConfigError(f"task {task.label} cannot serve {what}: it has no {hook} hook (unlearnbench/tasks.py); "
                           f"run it without {what}")
+
+
+def probes_for(task: Task, wanted: list[str]) -> tuple[str, ...]:
+    """After load: the probes a run asks of `task` (probes=all: every one it offers; none: none). A named probe the
+    task cannot serve is an input error, never skipped."""
+    offered = task.offered_probes() if "offered_probes" in task.capabilities else ()
+    if list(wanted) == ["all"]:
+        return tuple(offered)
+    missing = [p for p in wanted if p not in offered]
+    if missing:
+        raise ConfigError(f"probes: task {task.label} cannot serve {missing}; it offers {list(offered) or 'none'} "
+                          f"(docs/probes.md); use probes=all for every probe a task offers")
+    return tuple(p for p in offered if p in wanted)
 
 
 def build_task(label: str, section: dict):

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable
 
 from evals.robustness import attack_metrics
-from orchestration.pipeline import ModelRef, Pipeline
+from orchestration.pipeline import Pipeline
+from orchestration.units import ModelRef
 from unlearnbench.cache import read_json, stable_hash, write_json
 from unlearnbench.config import ConfigError, from_dict
 from unlearnbench.registry import Registry
@@ -121,21 +122,21 @@ def attacked(pipe: Pipeline, ref: ModelRef, row: str, spec: AttackSpec, variant:
     settings = settings_of(pipe.cfg, spec)
     extra = ([dataclasses.asdict(settings)] if settings is not None else []) + ([spec.source] if spec.source else [])
     key = stable_hash("attack", variant, ref.key, ref.adapter, *(spec.key(pipe, variant) if spec.key else []),
-                      *pipe.eval_key(ref.key), *extra)
+                      *pipe.eval_key(ref.key, probes=False), *extra)
 
     def build(tmp):
-        with pipe.meter() as meter:
+        with pipe.units.meter() as meter:
             model, tokenizer = spec.run(pipe, ref, row, variant, settings, tmp, meter)
         try:
             with quiet():
-                stats, eval_cost = pipe.evaluate(model.eval(), tokenizer, f"{row} ({variant})")
+                stats, eval_cost = pipe.evaluate(model.eval(), tokenizer, f"{row} ({variant})", probes=False)
         except RuntimeError as err:
             error = spec.explain(row, variant, err) if spec.explain else None
             if error is None:
                 raise
             raise error from err
         write_json(tmp / "unit.json", {"stats": stats, "eval_cost": eval_cost, "cost": meter.record()})
-    return read_json(pipe.unit("attack", key, build) / "unit.json")
+    return read_json(pipe.units.unit("attack", key, build) / "unit.json")
 
 
 def merged(model):

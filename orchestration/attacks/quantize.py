@@ -20,10 +20,10 @@ def explain(row: str, variant: str, err: RuntimeError) -> ValueError:
 @attack("quant", variants=lambda r: [f"quant{b}" for b in r.quant_bits], explain=explain)
 def quantize(pipe, ref, row: str, variant: str, settings, tmp, meter):
     bits = int(variant.removeprefix("quant"))
-    path, tokenizer = ref.path, pipe.tokenizer(ref)
+    path, tokenizer = ref.path, pipe.units.tokenizer(ref)
     if ref.adapter:
         path = tmp / "merged"
-        save_model(merged(pipe.load(ref)), tokenizer, path, alone=True)
+        save_model(merged(pipe.units.load(ref)), tokenizer, path, alone=True)
     with quiet():
         model = load_model(str(path), pipe.cfg.model, ref.gguf_file, bits=bits, device=str(pipe.acc.device))
         model = model.to(pipe.acc.device) if bits == 16 else model

@@ -28,9 +28,9 @@ def key(pipe, variant: str) -> list:
 def relearn(pipe, ref, row: str, variant: str, settings, tmp, meter):
     plan = schedule(pipe)
     # every weight trains (a merged adapter's base weights come back frozen)
-    model, tokenizer = merged(pipe.load(ref)).requires_grad_(True), pipe.tokenizer(ref)
+    model, tokenizer = merged(pipe.units.load(ref)).requires_grad_(True), pipe.units.tokenizer(ref)
     meter.watch(model)
-    fmt = pipe.fmt(tokenizer, plan.max_length)
+    fmt = pipe.units.fmt(tokenizer, plan.max_length)
     finetune(model, [encode_row(fmt, r) for r in relearn_rows(pipe)[0]], plan, pipe.cfg.seed, pipe.acc,
              tokenizer.pad_token_id, desc=f"relearn {row}", checkpointing=pipe.cfg.gradient_checkpointing)
     return model, tokenizer
