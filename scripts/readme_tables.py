@@ -6,7 +6,9 @@
     python scripts/readme_tables.py --claims  # on another machine: do the README's claims over seeds still hold?
     python scripts/readme_tables.py --check --only default wmdp   # only these experiments' tables (what CI reran)
 
-A table sits between `<!-- table:<experiment> -->` and `<!-- /table -->`. Metric, token and FLOP cells must match
+A table sits between `<!-- table:<experiment> cpu=<vendor> -->` and `<!-- /table -->` (`cpu=`, written by --write:
+the CPU vendor the table was computed on; the reproducible numerics hold within a vendor, not across vendors, so
+--check skips a table whose results come from another vendor and says so). Metric, token and FLOP cells must match
 at the printed digits; wall-time, relative-cost and memory cells depend on the machine's load and are rendered
 but not compared. `--claims` checks what should hold on any machine instead of exact cells: every forget-quality
 mean the README shows with an interval lies within the new results' interval, and the README's best row is the
@@ -17,7 +19,9 @@ its requests over time (orchestration/requests.py) between `<!-- requests:<exper
 (every cell but the last column's wall-time based cost; checked by `bash scripts/reproduce.sh`, not CI), and its
 rows with a guarantee (orchestration/guarantees.py) between `<!-- guarantees:<experiment> -->` and
 `<!-- /guarantees -->` (every cell but the wall-time based ones), its membership and memorization columns
-(evals/privacy.py) between `<!-- privacy:<experiment> -->` and `<!-- /privacy -->`.
+(evals/privacy.py) between `<!-- privacy:<experiment> -->` and `<!-- /privacy -->`, its probes (evals/probes.py)
+between `<!-- probes:<experiment> -->` and `<!-- /probes -->`, and their discrimination tests between
+`<!-- probe-tests:<experiment> -->` and `<!-- /probe-tests -->`.
 """
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy):(?P<exp>[\w.-]+) -->\n"
+MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy|probes|probe-tests):"
+                  r"(?P<exp>[\w.-]+)(?: cpu=(?P<cpu>\w+))? -->\n"
                   r"(?P<body>.*?)"
                   r"<!-- /(?P=kind) -->", re.S)
 
@@ -125,6 +130,37 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     rows = [[(h, True) for h, _, _ in spec]]
     attacked = [r for r in results["results"] if r["status"] == "ok" and "unattacked_recovery" in r["metrics"]]
     return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in attacked]
+
+
+def render_probes(results: dict) -> list[list[tuple[str, bool]]]:
+    """Each row under the probes (evals/probes.py): the plain forget score beside its worst case over the probes
+    that discriminate (with intervals over seeds), the worst case's recovery, and each probe's recovery."""
+    meta = next(iter(results["datasets"].values()))
+    tofu = meta.get("family", "tofu") == "tofu"
+    m = MEASURES[meta.get("family", "tofu")]
+    scored = lambda key, fmt: lambda r: (fmt(r["metrics"].get(key)) + interval(r, key, fmt) +  # noqa: E731
+                                         (mark(r) if key == meta["forget_score"] else ""))
+    spec = [("row", lambda r: r["model"], True)]
+    if tofu:
+        spec += [("forget quality ↑", scored("forget_quality", sci), True),
+                 ("worst-case forget quality ↑", scored("worst_forget_quality", sci), True)]
+    spec += [(m.replace("_", " ") + " ↓", scored(m, f3), True),
+             (f"worst-case {m.replace('_', ' ')}", scored(f"worst_{m}", f3), True),
+             ("worst-case recovery ↓", scored("worst_recovery", f3), True)]
+    spec += [(f"{p} recovery", lambda r, p=p: f3(r["metrics"].get(f"probe_{p}_recovery")), True)
+             for p in meta["probes"]["asked"]]
+    rows = [[(h, True) for h, _, _ in spec]]
+    return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in results["results"]
+                   if r["status"] == "ok"]
+
+
+def render_probe_tests(results: dict) -> list[list[tuple[str, bool]]]:
+    """The discrimination test of every probe on the run's target and retain model."""
+    tests = next(iter(results["datasets"].values()))["probes"]["tests"]
+    rows = [[(h, True) for h in ("probe", "target", "retain", "gap", "p-value", "discriminates")]]
+    return rows + [[(p, True), (f3(t["target"]), True), (f3(t["retain"]), True), (f3(t["gap"]), True),
+                    (f"{t['p_value']:.2g}", True), ("yes" if t["discriminates"] else "no", True)]
+                   for p, t in tests.items()]
 
 
 def render_requests(results: dict) -> list[list[tuple[str, bool]]]:
@@ -237,7 +273,7 @@ def main(argv=None) -> int:
     unknown = set(args.only or ()) - {m["exp"] for text in texts.values() for m in MARK.finditer(text)}
     if unknown:
         parser.error(f"--only {' '.join(sorted(unknown))}: no such table in {', '.join(map(str, args.readme))}")
-    problems, checked = [], 0
+    problems, checked, skipped = [], 0, []
     for page, text in texts.items():
         out, last, where = [], 0, page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
         for m in MARK.finditer(text):
@@ -251,12 +287,23 @@ def main(argv=None) -> int:
                                 f"{'tune' if tuning else 'run_benchmark'}.py experiment={m['exp']}` first")
                 continue
             kind = {"tuning": render_tuning, "robustness": render_robustness, "table": render,
-                    "requests": render_requests, "guarantees": render_guarantees, "privacy": render_privacy}[m["kind"]]
-            rows = kind(json.loads(path.read_text(encoding="utf-8")))
+                    "requests": render_requests, "guarantees": render_guarantees, "privacy": render_privacy,
+                    "probes": render_probes, "probe-tests": render_probe_tests}[m["kind"]]
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows, vendor = kind(data), cpu_vendor(data)
+            other = bool(m["cpu"] and vendor and m["cpu"] != vendor)    # a table of another vendor's results
+            if args.write and other:
+                skipped.append(f"{where}: {m['kind']}:{m['exp']} (computed on {m['cpu']}, these results on {vendor})")
+                continue
             if args.write:
                 body = requests_markdown(rows) if m["kind"] == "requests" else to_markdown(rows)
-                out += [text[last:m.start("body")], body]
+                where_cpu = f" cpu={vendor}" if vendor else (f" cpu={m['cpu']}" if m["cpu"] else "")
+                out += [text[last:m.start()], f"<!-- {m['kind']}:{m['exp']}{where_cpu} -->\n", body]
                 last = m.end("body")
+                continue
+            if other and not args.claims:
+                # the reproducible mode holds across CPUs of one vendor, not across vendors (docs/numerics.md)
+                skipped.append(f"{where}: {m['kind']}:{m['exp']} (computed on {m['cpu']}, these results on {vendor})")
                 continue
             shown = parse(m["body"])
             if args.claims:
@@ -274,13 +321,21 @@ def main(argv=None) -> int:
         if args.write and out:
             page.write_text("".join(out) + text[last:], encoding="utf-8")
             print(f"rewrote the marked tables of {where}")
+    if skipped:
+        print(f"Not {'written' if args.write else 'compared'}, computed on another CPU vendor (run --claims, or rerun "
+              f"on that vendor):\n- " + "\n- ".join(skipped))
     if args.write:
         return 0
     if problems:
         print("Tables differ from the results:\n- " + "\n- ".join(problems))
         return 1
-    print(f"Tables {'claims hold for' if args.claims else 'match'} {args.results} ({checked} tables)")
+    print(f"Tables {'claims hold for' if args.claims else 'match'} {args.results} ({checked - len(skipped)} tables)")
     return 0
+
+
+def cpu_vendor(results: dict) -> str:
+    """The CPU vendor a results file was computed on (runtime.numerics.cpu; "" for older files)."""
+    return ((results.get("runtime") or {}).get("numerics") or {}).get("cpu", {}).get("vendor", "")
 
 
 def pages() -> list[Path]:

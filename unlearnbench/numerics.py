@@ -41,12 +41,28 @@ def apply(environ=os.environ) -> str:
     return chosen
 
 
+def cpu() -> dict:
+    """The CPU's vendor and model (Linux: /proc/cpuinfo; elsewhere what platform reports): the reproducible mode's
+    numbers are the same across x86 CPUs of one vendor, not across vendors (docs/numerics.md)."""
+    import platform
+    info = {}
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            key, _, value = line.partition(":")
+            if key.strip() in ("vendor_id", "model name") and key.strip() not in info:
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return {"vendor": info.get("vendor_id") or platform.machine(),
+            "model": info.get("model name") or platform.processor()}
+
+
 def describe() -> dict:
-    """What results.json records: the mode, the pinned variables, and the kernels torch actually chose (a CPU without
-    AVX2 falls back to slower ones, and its numbers then differ from other CPUs')."""
+    """What results.json records: the mode, the pinned variables, the kernels torch actually chose (a CPU without
+    AVX2 falls back to slower ones, and its numbers then differ from other CPUs'), and the CPU."""
     import torch
     capability = torch.backends.cpu.get_cpu_capability()
-    out = {"mode": mode(), "cpu_capability": capability,
+    out = {"mode": mode(), "cpu_capability": capability, "cpu": cpu(),
            "pinned": {k: os.environ.get(k, "") for k in PINNED} if mode() == "reproducible" else {}}
     if mode() == "reproducible" and capability.lower() != "avx2":
         out["warning"] = (f"torch runs {capability} kernels, not the AVX2 ones the reproducible mode pins: this "
