@@ -218,6 +218,7 @@ CASES = [
     ("unknown attack", lambda w, t: ["robustness.attacks=paraphrase"], r"robustness: unknown attack 'paraphrase'"),
     ("built-in attack by name", lambda w, t: ["robustness.attacks=relearn"],
      r"robustness\.attacks: relearn is turned on by its own keys"),
+    ("LoRA dropout above 1", lambda w, t: ["lora_cfg.dropout=2"], r"lora_cfg\.r=8, alpha=16, dropout=2\.0: expected"),
     ("zero seeds", lambda w, t: ["seeds=0"], r"seeds=0: the number of unlearning seeds per method must be at least 1"),
     ("utility floor above 1", lambda w, t: ["utility_floor=2"], r"utility_floor=2\.0: a fraction of the retain "
      r"model's utility in \[0, 1\]"),

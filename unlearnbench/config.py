@@ -126,6 +126,11 @@ class LoraSettings:
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
                                                                "gate_proj", "up_proj", "down_proj"])
 
+    def __post_init__(self):
+        if self.r < 1 or not self.alpha > 0 or not 0 <= self.dropout < 1:    # `not` also catches NaN
+            raise FieldError(f"r={self.r}, alpha={self.alpha}, dropout={self.dropout}: expected a rank >= 1, a "
+                             f"scaling alpha > 0 and a dropout probability in [0, 1)")
+
 
 @dataclass
 class ExperimentConfig:
