@@ -121,6 +121,7 @@ def method_rows(pipe: Pipeline, models: Models) -> list[Row]:
     """Every method from every seed (seed s's row unlearns seed s's target); Retrain is the retain model."""
     cfg, out = pipe.cfg, []
     keep = bool(cfg.save_models) or attacks.enabled(cfg)        # the row's model, for export or for the attacks
+    every_seed = attacks.enabled(cfg) and cfg.robustness.seeds == "all"       # every seed's model attacked
     for name in cfg.methods:
         spec = METHODS.get_or_raise(name)
         if spec.is_retrain:
@@ -129,14 +130,12 @@ def method_rows(pipe: Pipeline, models: Models) -> list[Row]:
             out.append(Row(RowId(name), "method", retain, repeats, same_as=RowId("retain")))
             continue
         row = RowId(name, lora=bool(cfg.lora and spec.loss))
-        every_seed = attacks.enabled(cfg) and cfg.robustness.seeds == "all"       # every seed's model attacked
         unit = pipe.unlearned(models.target(), name, keep_model=keep)
         repeats = [(s, pipe.unlearned(models.target(s), name, seed=s, keep_model=every_seed))
                    for s in cfg.seed_values()[1:]]
-        kept = lambda u, s: (attacks.row_ref(u["model"], models.target(s), lora=row.lora)  # noqa: E731
-                             if u.get("model") and u["status"] == "ok" else None)
-        out.append(Row(row, "method", unit, repeats, model=kept(unit, cfg.seed),
-                       seed_models={s: kept(u, s) for s, u in repeats if kept(u, s)}))
+        kept = {s: attacks.row_ref(u["model"], models.target(s), lora=row.lora)
+                for s, u in [(cfg.seed, unit), *repeats] if u.get("model") and u["status"] == "ok"}
+        out.append(Row(row, "method", unit, repeats, model=kept.pop(cfg.seed, None), seed_models=kept))
     return out
 
 
