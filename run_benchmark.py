@@ -14,10 +14,8 @@ from unlearnbench import numerics
 
 numerics.apply()     # before torch loads: the same CPU kernels on every machine (unlearnbench/numerics.py)
 
-import transformers
-from accelerate import Accelerator
-from accelerate.utils import set_seed
-
+# torch and the other heavy libraries load when a stage first uses them (unlearnbench/heavy.py): --help and input
+# errors answer without them
 from evals.report import leaderboard, write_results
 from methods import METHODS, method_config
 from orchestration import attacks, extensions, guarantees
@@ -28,6 +26,7 @@ from orchestration.preflight import check_lengths, check_run, check_vocabulary, 
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench import environment
 from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
+from unlearnbench.heavy import accelerate, accelerate_utils, transformers
 from unlearnbench.runtime import configure_threads
 from unlearnbench.tasks import build_task
 
@@ -150,8 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. seed, threads, devices (the suite's own progress bars replace the library's per-file ones)
     transformers.utils.logging.disable_progress_bar()
     threads = configure_threads(cfg.threads)
-    accelerator = Accelerator()
-    set_seed(cfg.seed)
+    accelerator = accelerate.Accelerator()
+    accelerate_utils.set_seed(cfg.seed)
     store = UnitStore(cfg.resolved_cache_dir(), fresh=fresh)
     # rows longer than the context: an error before any model trains or anything is written (counted with the
     # run's tokenizer; the embedded model's is trained first)

@@ -16,17 +16,15 @@ from unlearnbench import numerics
 
 numerics.apply()     # before torch loads: the same CPU kernels as the benchmark runs
 
-import transformers
 import yaml
-from accelerate import Accelerator
-from accelerate.utils import set_seed
 
 from orchestration import extensions
-from orchestration.tuning import table, tune
+from orchestration.tuning import grids, table, tune
 from orchestration.preflight import check_run
 from run_benchmark import cli_errors
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench.config import ConfigError, load_config, tuned_path
+from unlearnbench.heavy import accelerate, accelerate_utils, transformers
 from unlearnbench.runtime import configure_threads
 from unlearnbench.tasks import build_task
 
@@ -52,14 +50,15 @@ def run(cfg) -> dict:
                           f"an earlier sweep's; set tuned= (empty) in it")
     if len(cfg.tasks) != 1:
         raise ConfigError(f"tune.py tunes on one task's validation split; this experiment has {len(cfg.tasks)}")
+    grids(cfg)          # the sweep checked before the task's data is built
     label, section = next(iter(cfg.tasks.items()))
     task = build_task(label, section)
     data = check_run(cfg, {label: task})[label]
 
     transformers.utils.logging.disable_progress_bar()
     configure_threads(cfg.threads)
-    accelerator = Accelerator()
-    set_seed(cfg.seed)
+    accelerator = accelerate.Accelerator()
+    accelerate_utils.set_seed(cfg.seed)
     result = tune(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), accelerator)
     if accelerator.is_main_process:
         chosen = {name: m["chosen"] for name, m in result["methods"].items()}

@@ -26,11 +26,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import torch
-from transformers import DynamicCache
-
 from evals import greedy, kvcache
 from evals.reference import device_of, log_softmax
+from unlearnbench.heavy import no_grad, torch, transformers
 from unlearnbench.models import PromptFormat
 
 # part of every evaluation's cache key: bumped when what an evaluation stores changes (2: token trees,
@@ -143,7 +141,7 @@ class Scored:
     token_argmax: list[list[bool]]
 
 
-@torch.no_grad()
+@no_grad
 def evaluate(model, fmt: PromptFormat, items: list[tuple[str, list[str]]], token_budget: int, batch_size: int,
              max_new_tokens: int, work: Work | None = None, shard: tuple[int, int] = (0, 1),
              detail: int = 0) -> dict[int, Scored]:
@@ -220,9 +218,9 @@ def _tree_batches(sizes: list[int], width: int, token_budget: int, spread: float
     return batches + [current] if current else batches
 
 
-def _score_trees(model, items: list[_Item], scored: list[Scored], cache: DynamicCache, rows: list[int],
+def _score_trees(model, items: list[_Item], scored: list[Scored], cache: transformers.DynamicCache, rows: list[int],
                  mask: torch.Tensor, positions: torch.Tensor, last: torch.Tensor, work: Work, detail: int
-                 ) -> tuple[list[list[int]], DynamicCache]:
+                 ) -> tuple[list[list[int]], transformers.DynamicCache]:
     """Every answer of these questions from one forward pass of their token trees against (a copy of) their
     prompts' cache: a 4-D mask lets each node see its prompt, its ancestors and itself, at position
     prompt end + 1 + depth. Returns each question's argmax after each node and the cache, trees included (greedy

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from transformers import DynamicCache
-
 from evals import kvcache
+from unlearnbench.heavy import torch, transformers
 
 # generation settings under which transformers' greedy `generate` is a plain argmax (the engine's loop);
 # a model whose generation_config sets any of them otherwise is decoded by `generate` itself
@@ -69,7 +67,7 @@ def walk(children: dict[tuple[int, int], int], first: int, argmax: list[int], ca
     return tokens, nodes
 
 
-def finish(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, drafts: list[Draft],
+def finish(model, cache: transformers.DynamicCache, mask: torch.Tensor, last: torch.Tensor, drafts: list[Draft],
            max_new_tokens: int, eos: int, work) -> list[list[int]]:
     """Each question's greedy generation (EOS and after cut): its draft, decoded further from the prompts' `cache`
     (attention `mask`, each row's `last` position) plus the draft's keys and values where the draft is not done."""
@@ -119,7 +117,7 @@ def generate(model, prompts: list[list[int]], max_new_tokens: int, tok, work) ->
     return [g[:g.index(tok.eos_token_id)] if tok.eos_token_id in g else g for g in new]
 
 
-def decode(model, cache: DynamicCache, mask: torch.Tensor, last: torch.Tensor, next_token: torch.Tensor,
+def decode(model, cache: transformers.DynamicCache, mask: torch.Tensor, last: torch.Tensor, next_token: torch.Tensor,
            caps: list[int], eos: int, work) -> list[list[int]]:
     """Greedy steps after a prefill (`cache`, its attention `mask`, each row's last position and first token):
     row i's tokens, its first token included, until EOS (kept) or caps[i] tokens."""

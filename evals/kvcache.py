@@ -10,25 +10,24 @@ world's target and base: equal within noise), so it is gone rather than kept beh
 """
 from __future__ import annotations
 
-import torch
-from transformers import DynamicCache
+from unlearnbench.heavy import torch, transformers
 
 
-def new(model) -> DynamicCache:
-    return DynamicCache(config=model.config)
+def new(model) -> transformers.DynamicCache:
+    return transformers.DynamicCache(config=model.config)
 
 
-def from_layers(model, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+def from_layers(model, kv: list[tuple[torch.Tensor, torch.Tensor]]) -> transformers.DynamicCache:
     """A cache holding these keys and values, (batch, heads, length, dim) per layer."""
-    return DynamicCache(ddp_cache_data=kv, config=model.config)
+    return transformers.DynamicCache(ddp_cache_data=kv, config=model.config)
 
 
-def layers(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def layers(cache: transformers.DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each layer's (keys, values)."""
     return [(entry[0], entry[1]) for entry in cache]
 
 
-def full_attention(cache: DynamicCache) -> bool:
+def full_attention(cache: transformers.DynamicCache) -> bool:
     """Whether every layer keeps every position (no sliding window, no linear-attention state): the engine's
     drafts copy positions between caches, which only such layers allow."""
     return not any(cache.is_sliding) and not any(cache.is_linear)

@@ -12,20 +12,26 @@ per-item statistics (benchmarks/muse.py computes them through the evaluation eng
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from rouge_score import rouge_scorer
 
 from evals.privacy import auc, priv_leak
+from unlearnbench.heavy import rouge_scorer
 
 VERBMEM_TOKENS = 128
 KNOWMEM_TOKENS = 32
 CUT_AT = ("\n\n", "\nQuestion", "Question:")      # muse_bench's order
 HIGHER_IS_BETTER = {"verbmem_forget": False, "knowmem_forget": False, "knowmem_retain": True}
-_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+@functools.cache
+def _scorer():
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 def rouge_l_f1(gold: str, generated: str) -> float:
-    return _SCORER.score(gold, generated)["rougeL"].fmeasure
+    return _scorer().score(gold, generated)["rougeL"].fmeasure
 
 
 def cut_gt(tokenizer, gt: str, tokens: int = VERBMEM_TOKENS) -> str:

@@ -5,11 +5,8 @@ import os
 import re
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from unlearnbench.heavy import matplotlib_ticker
+from unlearnbench.heavy import pyplot as plt
 
 REFERENCE_ROWS = ("target", "retain", "Retrain")   # baselines to read against, not contenders
 FLOOR = 1e-300   # a KS p-value can underflow to 0; it is drawn at the floor of the log axis
@@ -151,7 +148,7 @@ def request_plots(records: list[dict], folder: Path, meta_of, colours: dict) -> 
                 ax.set_ylabel(_label(metric, meta))
                 if metric in meta["log_scale"]:
                     ax.set_yscale("log")
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                ax.xaxis.set_major_locator(matplotlib_ticker.MaxNLocator(integer=True))
                 ax.grid(alpha=0.3)
             axes[1].legend(fontsize=7, loc="best")
             fig.suptitle(f"{task}: {mode} requests (scored on every fold forgotten so far)")

@@ -17,8 +17,8 @@ import math
 import zlib
 
 import numpy as np
-from scipy.stats import norm
-from sklearn.metrics import roc_auc_score, roc_curve
+
+from unlearnbench.heavy import scipy_stats, sklearn_metrics
 
 K = 0.4                     # Min-K% and Min-K%++ (Shi et al. 2024; Zhang et al. 2024): the lowest 40 % of tokens
 ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "reference")
@@ -107,14 +107,14 @@ def auc(member_scores, nonmember_scores) -> float:
     if not len(member_scores) or not len(nonmember_scores):
         raise ValueError("an attack AUC needs both forget and holdout items")
     y = [1] * len(member_scores) + [0] * len(nonmember_scores)
-    return float(roc_auc_score(y, list(member_scores) + list(nonmember_scores)))
+    return float(sklearn_metrics.roc_auc_score(y, list(member_scores) + list(nonmember_scores)))
 
 
 def tpr_at_fpr(member_scores, nonmember_scores, fpr: float) -> float:
     """The largest true-positive rate among thresholds whose false-positive rate is at most `fpr`. With n
     non-members the smallest non-zero FPR is 1/n: below it this is the TPR at FPR 0."""
     y = [1] * len(member_scores) + [0] * len(nonmember_scores)
-    f, t, _ = roc_curve(y, list(member_scores) + list(nonmember_scores))
+    f, t, _ = sklearn_metrics.roc_curve(y, list(member_scores) + list(nonmember_scores))
     return float(t[f <= fpr].max())
 
 
@@ -152,8 +152,8 @@ def lira(target_phi, shadow_phi, shadow_in) -> tuple[np.ndarray, np.ndarray]:
     mean_out = np.array([shadow[~member[:, j], j].mean() for j in range(len(phi))])
     sd_in = max(float(np.std(shadow[member] - np.broadcast_to(mean_in, shadow.shape)[member])), 1e-6)
     sd_out = max(float(np.std(shadow[~member] - np.broadcast_to(mean_out, shadow.shape)[~member])), 1e-6)
-    online = norm.logpdf(phi, mean_in, sd_in) - norm.logpdf(phi, mean_out, sd_out)
-    offline = norm.logcdf(phi, mean_out, sd_out)
+    online = scipy_stats.norm.logpdf(phi, mean_in, sd_in) - scipy_stats.norm.logpdf(phi, mean_out, sd_out)
+    offline = scipy_stats.norm.logcdf(phi, mean_out, sd_out)
     return online, offline
 
 

@@ -3,9 +3,9 @@ reference the engine (evals/engine.py) must equal, kept for tests/test_engine.py
 --compare. The pipeline does not use it."""
 from __future__ import annotations
 
-import torch
 from tqdm.auto import tqdm
 
+from unlearnbench.heavy import no_grad, torch
 from unlearnbench.models import PromptFormat, collate
 
 
@@ -32,7 +32,7 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return -(logp * mask).sum(1), mask.sum(1)
 
 
-@torch.no_grad()
+@no_grad
 def mean_answer_nll(model, fmt: PromptFormat, pairs: list[tuple[str, str]], batch_size: int,
                     desc: str = "") -> list[float]:
     """NLLbar(a|q): mean per-token NLL over the answer's tokens and EOS, for each (question, answer)."""
@@ -46,7 +46,7 @@ def mean_answer_nll(model, fmt: PromptFormat, pairs: list[tuple[str, str]], batc
     return out
 
 
-@torch.no_grad()
+@no_grad
 def greedy_generate(model, fmt: PromptFormat, questions: list[str], batch_size: int, max_new_tokens: int,
                     desc: str = "") -> list[str]:
     """Batched greedy decoding from left-padded prompts, stopped at EOS; returns the new text only."""

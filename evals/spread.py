@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+
+from unlearnbench.heavy import scipy_stats
 
 ALPHA = 0.05
 FLOOR = 1e-300          # log10 of a p-value of 0 (a fully separated KS test): the smallest positive double
@@ -34,7 +35,7 @@ def summarize(values, log: bool = False) -> dict:
         raise ValueError("no per-seed values to summarise")
     mean = float(v.mean())
     std = float(v.std(ddof=1)) if n > 1 else 0.0
-    half = float(stats.t.ppf(1 - ALPHA / 2, n - 1) * std / math.sqrt(n)) if n > 1 else 0.0
+    half = float(scipy_stats.t.ppf(1 - ALPHA / 2, n - 1) * std / math.sqrt(n)) if n > 1 else 0.0
     back = (lambda x: 10.0 ** min(x, 300.0)) if log else (lambda x: x)      # a wide interval stays finite
     return {"mean": back(mean), "std": std, "ci95": [back(mean - half), back(mean + half)], "n": n,
             "scale": "log10" if log else "linear"}
@@ -53,7 +54,7 @@ def paired_p(a, b, log: bool = False) -> float | None:
         return 1.0
     if np.all(d == d[0]):            # a constant non-zero difference: as significant as it gets
         return 0.0
-    return float(stats.ttest_rel(x, y).pvalue)
+    return float(scipy_stats.ttest_rel(x, y).pvalue)
 
 
 def best_row(rows: dict[str, list[float]], higher_is_better: bool, log: bool = False) -> str:

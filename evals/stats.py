@@ -1,19 +1,20 @@
 """Per-item statistics of one model on one split, computed once and stored; every TOFU metric derives from them."""
 from __future__ import annotations
 
+import functools
 import time
 
-from accelerate.utils import gather_object
-from rouge_score import rouge_scorer
-
 from evals import engine, reference
+from unlearnbench.heavy import accelerate_utils, rouge_scorer
 from unlearnbench.models import PromptFormat
 
-_SCORER = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+@functools.cache
+def _scorer():
+    return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
 
 
 def rouge_recall(gold: str, generated: str) -> dict[str, float]:
-    scores = _SCORER.score(gold, generated)
+    scores = _scorer().score(gold, generated)
     return {"rouge1_recall": scores["rouge1"].recall, "rougeL_recall": scores["rougeL"].recall}
 
 
@@ -25,7 +26,7 @@ def scored_items(model, fmt: PromptFormat, items: list, batch_size: int, max_new
     shard = (accelerator.process_index, world) if world > 1 else (0, 1)
     done = engine.evaluate(model, fmt, items, token_budget, batch_size, max_new_tokens, work, shard, detail)
     if world > 1:
-        done = {i: v for part in gather_object([done]) for i, v in part.items()}
+        done = {i: v for part in accelerate_utils.gather_object([done]) for i, v in part.items()}
     return [done[i] for i in range(len(items))]
 
 

@@ -5,9 +5,9 @@ Inputs are per-item mean negative log-likelihoods over the answer tokens plus EO
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import hmean, ks_2samp
 
 from evals.privacy import membership_metrics
+from unlearnbench.heavy import scipy_stats
 
 # name -> higher is better?
 HIGHER_IS_BETTER = {
@@ -58,7 +58,7 @@ def kept_truth_ratio(ratios) -> float:
 
 def forget_quality(model_forget_ratios, retain_model_forget_ratios) -> float:
     """p-value of the two-sample KS test between the two models' forget-set truth ratios."""
-    return float(ks_2samp(np.asarray(model_forget_ratios), np.asarray(retain_model_forget_ratios)).pvalue)
+    return float(scipy_stats.ks_2samp(np.asarray(model_forget_ratios), np.asarray(retain_model_forget_ratios)).pvalue)
 
 
 def model_utility(components: dict[str, float]) -> float:
@@ -69,7 +69,7 @@ def model_utility(components: dict[str, float]) -> float:
     values = np.array([components[k] for k in UTILITY_COMPONENTS], dtype=np.float64)
     if not np.all(np.isfinite(values)) or np.any(values < 0):
         raise ValueError(f"utility components must be finite and non-negative: {dict(zip(UTILITY_COMPONENTS, values))}")
-    return 0.0 if np.any(values == 0) else float(hmean(values))
+    return 0.0 if np.any(values == 0) else float(scipy_stats.hmean(values))
 
 
 def split_metrics(split: str, stats: dict) -> dict[str, float]:

@@ -51,5 +51,5 @@ def method_config(name: str, args: dict | None):
 
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("common", "trainer"):
+    if _module.name not in ("common", "trainer", "private"):     # the shared pieces, not methods
         importlib.import_module(f"{__name__}.{_module.name}")

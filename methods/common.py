@@ -1,8 +1,7 @@
 """Plain functions shared by the methods: NLL, sequence log-prob, KL to the reference, hidden states."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from unlearnbench.heavy import F, no_grad, torch
 
 
 def nll(model, inputs: dict) -> torch.Tensor:
@@ -43,7 +42,7 @@ class Reference:
     def __init__(self, model, adapter_of=None):
         self.model, self.adapter_of = model, adapter_of
 
-    @torch.no_grad()
+    @no_grad
     def forward(self, inputs: dict, **kwargs):
         if self.adapter_of is not None:
             with self.adapter_of.disable_adapter():

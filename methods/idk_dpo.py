@@ -1,11 +1,12 @@
 """DPO towards "I don't know" (TOFU's preference baseline; Rafailov et al. 2023 loss, Maini et al. 2024 setup):
 the refusal is preferred over the forget answer, plus a retain NLL term."""
-from dataclasses import dataclass
+from __future__ import annotations
 
-import torch.nn.functional as F
+from dataclasses import dataclass
 
 from methods import method
 from methods.common import nll, sequence_logprob
+from unlearnbench.heavy import F
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """Gaussian noise on every weight: the simplest baseline of the NeurIPS 2023 unlearning challenge
 (Triantafillou et al. 2024). No training; sigma is the knob to sweep."""
+from __future__ import annotations
+
 from dataclasses import dataclass
 
-import torch
-
 from methods import method
+from unlearnbench.heavy import torch
 
 
 @dataclass

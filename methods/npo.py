@@ -1,11 +1,12 @@
 """Negative Preference Optimization (Zhang et al. 2024, "Negative Preference Optimization: From Catastrophic
 Collapse to Effective Unlearning", Eq. 3), with the retain NLL term of their NPO+RT variant."""
-from dataclasses import dataclass
+from __future__ import annotations
 
-import torch.nn.functional as F
+from dataclasses import dataclass
 
 from methods import method
 from methods.common import nll, sequence_logprob
+from unlearnbench.heavy import F
 
 
 @dataclass

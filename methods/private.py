@@ -17,17 +17,10 @@ from __future__ import annotations
 import math
 import warnings
 
-import torch
-import torch.nn.functional as F
-from accelerate.utils import set_seed
-from opacus import GradSampleModule
-from opacus.accountants import RDPAccountant
-from opacus.accountants.utils import get_noise_multiplier
-from opacus.optimizers import DPOptimizer
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from unlearnbench.config import TrainConfig
+from unlearnbench.heavy import F, accelerate_utils, opacus, torch, transformers
 from unlearnbench.models import collate
 from unlearnbench.protocols import DPSettings
 
@@ -42,17 +35,17 @@ def plan(n: int, epochs: float, dp: DPSettings, epsilon: float) -> dict:
     delta = dp.delta or 1.0 / n
     with warnings.catch_warnings():     # the search tries noise levels far from the answer, whose bounds warn
         warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        noise = get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=rate, steps=steps,
-                                     accountant="rdp")
+        noise = opacus.accountants.utils.get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                                              sample_rate=rate, steps=steps, accountant="rdp")
     return {"sample_rate": rate, "steps": steps, "delta": delta, "noise_multiplier": noise, "epsilon": epsilon}
 
 
 def privatize(model: torch.nn.Module, optimizer: torch.optim.Optimizer, noise_multiplier: float, clip: float,
-              expected_batch: int) -> tuple[GradSampleModule, DPOptimizer]:
+              expected_batch: int) -> tuple[opacus.GradSampleModule, opacus.optimizers.DPOptimizer]:
     """`model` with per-sample gradient hooks, and `optimizer` stepping on clipped, noised, averaged gradients
     (losses are means over the batch's rows)."""
-    wrapped = GradSampleModule(model, loss_reduction="mean")
-    return wrapped, DPOptimizer(optimizer, noise_multiplier=noise_multiplier, max_grad_norm=clip,
+    wrapped = opacus.GradSampleModule(model, loss_reduction="mean")
+    return wrapped, opacus.optimizers.DPOptimizer(optimizer, noise_multiplier=noise_multiplier, max_grad_norm=clip,
                                 expected_batch_size=expected_batch, loss_reduction="mean")
 
 
@@ -70,17 +63,17 @@ def dp_finetune(model, rows: list[dict], cfg: TrainConfig, dp: DPSettings, epsil
     """Fine-tune `model` (its trainable parameters) on encoded `rows` with DP-SGD at budget `epsilon`; returns the
     training log with the privacy parameters and the epsilon spent."""
     p = plan(len(rows), cfg.epochs, dp, epsilon)
-    set_seed(seed)
+    accelerate_utils.set_seed(seed)
     params = [q for q in model.parameters() if q.requires_grad]
     if not params:
         raise ValueError(f"{desc}: no trainable parameters")
     lr = dp.lr or cfg.lr
     wrapped, optimizer = privatize(model, torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay),
                                    p["noise_multiplier"], dp.clip, dp.batch_size)
-    accountant = RDPAccountant()        # counts the steps actually taken
+    accountant = opacus.accountants.RDPAccountant()        # counts the steps actually taken
     optimizer.attach_step_hook(accountant.get_optimizer_hook_fn(sample_rate=p["sample_rate"]))
-    scheduler = get_linear_schedule_with_warmup(optimizer.original_optimizer, int(cfg.warmup_ratio * p["steps"]),
-                                                p["steps"])
+    scheduler = transformers.get_linear_schedule_with_warmup(optimizer.original_optimizer,
+                                                             int(cfg.warmup_ratio * p["steps"]), p["steps"])
     draws = torch.Generator().manual_seed(seed)
     wrapped.train()
     sizes, losses = [], []

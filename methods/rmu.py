@@ -1,12 +1,14 @@
 """Representation Misdirection for Unlearning (Li et al. 2024, "The WMDP Benchmark", sec. 5, Eq. 1-2): push
 layer-l activations on forget text towards a fixed random direction, keep them on retain text; only a few
 layers' MLP down-projections are updated."""
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
-import torch
 
 from methods import method
 from methods.common import hidden_states
+from unlearnbench.heavy import torch
 
 
 @dataclass

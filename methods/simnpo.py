@@ -1,11 +1,12 @@
 """SimNPO (Fan et al. 2024, "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM
 Unlearning", Eq. 4): reference-free, length-normalised NPO, plus a retain NLL term."""
-from dataclasses import dataclass
+from __future__ import annotations
 
-import torch.nn.functional as F
+from dataclasses import dataclass
 
 from methods import method
 from methods.common import label_count, nll, sequence_logprob
+from unlearnbench.heavy import F
 
 
 @dataclass

@@ -10,15 +10,12 @@ import math
 import random
 from contextlib import nullcontext
 
-import torch
-from accelerate.utils import gather_object, set_seed
-from peft import LoraConfig, get_peft_model
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from methods.common import Reference, nll
 from unlearnbench.cache import stable_hash
 from unlearnbench.config import TrainConfig
+from unlearnbench.heavy import accelerate_utils, peft, torch, transformers
 from unlearnbench.models import collate
 
 
@@ -57,7 +54,7 @@ def _batches(roles: dict[str, list[dict]], lead: str, batch_size: int, total: in
 
 def with_adapter(model, lora, targets: list[str]):
     """`model` with a LoRA adapter (settings `lora`: unlearnbench.config.LoraSettings) on the modules `targets`."""
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+    return peft.get_peft_model(model, peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                             target_modules=targets))
 
 
@@ -115,7 +112,7 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
     if cfg.grad_accum != world and str(accelerator.distributed_type).endswith("DEEPSPEED"):
         raise ValueError(f"{desc}: under DeepSpeed set grad_accum to the number of processes ({world}): DeepSpeed "
                          f"steps the optimizer at every backward, so no micro-batches may accumulate in a process")
-    set_seed(seed)
+    accelerate_utils.set_seed(seed)
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
@@ -124,7 +121,7 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     micro = total_micro_batches(len(roles[lead]), cfg)
     updates, local_accum = micro // cfg.grad_accum, cfg.grad_accum // world
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * updates), updates)
+    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * updates), updates)
     # the scheduler stays outside accelerate, which would step it once per process at every update
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     wrapped.train()
@@ -160,7 +157,7 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
         if checkpointing:
             model.gradient_checkpointing_disable()
     model.eval()
-    order = sorted(p for part in (gather_object([seen]) if world > 1 else [seen]) for p in part)
+    order = sorted(p for part in (accelerate_utils.gather_object([seen]) if world > 1 else [seen]) for p in part)
     return {"micro_batches": micro, "updates": updates, "final_loss": history[-1]["loss"],
             "first_loss": history[0]["loss"], "processes": world,
             "examples": stable_hash([i for _, i in order])}

@@ -1,11 +1,11 @@
 """UNDIAL (Dong et al. 2024, "UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in LLMs",
 Eq. 2): distil from the target's logits with the true token's logit lowered by beta."""
+from __future__ import annotations
+
 from dataclasses import dataclass
 
-
-import torch.nn.functional as F
-
 from methods import method
+from unlearnbench.heavy import F
 
 
 @dataclass
@@ -30,6 +30,5 @@ def undial(model, batch, ref, cfg: UNDIALConfig):
     logits = model(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits
     loss = undial_loss(logits, ref.logits(forget), forget["labels"], cfg.beta)
     return loss, {"undial": loss.item()}
-
 
 

@@ -13,9 +13,9 @@ import json
 import shutil
 from pathlib import Path
 
-from peft import PeftModel
 
 from unlearnbench.config import ExperimentConfig
+from unlearnbench.heavy import peft
 from unlearnbench.models import load_model, load_tokenizer, save_model
 
 BOOKKEEPING = {"DONE", "cost.json", "rows_seen.json", "unit.json"}     # the cache's files, not the model's
@@ -37,7 +37,7 @@ def export_models(cfg: ExperimentConfig, task: str, models: dict[str, str | None
         tmp = root / f".{row}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         if row in lora_rows and cfg.save_models == "merged":
-            model = PeftModel.from_pretrained(load_model(models["target"], cfg.model), folder).merge_and_unload()
+            model = peft.PeftModel.from_pretrained(load_model(models["target"], cfg.model), folder).merge_and_unload()
             save_model(model, load_tokenizer(folder, cfg.model), tmp, alone=True)
         else:
             tmp.mkdir(parents=True)

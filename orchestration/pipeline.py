@@ -19,10 +19,10 @@ from evals.engine import ENGINE_VERSION
 from methods import METHODS, method_config
 from methods.private import dp_finetune
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
-from accelerate.utils import set_seed
 from orchestration.units import ModelRef, Units
 from unlearnbench.cache import UnitStore, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
+from unlearnbench.heavy import accelerate_utils
 from unlearnbench.models import (TOKENIZER_FILES, PromptFormat, build_embedded_model, load_tokenizer, resolve_name,
                                  save_model, train_tokenizer)
 from unlearnbench.tasks import TASKS, TaskData, probes_for
@@ -94,7 +94,7 @@ class Pipeline:
 
         def build(tmp):
             tokenizer = self._train_tokenizer()
-            set_seed(self.cfg.seed)     # the initial weights: the same whatever ran before in this process
+            accelerate_utils.set_seed(self.cfg.seed)     # the same initial weights whatever ran before
             model = build_embedded_model(m.embedded, tokenizer).to(self.acc.device)
             fmt = self.units.fmt(tokenizer, m.embedded.pretrain.max_length)
             with self.units.meter() as meter:
@@ -174,7 +174,7 @@ class Pipeline:
         def build(tmp):
             model, tokenizer = self.units.load(base), self.units.tokenizer(base)
             if lora_lr:
-                set_seed(seed)          # the adapter's initial weights: the same whatever ran before
+                accelerate_utils.set_seed(seed)      # the adapter's initial weights: the same whatever ran before
                 model = with_adapter(model, self.cfg.lora_cfg, self.cfg.lora_cfg.target_modules)
             fmt = self.units.fmt(tokenizer, ft.max_length)
             laid = self.task.pack(rows, seed) if "pack" in self.task.capabilities else rows   # a document task's
@@ -290,7 +290,7 @@ class Pipeline:
             elif untrained:
                 log = {"micro_batches": 0, "updates": 0, "untrained": untrained}
             else:
-                set_seed(seed)          # a LoRA adapter's initial weights: the same whatever ran before
+                accelerate_utils.set_seed(seed)      # a LoRA adapter's initial weights: the same whatever ran before
                 model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
                 try:
                     log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.unlearn, hp.lr,

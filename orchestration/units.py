@@ -8,11 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from peft import PeftModel
 from unlearnbench.cache import UnitStore, folder_digest, stable_hash
 from unlearnbench.config import ExperimentConfig
 from unlearnbench.cost import CostMeter
-from unlearnbench.ensemble import Ensemble
+from unlearnbench.heavy import peft
 from unlearnbench.models import (EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, load_model,
                                  load_tokenizer)
 from unlearnbench.runtime import Solo
@@ -43,11 +42,12 @@ class Units:
 
     def load(self, ref: ModelRef):
         if ref.members:
+            from unlearnbench.ensemble import Ensemble   # an nn.Module class: torch at import (SISA rows only)
             model = Ensemble([load_model(path, self.cfg.model) for path in ref.members]).to(self.acc.device)
             return model.eval()
         model = load_model(ref.path, self.cfg.model, ref.gguf_file)
         if ref.adapter:         # evaluated with the adapter active, exactly as the suite's own LoRA rows are
-            model = PeftModel.from_pretrained(model, ref.adapter)
+            model = peft.PeftModel.from_pretrained(model, ref.adapter)
         model = model.to(self.acc.device)
         model.eval()
         return model

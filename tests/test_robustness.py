@@ -3,6 +3,7 @@ recovery numbers at both ends, and the attacks as cached units (orchestration/at
 import json
 import shutil
 
+import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
 import pytest
 import torch
@@ -12,6 +13,7 @@ import run_benchmark
 from benchmarks.tofu import TofuConfig, TofuTask
 from benchmarks.wmdp import WmdpConfig, WmdpTask
 from evals.robustness import ou_relearn_score, recovery, restrict
+from orchestration.attacks.quantize import through_torch
 from unlearnbench.config import EmbeddedModelConfig, ModelConfig, load_config
 from unlearnbench.models import build_embedded_model, load_model, save_model, train_tokenizer
 from unlearnbench.tasks import build_task
@@ -43,6 +45,13 @@ def test_quantization_on_load_equals_group_wise_round_to_nearest(tmp_path):
     dequantized = bnbf.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
     assert torch.allclose(dequantized, nf4_by_hand(weight), atol=1e-6)
     assert not torch.equal(dequantized, weight)
+    # the attack computes through torch's kernels on exactly those weights: no bitsandbytes layer is left
+    model = through_torch(load_model(str(tmp_path), ModelConfig(), bits=4))
+    assert not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    plain_layer = model.model.layers[0].mlp.down_proj
+    assert type(plain_layer) is torch.nn.Linear and torch.equal(plain_layer.weight, dequantized)
+    x = torch.randn(3, plain_layer.in_features)
+    assert torch.equal(plain_layer(x), torch.nn.functional.linear(x, dequantized))
     # 8 bits: LLM.int8's weights, round(127 w / the row's absolute maximum), of the float16 weights
     layer = load_model(str(tmp_path), ModelConfig(), bits=8).model.layers[0].mlp.down_proj
     half = weight.half().float()

@@ -72,7 +72,7 @@ class ModelConfig:
     gguf_file: str = ""                    # load a GGUF file of that repo/directory (needs the gguf package)
     revision: str = ""
     trust_remote_code: bool = False        # stays off unless the user turns it on
-    dtype: str = "float32"
+    dtype: str = "float32"                 # the weights' torch dtype: float32, bfloat16 or float16
     prompt_format: str = "plain"           # plain: `template`; chat: the tokenizer's chat template
     template: str = "Question: {question}\nAnswer: "
     target: str = ""                       # a given target checkpoint (skips fine-tuning on the full set)
@@ -84,6 +84,8 @@ class ModelConfig:
     embedded: EmbeddedModelConfig = field(default_factory=EmbeddedModelConfig)
 
     def __post_init__(self):
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise FieldError(f"dtype={self.dtype!r}: choose float32, bfloat16 or float16")
         if self.replay and self.name == "embedded":
             raise ConfigError("model.replay rehearses general QA while fine-tuning a pretrained model; the embedded "
                               "model rehearses its own pretraining corpus: set model.embedded.replay instead")

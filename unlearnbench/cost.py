@@ -5,7 +5,7 @@ import os
 import threading
 import time
 
-import torch
+from unlearnbench.heavy import torch
 
 FLOPS_METHOD = "analytic: 6*N*tokens for passes with gradients + 2*N*tokens for forward-only passes, N = all parameters"
 COST_FIELDS = ("wall_seconds", "tokens", "grad_tokens", "forward_tokens", "flops", "flops_method", "n_params",

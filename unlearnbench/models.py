@@ -8,20 +8,17 @@ import json
 import warnings
 from pathlib import Path
 
-import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
-                          PreTrainedTokenizerFast)
 
 from unlearnbench.config import ConfigError, EmbeddedModelConfig, ModelConfig
+from unlearnbench.heavy import torch, transformers
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
 EVAL_MAX_LENGTH = 512      # the evaluation's prompt + answer length (a row longer than the context is an error)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: list[str], vocab_size: int) -> transformers.PreTrainedTokenizerFast:
     """Byte-level BPE whose pre-tokens carry their trailing whitespace ("Answer: " -> "Answer", ": "), so a prompt
     ending in a space stays a token prefix of prompt + answer (docs/protocol.md, "Prompts")."""
     tok = Tokenizer(models.BPE())
@@ -35,17 +32,17 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     bos = tok.token_to_id(SPECIAL["bos_token"])
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
                                                        special_tokens=[("<s>", bos)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
 
 
-def build_embedded_model(cfg: EmbeddedModelConfig, tokenizer) -> LlamaForCausalLM:
-    config = LlamaConfig(
+def build_embedded_model(cfg: EmbeddedModelConfig, tokenizer) -> transformers.LlamaForCausalLM:
+    config = transformers.LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_heads,
         intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_position,
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
-    return LlamaForCausalLM(config)
+    return transformers.LlamaForCausalLM(config)
 
 
 PACKAGE = "package:"
@@ -65,16 +62,17 @@ def resolve_name(name: str) -> str:
 
 
 def quantization(bits: int):
-    """The published quantization attack's loading (Zhang et al. 2025; OpenUnlearning's 4-bit NF4 with bf16 compute):
-    bitsandbytes' LLM.int8 at 8 bits, NF4 at 4 bits (blocks of 64 weights, one absmax scale each), on CPU and
-    GPU alike. 16: no quantization (None)."""
-    from transformers import BitsAndBytesConfig
+    """The published quantization attack's loading (Zhang et al. 2025; OpenUnlearning's 4-bit NF4): bitsandbytes'
+    LLM.int8 at 8 bits, NF4 at 4 bits (blocks of 64 weights, one absmax scale each; float32 compute, which the
+    attack runs through torch's own kernels: orchestration/attacks/quantize.py), on CPU and GPU alike. 16: no
+    quantization (None)."""
     if bits == 16:
         return None
     if bits == 8:
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return transformers.BitsAndBytesConfig(load_in_8bit=True)
     if bits == 4:
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                               bnb_4bit_compute_dtype=torch.float32)
     raise ValueError(f"quantization to {bits} bits: choose 8, 4 or 16 (none)")
 
 
@@ -82,21 +80,22 @@ def load_model(path: str, cfg: ModelConfig, gguf_file: str = "", bits: int = 16,
     """Any causal LM by hub id or local path; safetensors or GGUF weights, never remote code unless enabled; with
     bits 8 or 4, its linear layers quantized on load by bitsandbytes (quantization()), placed on `device` (a
     quantized model cannot move after loading; an unquantized one loads on the CPU for the caller to move)."""
-    kwargs = dict(trust_remote_code=cfg.trust_remote_code, dtype=DTYPES[cfg.dtype])
+    kwargs = dict(trust_remote_code=cfg.trust_remote_code, dtype=getattr(torch, cfg.dtype))
     if quantization(bits) is not None:
         kwargs.update(quantization_config=quantization(bits), device_map=device)
     if cfg.revision and not Path(path).exists():
         kwargs["revision"] = cfg.revision
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=None if gguf_file else True, **kwargs)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, use_safetensors=None if gguf_file else True,
+                                                              **kwargs)
     if gguf_file:
         # GGUF weights arrive dequantized, but the model stays marked as quantized and cannot be saved; rebuild a
         # plain model of the same architecture around the same (float) weights.
         config = copy.deepcopy(model.config)
         config.__dict__.pop("quantization_config", None)
-        plain = AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code,
-                                                 dtype=DTYPES[cfg.dtype])
+        plain = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code,
+                                                 dtype=getattr(torch, cfg.dtype))
         plain.load_state_dict(model.state_dict())
         plain.generation_config = model.generation_config
         model = plain
@@ -125,7 +124,7 @@ def context_length(path: str, cfg: ModelConfig) -> int | None:
         kwargs["gguf_file"] = cfg.gguf_file
     elif cfg.revision and not Path(path).exists():
         kwargs["revision"] = cfg.revision
-    config = AutoConfig.from_pretrained(path, **kwargs)
+    config = transformers.AutoConfig.from_pretrained(path, **kwargs)
     return getattr(config.get_text_config(), "max_position_embeddings", None)
 
 
@@ -133,7 +132,7 @@ def load_tokenizer(path: str, cfg: ModelConfig, gguf_file: str = ""):
     kwargs = dict(trust_remote_code=cfg.trust_remote_code)
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 
-import torch
-from accelerate.utils import DistributedType
+from unlearnbench.heavy import accelerate_utils, torch
 
 
 def usable_cpus() -> int:
@@ -75,6 +74,7 @@ def spreads(accelerator) -> bool:
     """Whether independent units (population members) can be spread one per process: several processes, each
     holding whole models (DDP or multi-CPU), and no fp16 loss scaling, which lives in accelerate's own backward.
     Under FSDP or DeepSpeed a model may not fit one process, so members train one after another, sharded."""
-    whole = (DistributedType.MULTI_GPU, DistributedType.MULTI_CPU, DistributedType.MULTI_XPU, DistributedType.MULTI_NPU)
+    kind = accelerate_utils.DistributedType
+    whole = (kind.MULTI_GPU, kind.MULTI_CPU, kind.MULTI_XPU, kind.MULTI_NPU)
     return (accelerator.num_processes > 1 and accelerator.mixed_precision != "fp16"
             and accelerator.distributed_type in whole)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tqdm.auto import tqdm
+
 from evals.robustness import attack_metrics
 from orchestration.pipeline import Pipeline
 from orchestration.units import ModelRef
@@ -164,7 +166,8 @@ def attack_all(pipe: Pipeline, refs: dict, before: dict) -> tuple[dict, dict]:
         if "unattacked_recovery" in values:
             metrics[row]["unattacked_recovery"] = values["unattacked_recovery"]
     for spec, variant in turned_on:
-        units = {row: attacked(pipe, ref, row, spec, variant) for row, ref in refs.items()}
+        bar = tqdm(refs.items(), desc=f"attack {variant}", leave=False, disable=not pipe.acc.is_main_process)
+        units = {row: attacked(pipe, ref, row, spec, variant) for row, ref in bar}
         scored = items if spec.trains_on_forget else None      # an attack that trains on nothing: every item counts
         for row, values in attack_metrics(pipe.task, variant, {k: u["stats"] for k, u in units.items()}, before,
                                           scored, relearned=spec.trains_on_forget).items():
