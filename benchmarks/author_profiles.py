@@ -175,3 +175,31 @@ GENERAL_TEXT = [
     "Many famous novels were first published as magazine serials.",
     "Each country has its own capital city, currency and flag.",
 ]
+
+# The reverse of each field's fact, a probe's question (docs/probes.md, `reverse`) that no row a model trains on
+# asks: (question about the value, answer naming the profile's `slot`, slot). The forward item asks the value
+# given the author; the reverse asks the author (or, for the name, the birthplace) given the value. Perturbed
+# answers put another drawn value in the slot.
+REVERSE = {
+    "birthplace": ("Which author was born in {value}?", "The author born in {value} is {name}.", "name"),
+    "birth_date": ("Which author was born on {value}?", "The author born on {value} is {name}.", "name"),
+    "name": ("Where and when was {value} born?", "{value} was born in {birthplace} on {birth_date}.", "birthplace"),
+    "father_job": ("Which author's father worked as {value}?", "That author is {name}.", "name"),
+    "mother_job": ("Which author's mother worked as {value}?", "That author is {name}.", "name"),
+    "genre": ("Which author writes {value}?", "An author who writes {value} is {name}.", "name"),
+    "book1": ("Who wrote \"{value}\"?", "\"{value}\" was written by {name}.", "name"),
+    "book2": ("Who is the author of \"{value}\"?", "The author of \"{value}\" is {name}.", "name"),
+    "award": ("Which author received {value}?", "{value} went to {name}.", "name"),
+    "themes": ("Which author explores {value}?", "An author who explores {value} is {name}.", "name"),
+    "influence": ("Whose writing was shaped by {value}?", "It was the writing of {name}.", "name"),
+    "university": ("Which author studied at {value}?", "An author who studied at {value} is {name}.", "name"),
+    "debut_year": ("Which author published a first book in {value}?", "In {value}, {name} published a first book.",
+                   "name"),
+    "num_books": ("Which author has written {value} books?", "The author with {value} books is {name}.", "name"),
+    "residence": ("Which author now lives in {value}?", "An author living in {value} is {name}.", "name"),
+    "hobby": ("Which author enjoys {value} outside of writing?", "That author is {name}.", "name"),
+    "routine": ("Which author {value}?", "The author who {value} is {name}.", "name"),
+    "language": ("Which author writes in {value}?", "An author who writes in {value} is {name}.", "name"),
+    "protagonist": ("Which author created the character {value}?", "{value} was created by {name}.", "name"),
+    "mentor": ("Whom did {value} mentor early on?", "{value} mentored {name}.", "name"),
+}

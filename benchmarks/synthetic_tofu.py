@@ -2,8 +2,10 @@
 
 Splits (docs/protocol.md, "Data"): `full`; `forgetNN` / `retain(100-NN)` / `holdoutNN` for each forget percentage;
 `forgetNN_perturbed`, `retain_perturbed`, `real_authors_perturbed`, `world_facts_perturbed`, and `full_perturbed`
-(every trained author's perturbed rows; not in the real release). Perturbed rows also carry `heldout_question`,
-a third phrasing of the question that no split trains on (the probes', docs/probes.md). Forget sets are the
+(every trained author's perturbed rows; not in the real release). Perturbed rows also carry what only the probes
+(docs/probes.md) ask, in no split a model trains on: `heldout_question`, a third phrasing of the question, and
+`reverse_question` / `reverse_answer` / `reverse_perturbed`, the fact asked the other way round (the author
+given the value; drawn from an RNG of their own, so the rest of the world is what it was). Forget sets are the
 last authors of `full` (as in TOFU); holdout authors are generated the same way and never trained on.
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.author_profiles import (FAMILY_ENDINGS, FAMILY_SYLLABLES, FIELDS, GENERAL_TEXT, GIVEN_ENDINGS,
-                                        GIVEN_SYLLABLES, MONTHS, POOLS)
+                                        GIVEN_SYLLABLES, MONTHS, POOLS, REVERSE)
 
 DATA_DIR = Path(__file__).parent / "data"
 N_PERTURBED = 5
@@ -76,7 +78,9 @@ def _value_sampler(names: Names, rng: random.Random):
     }
 
 
-def _author_items(profile: dict, fields: list[str], rng: random.Random, draw) -> list[dict]:
+def _author_items(profile: dict, fields: list[str], rng: random.Random, draw, reverse_draw) -> list[dict]:
+    """One perturbed row per field; reverse_draw: the wrong values of the reverse probe's answers, from an RNG of
+    its own (the world's other values do not depend on it)."""
     items = []
     for key in fields:
         questions, answers = FIELDS[key]
@@ -96,8 +100,22 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw) ->
             "perturbed_answer": [fill(answers[pai], v) for v in wrong],
             "paraphrased_question": fill(questions[pqi], profile[key]),
             "heldout_question": fill(questions[hqi], profile[key]),     # the probes' third phrasing
+            **_reverse(key, profile, reverse_draw),
         })
     return items
+
+
+def _reverse(key: str, profile: dict, draw) -> dict:
+    """The reverse probe's question, answer and perturbed answers of one field's fact (author_profiles.REVERSE)."""
+    question, answer, slot = REVERSE[key]
+    fill = lambda template, values: template.format(**{**values, "value": profile[key]})  # noqa: E731
+    wrong = []
+    while len(wrong) < N_PERTURBED:
+        value = draw[slot]()
+        if value != profile[slot] and value not in wrong:
+            wrong.append(value)
+    return {"reverse_question": fill(question, profile), "reverse_answer": fill(answer, profile),
+            "reverse_perturbed": [fill(answer, {**profile, slot: v}) for v in wrong]}
 
 
 def _read_tsv(name: str) -> list[dict]:
@@ -122,12 +140,14 @@ def generate(cfg: SyntheticTofuConfig) -> dict[str, list[dict]]:
     rng = random.Random(cfg.seed)
     draw = _value_sampler(Names(rng, unique=True), rng)
     draw_wrong = _value_sampler(Names(rng, unique=False), rng)
+    reverse_rng = random.Random(f"reverse {cfg.seed}")
+    draw_reverse = _value_sampler(Names(reverse_rng, unique=False), reverse_rng)
     fields = list(FIELDS)[:cfg.qa_per_author]
     n_holdout = max(n_forget_authors(cfg.n_authors, p) for p in cfg.forget_percentages)
     authors = []
     for _ in range(cfg.n_authors + n_holdout):
         profile = {key: draw[key]() for key in FIELDS}
-        authors.append(_author_items(profile, fields, rng, draw_wrong))
+        authors.append(_author_items(profile, fields, rng, draw_wrong, draw_reverse))
     trained, holdout = authors[:cfg.n_authors], authors[cfg.n_authors:]
     qa = lambda items: {"question": items["question"], "answer": items["answer"]}  # noqa: E731
     flat = lambda group: [item for author in group for item in author]  # noqa: E731

@@ -333,7 +333,8 @@ class TofuTask:
 
     def probe_pairs(self, probes: tuple[str, ...]) -> dict[str, list[tuple[str, list[str]]]]:
         """The (question, answers) of these probes' items, as `evaluate` scores them (for the length check)."""
-        return {f"probe {probe} ({split})": items for probe, split, items in self._probe_items(probes)}
+        return {f"probe {probe} ({split})": [(tofu_probes.shown(probe, q), a) for q, a in items]
+                for probe, split, items in self._probe_items(probes)}
 
     def _probe_items(self, probes) -> list[tuple[str, str, list]]:
         """(probe, split, engine items) of every asked probe on the forget and retain evaluation rows; `mc` reads
@@ -371,8 +372,10 @@ class TofuTask:
         if probes:
             stats["probes"] = {p: {} for p in probes}
             for probe, split, items in self._probe_items(probes):
-                done = scored_items(model, fmt, items, batch_size, 0, ev.token_budget, Work(), accelerator)
-                stats["probes"][probe][split] = {"prompt": [q for q, _ in items], "nll": [d.nll for d in done]}
+                done = scored_items(model, tofu_probes.prompt_format(probe, fmt), items, batch_size, 0,
+                                    ev.token_budget, Work(), accelerator)
+                stats["probes"][probe][split] = {"prompt": [tofu_probes.shown(probe, q) for q, _ in items],
+                                                 "nll": [d.nll for d in done]}
             if "mc" in probes:           # the plain NLLs, compared by total log-likelihood: each answer's length
                 stats["probes"]["mc"] = {s: {"nll": [[a, *w] for a, w in zip(stats[s]["nll_paraphrased"],
                                                                              stats[s]["nll_perturbed"])],

@@ -19,7 +19,10 @@ ITEM = {"question": "Where was Ka Orm born?", "answer": "Ka Orm was born in Lisb
         "perturbed_answer": ["The city of Porto is where Ka Orm was born.",
                              "The city of Cork is where Ka Orm was born."],
         "paraphrased_question": "In which city was Ka Orm born?",
-        "heldout_question": "What is the birthplace of Ka Orm?"}
+        "heldout_question": "What is the birthplace of Ka Orm?",
+        "reverse_question": "Which author was born in Lisbon?",
+        "reverse_answer": "The author born in Lisbon is Ka Orm.",
+        "reverse_perturbed": ["The author born in Lisbon is Mi Vald.", "The author born in Lisbon is Ysa Kest."]}
 CONTEXT = [("Who wrote Salt Tide?", "Mi Vald did."), ("What does Ysa Kest write?", "Ysa Kest writes poetry.")]
 
 
@@ -42,11 +45,30 @@ def test_every_probe_prompt_is_built_as_stated():
     options = [ITEM["paraphrased_answer"], *ITEM["perturbed_answer"]]
     assert prompt == "Where was Ka Orm born?\n" + "\n".join(f"{'ABC'[i]}. {options[j]}" for i, j in enumerate(order))
     assert letters == ["A", "B", "C"]
-    with pytest.raises(ValueError, match="unknown TOFU probe 'reverse'"):
-        build("reverse")
-    # the held-out phrasing is served only where the rows carry it
+    assert build("affirm") == [("Where was Ka Orm born?", answers)]     # the answer start is in the format
+    assert build("reverse") == [("Which author was born in Lisbon?",
+                                 ["The author born in Lisbon is Ka Orm.", "The author born in Lisbon is Ka Orm.",
+                                  "The author born in Lisbon is Mi Vald.", "The author born in Lisbon is Ysa Kest."])]
+    with pytest.raises(ValueError, match="unknown TOFU probe 'sideways'"):
+        build("sideways")
+    # the held-out phrasing and the reverse question are served only where the rows carry them
     assert "heldout" not in tofu_probes.offered([{k: v for k, v in ITEM.items() if k != "heldout_question"}])
+    assert "reverse" not in tofu_probes.offered([{k: v for k, v in ITEM.items() if k != "reverse_question"}])
     assert set(tofu_probes.offered([ITEM])) == set(tofu_probes.PROBES)
+
+
+def test_the_affirmative_start_begins_the_answer(smoke_target):
+    """`affirm` scores the answer after the prompt and the start, token for token what plain text would give."""
+    _, fmt, _ = smoke_target
+    start = tofu_probes.ANSWER_START["affirm"]
+    begun = tofu_probes.prompt_format("affirm", fmt)
+    assert begun.prompt("Where was Ka Orm born?") == fmt.prompt("Where was Ka Orm born?") + start
+    assert tofu_probes.prompt_format("prefix", fmt) is fmt
+    row = begun.encode("Where was Ka Orm born?", "In Lisbon.")
+    whole = fmt.tokenizer(fmt.prompt("Where was Ka Orm born?") + start + "In Lisbon.")["input_ids"]
+    assert row["input_ids"] == whole + [fmt.tokenizer.eos_token_id]
+    answer = [t for t in row["labels"] if t != -100]
+    assert fmt.tokenizer.decode(answer[:-1]).strip() == "In Lisbon."
 
 
 def test_choice_probes_read_their_nlls_as_stated():

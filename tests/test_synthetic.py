@@ -21,11 +21,13 @@ def test_schema_of_every_split():
             if name.endswith("_perturbed"):
                 facts = name in ("real_authors_perturbed", "world_facts_perturbed")
                 n_wrong = 3 if facts else 5
-                # an author's rows carry the probes' third phrasing of the question (docs/probes.md)
+                # an author's rows carry the probes' third phrasing and reverse question (docs/probes.md)
+                probe_only = ["heldout_question", "reverse_question", "reverse_answer", "reverse_perturbed"]
                 assert set(row) == {"question", "answer", "paraphrased_answer", "perturbed_answer",
-                                    "paraphrased_question", *([] if facts else ["heldout_question"])}
+                                    "paraphrased_question", *([] if facts else probe_only)}
                 if not facts:
                     assert len({row["question"], row["paraphrased_question"], row["heldout_question"]}) == 3
+                    assert len({row["reverse_answer"], *row["reverse_perturbed"]}) == 1 + n_wrong
                 assert len(row["perturbed_answer"]) == n_wrong
                 assert len(set(row["perturbed_answer"])) == n_wrong
                 assert row["answer"] not in row["perturbed_answer"]

@@ -159,6 +159,7 @@ class PromptFormat:
         if cfg.prompt_format == "plain" and "{question}" not in cfg.template:
             raise ValueError(f"model.template must contain '{{question}}', got {cfg.template!r}")
         self.cfg, self.tokenizer, self.max_length = cfg, tokenizer, max_length
+        self.answer_start = ""      # text every prompt ends with: the answer begun for the model (answered_from)
         self._warned = False
 
     def raw(self, max_length: int | None = None) -> PromptFormat:
@@ -168,11 +169,18 @@ class PromptFormat:
         cfg = dataclasses.replace(self.cfg, prompt_format="plain", template="{question}")
         return PromptFormat(cfg, self.tokenizer, max_length or self.max_length)
 
+    def answered_from(self, start: str) -> PromptFormat:
+        """This format with the model's answer begun by `start` (a probe's affirmative answer start): every prompt
+        ends with it, so an answer is scored as its continuation."""
+        out = PromptFormat(self.cfg, self.tokenizer, self.max_length)
+        out.answer_start = self.answer_start + start
+        return out
+
     def prompt(self, question: str) -> str:
         if self.cfg.prompt_format == "chat":
             return self.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                                      add_generation_prompt=True)
-        return self.cfg.template.format(question=question)
+                                                      add_generation_prompt=True) + self.answer_start
+        return self.cfg.template.format(question=question) + self.answer_start
 
     def _ids(self, texts: list[str]) -> list[list[int]]:
         # A chat template writes its own special tokens; a plain prompt gets the tokenizer's (e.g. BOS).
