@@ -44,6 +44,9 @@ def importtime(argv: list[str], top: int) -> list[tuple[float, str]]:
     return sorted(rows, reverse=True)[:top]
 
 
+RUNS = ("cached smoke run", "cached evaluation of one checkpoint")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -60,8 +63,8 @@ def main(argv=None) -> None:
             'python -c "import torch"': ["-c", "import torch"],
             "run_benchmark.py --help": ["run_benchmark.py", "--help"],
             "an input error (utility_floor=2)": ["run_benchmark.py", "utility_floor=2"],
-            "cached smoke run": [*smoke, f"output_dir={tmp}/again"],
-            "cached evaluation of one checkpoint": checkpoint,
+            RUNS[0]: [*smoke, f"output_dir={tmp}/again"],
+            RUNS[1]: checkpoint,
         }
         timed(checkpoint)       # its evaluation unit, built once
         times = {name: [] for name in commands}
@@ -73,7 +76,7 @@ def main(argv=None) -> None:
     print(f"{'command':<40} {'seconds':>8} {'x torch import':>15} {'minus torch import':>19}")
     for name, values in times.items():
         s = statistics.median(values)
-        minus = f"{s - torch_s:>19.2f}" if "run" in name or "evaluation" in name else ""
+        minus = f"{s - torch_s:>19.2f}" if name in RUNS else ""
         print(f"{name:<40} {s:>8.2f} {s / torch_s:>15.2f} {minus}")
     print("\nslowest top-level imports of `run_benchmark.py --help` (cumulative seconds):")
     for seconds, name in importtime(["run_benchmark.py", "--help"], args.top):

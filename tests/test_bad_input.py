@@ -222,6 +222,15 @@ CASES = [
     ("zero seeds", lambda w, t: ["seeds=0"], r"seeds=0: the number of unlearning seeds per method must be at least 1"),
     ("utility floor above 1", lambda w, t: ["utility_floor=2"], r"utility_floor=2\.0: a fraction of the retain "
      r"model's utility in \[0, 1\]"),
+    ("negative seed", lambda w, t: ["seed=-1"], r"seed=-1: a seed in \[0, 2\*\*32\)"),
+    ("negative threads", lambda w, t: ["threads=-2"], r"threads=-2: a thread count, or 0 for the default"),
+    ("negative population", lambda w, t: ["privacy.population=-4"], r"privacy\.population=-4, "
+     r"privacy\.shadow_models=0: model counts"),
+    ("zero evaluation batch", lambda w, t: ["task.eval.batch_size=0"],
+     r"tasks\.tofu_micro\.eval\.batch_size=0: expected at least 1"),
+    ("negative generation budget", lambda w, t: ["task.eval.max_new_tokens=-1"],
+     r"tasks\.tofu_micro\.eval\.max_new_tokens=-1: expected at least 0"),
+    ("bad dtype", lambda w, t: ["model.dtype=fp32"], r"model\.dtype='fp32': choose float32, bfloat16 or float16"),
     # numeric settings: a named error before anything trains (a deliberate zero: tests/test_checkpoints.py)
     ("zero batch size", lambda w, t: ["unlearn.batch_size=0"], r"unlearn\.batch_size=0: expected rows per micro-batch"),
     ("negative learning rate", lambda w, t: ["method_args.GradAscent.lr=-1e-3"],
@@ -237,8 +246,8 @@ CASES = [
      r"requests\.folds=3, but the forget split forget10 has 1 author\(s\), one at least per fold; use fewer"),
     ("requests with probes", lambda w, t: ["requests.folds=2", "probes=all"],
      r"requests\.folds=2 runs the requests protocol, which does not take probes"),
-    ("a probe the task cannot serve", lambda w, t: ["probes=reverse"],
-     r"probes: task tofu_forget10 cannot serve \['reverse'\]; it offers \['paraphrase'"),
+    ("a probe the task cannot serve", lambda w, t: ["probes=shuffled"],
+     r"probes: task tofu_forget10 cannot serve \['shuffled'\]; it offers \['paraphrase'"),
     ("requests with attacks", lambda w, t: ["requests.folds=2", "robustness.relearn_steps=5"],
      r"requests\.folds=2 runs the requests protocol, which does not take robustness"),
     # rows with a guarantee

@@ -97,6 +97,11 @@ class EvalConfig:
     token_budget: int = 4096               # padded tokens per teacher-forced batch of the evaluation engine
     max_new_tokens: int = 200              # ROUGE generation budget (TOFU reference: 200)
 
+    def __post_init__(self):
+        for name, low in (("batch_size", 1), ("token_budget", 1), ("max_new_tokens", 0)):
+            if getattr(self, name) < low:
+                raise FieldError(f"{name}={getattr(self, name)}: expected at least {low}")
+
 
 @dataclass
 class TaskConfig:
@@ -177,6 +182,11 @@ class ExperimentConfig:
     probes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        if not 0 <= self.seed < 2 ** 32:
+            raise ConfigError(f"seed={self.seed}: a seed in [0, 2**32) (numpy's range), e.g. seed=0")
+        if self.threads < 0:
+            raise ConfigError(f"threads={self.threads}: a thread count, or 0 for the default (usable CPUs / local "
+                              f"processes)")
         if self.seeds < 1:
             raise ConfigError(f"seeds={self.seeds}: the number of unlearning seeds per method must be at least 1")
         if not 0 <= self.utility_floor <= 1:

@@ -20,6 +20,9 @@ class PrivacySettings:
     shadow_lora_lr: float = 0.0    # > 0: shadow models train a LoRA adapter (lora_cfg) at this rate, merged after
 
     def __post_init__(self):
+        if self.population < 0 or self.shadow_models < 0:
+            raise ConfigError(f"privacy.population={self.population}, privacy.shadow_models={self.shadow_models}: "
+                              f"model counts, 0 to turn each off")
         if 0 < self.population < 4:
             raise ConfigError(f"privacy.population={self.population}: the distributional score fits each attack on "
                               f"half of each population and measures it on the other half, so it needs at least "
