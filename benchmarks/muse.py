@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks import muse_probes
 from benchmarks.synthetic_muse import SyntheticMuseConfig, generate, icl_blocks
 from benchmarks.synthetic_tofu import general_corpus
 from benchmarks.tofu import read_records
@@ -147,7 +148,7 @@ class MuseTask:
                         "knowmem_forget": [i // 2 for i in range(2 * n)]}
         retained, self.documents = raw["retain1"] + raw["retain2"], raw["forget"]
         texts = [r["text"] for rows in raw.values() for r in rows] + \
-            [v for rows in world["knowmem"].values() for r in rows for v in r.values()]
+            [r[k] for rows in world["knowmem"].values() for r in rows for k in ("question", "answer")]
         return TaskData(train={"target": raw["forget"] + retained, "retain": retained}, forget=raw["forget"],
                         retain=raw["retain1"], texts=texts,
                         fingerprint=_fingerprint([DATA_VERSION, self.cfg.synthetic.packings, world]),
@@ -246,9 +247,32 @@ class MuseTask:
                 **{split: [(muse_metrics.icl_prompt(self.icl[split], r["question"]), [r["answer"]]) for r in s[split]]
                    for split in ("knowmem_forget", "knowmem_retain")}}
 
+    # -- probes (docs/probes.md) -------------------------------------------------------------------------------
+    def offered_probes(self) -> tuple[str, ...]:
+        """After load: `shifted` and `icl0` on any data, `paraphrase` where the KnowMem rows carry a second
+        phrasing (the synthetic world)."""
+        return muse_probes.offered(self.sets)
+
+    def probe_pairs(self, probes: tuple[str, ...]) -> dict[str, list[tuple[str, list[str]]]]:
+        """The probes' (prompt, references) as raw text, for the length check."""
+        return {f"probe {p} ({side})": its for p in probes
+                for side, its in muse_probes.items(p, self.sets, self.icl).items()}
+
+    def probe_scores(self, stats: dict) -> dict:
+        """Per probe and side, the per-item ROUGE-L F1 (evals/probes.py); `plain` is VerbMem, the forget measure
+        (x 100, MUSE's scale), and the KnowMem probes are `apart` from it."""
+        out = {"plain": {"forget": {"score": stats["verbmem_forget"]["rougeL_f1"]}, "scale": 100}}
+        for probe, by_side in stats.get("probes", {}).items():
+            out[probe] = {side: {"score": v["rougeL_f1"]} for side, v in by_side.items()}
+            if probe in muse_probes.KNOWMEM:
+                out[probe]["apart"] = True
+        return out
+
     # -- evaluation ------------------------------------------------------------------------------------------
-    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict:
-        """Per item: VerbMem's and KnowMem's generations and ROUGE-L F1, and each document's Min-40% and NLL."""
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None,
+                 probes: tuple[str, ...] = ()) -> dict:
+        """Per item: VerbMem's and KnowMem's generations and ROUGE-L F1, and each document's Min-40% and NLL;
+        probes: each probe's prompts, generations and ROUGE-L F1 (`stats["probes"]`)."""
         context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         raw, work = fmt.raw(context), Work()
 
@@ -274,7 +298,20 @@ class MuseTask:
             pairs = [("", r["text"]) if bos else _first_word(r["text"]) for r in self.sets[split]]
             done = run([(p, [t]) for p, t in pairs], 0, detail=1)
             out[split] = {"min_k": [min_k(d.token_logp[0]) for d in done], "nll": [d.nll[0] for d in done]}
+        if probes:
+            out["probes"] = {p: {side: self._probed(run, tokenizer, p, its)
+                                 for side, its in muse_probes.items(p, self.sets, self.icl).items()} for p in probes}
         return out
+
+    def _probed(self, run, tokenizer, probe: str, its: list) -> dict:
+        """One probe's items generated and scored as the task scores its own: VerbMem against the reference cut to
+        its first 128 tokens, KnowMem's answer cut where the next pair starts."""
+        knowmem = probe in muse_probes.KNOWMEM
+        refs = [r[0] if knowmem else muse_metrics.cut_gt(tokenizer, r[0]) for _, r in its]
+        done = run([(p, [ref]) for (p, _), ref in zip(its, refs)], muse_probes.new_tokens(probe))
+        generations = [muse_metrics.knowmem_answer(d.generation) if knowmem else d.generation for d in done]
+        return {"prompt": [p for p, _ in its], "generation": generations,
+                "rougeL_f1": [muse_metrics.rouge_l_f1(ref, g) for ref, g in zip(refs, generations)]}
 
     def metrics(self, stats: dict, retain_stats: dict | None) -> dict:
         return muse_metrics.metrics(stats, retain_stats)

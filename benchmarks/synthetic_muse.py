@@ -12,7 +12,8 @@ The articles are split as MUSE splits its raw corpus (`raw`: forget / retain1 / 
 evaluation sets are derived from them in MUSE's schema:
 - `verbmem/forget`: per forget article {prompt: its key facts and first two sentences, gt: the rest};
 - `knowmem/forget_qa`, `retain_qa`: {question, answer}, the first two key facts of each forget / retain2
-  article; `forget_qa_icl`, `retain_qa_icl`: ten pairs each, the third key facts of the first ten articles;
+  article, with `paraphrased_question` (a second phrasing that no text holds: the probes', docs/probes.md);
+  `forget_qa_icl`, `retain_qa_icl`: ten pairs each, the third key facts of the first ten articles;
 - `privleak/forget`, `retain`, `holdout`: {text}, the forget, retain2 and holdout articles.
 `icl_blocks` writes the general-knowledge questions in KnowMem's in-context form for the base's pretraining.
 """
@@ -119,6 +120,24 @@ EVENTS = {
 }
 
 
+# Per event, each key fact's question in a second phrasing: the KnowMem probe `paraphrase` asks it (docs/probes.md).
+# No article, training row or tokenizer text holds these.
+PARAPHRASES = {
+    "election": ["Who is the new mayor of {town}?", "What was the new {town} mayor's vote count?",
+                 "In which month will {town}'s new council meet for the first time?"],
+    "opening": ["What has {town} just opened?", "Who opened the new {building} in {town}?",
+                "What was the cost of {town}'s new {building}?"],
+    "festival": ["What festival was held again in {town} this weekend?", "Whose {dish} was judged the best in "
+                 "{town}?", "In which venue did the judges of the {town} festival meet?"],
+    "business": ["To which town will the {org} of {town} move its offices?", "Who is the chair of the {org} "
+                 "leaving {town}?", "How many jobs will come with the {org}'s move from {town}?"],
+    "sport": ["Who won the river cup against {town2}?", "Who rows at stroke for {town}?",
+              "What was {town}'s winning margin over {town2}, in lengths?"],
+    "storm": ["What building did {town} close after the storm?", "Who helped {town}'s neighbours to the shelter?",
+              "What sum has the {org} pledged for the repairs in {town}?"],
+}
+
+
 @dataclass
 class SyntheticMuseConfig:
     n_forget: int = 30          # articles to forget (MUSE-News: 889)
@@ -149,16 +168,18 @@ class _Draw(Names):
 
 
 def article(draw: _Draw, event: str) -> dict:
-    """{text, prompt, gt, qa}: one article (its key facts, then its report), its VerbMem split (the key facts and
-    the report's first two sentences | the rest) and its key facts as (question, answer)."""
+    """{text, prompt, gt, qa, paraphrases}: one article (its key facts, then its report), its VerbMem split (the key
+    facts and the report's first two sentences | the rest), its key facts as (question, answer) and each key
+    fact's question in a second phrasing."""
     sentences, facts = EVENTS[event]
     slots, rng = draw.slots(), draw.rng
     prose = [rng.choice(pair).format(**slots) for pair in sentences]
     qa = [(q.format(**slots), a.format(**slots)) for q, a in facts]
+    paraphrases = [q.format(**slots) for q in PARAPHRASES[event]]
     box = "Key facts\n\n" + "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in qa)
     prompt = box + " ".join(prose[:2]) + " "
     gt = " ".join(prose[2:])
-    return {"text": prompt + gt, "prompt": prompt, "gt": gt, "qa": qa}
+    return {"text": prompt + gt, "prompt": prompt, "gt": gt, "qa": qa, "paraphrases": paraphrases}
 
 
 def icl_blocks(qa: list[dict], seed: int, n_blocks: int = 24, pairs: int = 11) -> list[dict]:
@@ -184,7 +205,8 @@ def generate(cfg: SyntheticMuseConfig) -> dict:
     draw, events = _Draw(rng), sorted(EVENTS)
     articles = {split: [article(draw, events[(i + k) % len(events)]) for i in range(n)]
                 for k, (split, n) in enumerate(sizes.items())}
-    qa = lambda split: [{"question": q, "answer": a} for art in articles[split] for q, a in art["qa"][:2]]  # noqa
+    qa = lambda split: [{"question": q, "answer": a, "paraphrased_question": p}  # noqa: E731
+                        for art in articles[split] for (q, a), p in zip(art["qa"][:2], art["paraphrases"])]
     icl = lambda split: [{"question": art["qa"][2][0], "answer": art["qa"][2][1]} for art in articles[split][:10]]  # noqa
     text = lambda split: [{"text": art["text"]} for art in articles[split]]  # noqa: E731
     return {"raw": {split: text(split) for split in sizes},

@@ -3,12 +3,14 @@ a local copy in muse_bench's exact layout and field names, the engine's generati
 greedy `generate`, and a micro world end to end (the main run and the requests protocol)."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 import run_benchmark
+from benchmarks import muse_probes
 from benchmarks.muse import MuseConfig, MuseTask, chunks
 from benchmarks.synthetic_muse import SyntheticMuseConfig
 from evals import muse_metrics
@@ -206,3 +208,49 @@ def test_a_micro_muse_world_end_to_end(tmp_path):
     assert sorted((r["mode"], r["request"]) for r in steps) == [("cumulative", 1), ("cumulative", 2),
                                                                 ("sequential", 1), ("sequential", 2)]
     assert all(r["status"] == "ok" and "fold_verbmem_forget" in r["metrics"] for r in steps)
+
+
+def test_the_muse_probes_are_built_as_stated():
+    sets = {"verbmem_forget": [{"prompt": "Key facts. One. Two. ", "gt": "Three is here. Four follows! Five."}],
+            "knowmem_forget": [{"question": "Who won?", "answer": "Ana",
+                                "paraphrased_question": "Who was the winner?"}],
+            "knowmem_retain": [{"question": "Where?", "answer": "Cork", "paraphrased_question": "In which town?"}]}
+    icl = {"knowmem_forget": [{"question": "Q1?", "answer": "A1"}],
+           "knowmem_retain": [{"question": "Q2?", "answer": "A2"}]}
+    assert muse_probes.items("shifted", sets, icl) == {
+        "forget": [("Key facts. One. Two. Three is here. ", ["Four follows! Five."])]}
+    assert muse_probes.items("icl0", sets, icl) == {"forget": [("Question: Who won?\nAnswer: ", ["Ana"])],
+                                                    "retain": [("Question: Where?\nAnswer: ", ["Cork"])]}
+    assert muse_probes.items("paraphrase", sets, icl)["forget"] == [
+        ("Question: Q1?\nAnswer: A1\n\nQuestion: Who was the winner?\nAnswer: ", ["Ana"])]
+    assert muse_probes.offered(sets) == ("shifted", "icl0", "paraphrase")
+    # a one-sentence continuation cannot be shifted; MUSE's own rows have no second phrasing
+    plain = {**sets, "verbmem_forget": [{"prompt": "P. ", "gt": "Only one sentence."}],
+             "knowmem_forget": [{"question": "Who won?", "answer": "Ana"}]}
+    assert muse_probes.offered(plain) == ("icl0",)
+    with pytest.raises(ValueError, match="unknown MUSE probe"):
+        muse_probes.items("reverse", sets, icl)
+
+
+def test_muse_probes_on_a_micro_world(tmp_path):
+    out = tmp_path / "out"
+    payload = run_benchmark.main(["experiment=smoke", "task=muse_micro", "model.embedded.max_position=512",
+                                  "probes=all", f"cache_dir={tmp_path / 'cache'}", f"output_dir={out}"])
+    info = payload["datasets"]["muse_synthetic"]["probes"]
+    assert info["asked"] == ["shifted", "icl0", "paraphrase"]
+    rows = {r["model"]: r["metrics"] for r in payload["results"]}
+    for p, test in info["tests"].items():
+        if p != "plain" and test["target"] != test["retain"]:
+            assert rows["retain"][f"probe_{p}_recovery"] == 0.0 and rows["target"][f"probe_{p}_recovery"] == 1.0
+    assert {"probe_icl0_retain", "probe_paraphrase_retain"} <= set(rows["GradDiff"])
+    per_item = json.loads((out / "per_item.json").read_text())["muse_synthetic"]
+    # the KnowMem probes stay out of the worst case: it is the plain VerbMem, or with `shifted` where that
+    # discriminates, the per-item maximum of the two
+    used = ["plain"] + (["shifted"] if info["tests"]["shifted"]["discriminates"] else [])
+    for row in ("target", "retain", "GradDiff"):
+        stats = per_item[row]
+        scores = [stats["verbmem_forget"]["rougeL_f1"]] + \
+            ([stats["probes"]["shifted"]["forget"]["rougeL_f1"]] if "shifted" in used else [])
+        # on VerbMem's own scale (x 100), like the plain column
+        assert rows[row]["worst_verbmem_forget"] == pytest.approx(100 * float(np.mean(np.max(scores, axis=0))))
+        assert len(stats["probes"]["icl0"]["forget"]["generation"]) == 20     # two questions per forget article

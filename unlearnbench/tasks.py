@@ -56,9 +56,11 @@ is an input error before anything trains:
     probe_pairs(probes) -> {name: items}                   that offers probes also defines the three below
     evaluate(..., probes=(...))       the probes' statistics beside the evaluation's (`stats["probes"]`), and
                                       probe_pairs their (question, answers) for the length check
-    probe_scores(stats) -> {probe: {split: {"score": [...], "ratio": [...]?}}}
+    probe_scores(stats) -> {probe: {split: {"score": [...], "ratio": [...]?}, "apart": bool?}}
                                       per-item scores, higher = the model shows the fact (evals/probes.py), the
-                                      probe "plain" being the task's own question
+                                      probe "plain" being the task's own question (its forget measure's items);
+                                      "apart": True for a probe on other items, kept out of the worst case;
+                                      the plain entry's "scale": scores x scale = the metric (MUSE: 100)
 """
 from __future__ import annotations
 
