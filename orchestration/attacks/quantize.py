@@ -6,7 +6,8 @@ merged into full weights first, in the unit's own scratch folder (each process i
 At 4 bits the forward passes run through torch's own kernels on the NF4 weights (`through_torch`): bitsandbytes'
 CPU 4-bit matmul picks its code by the CPU (an AVX512-BF16 kernel where there is one), and its cells differed
 between an AVX-512 and an AVX2 machine; torch's kernels are the ones the reproducible mode pins. LLM.int8 keeps
-bitsandbytes' path: its int8 products are integers, exact on every CPU.
+bitsandbytes' path: its products of int8 values are exact, summed as integers on an AVX-512 CPU and as float32
+elsewhere (exact while a sum stays below 2^24; docs/numerics.md).
 """
 from __future__ import annotations
 
