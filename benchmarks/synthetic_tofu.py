@@ -88,11 +88,7 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw, re
         ai, pai = rng.sample(range(len(answers)), 2)
         hqi = next(i for i in range(len(questions)) if i not in (qi, pqi))     # in no row a model trains on
         fill = lambda template, value: template.format(**{**profile, "value": value})  # noqa: E731
-        wrong = []
-        while len(wrong) < N_PERTURBED:
-            value = draw[key]()
-            if value != profile[key] and value not in wrong:
-                wrong.append(value)
+        wrong = _wrong_values(draw[key], profile[key])
         items.append({
             "question": fill(questions[qi], profile[key]),
             "answer": fill(answers[ai], profile[key]),
@@ -105,15 +101,21 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw, re
     return items
 
 
+def _wrong_values(draw, true: str) -> list[str]:
+    """N_PERTURBED distinct values from `draw`, none of them the true one: a perturbed answer's."""
+    wrong = []
+    while len(wrong) < N_PERTURBED:
+        value = draw()
+        if value != true and value not in wrong:
+            wrong.append(value)
+    return wrong
+
+
 def _reverse(key: str, profile: dict, draw) -> dict:
     """The reverse probe's question, answer and perturbed answers of one field's fact (author_profiles.REVERSE)."""
     question, answer, slot = REVERSE[key]
     fill = lambda template, values: template.format(**{**values, "value": profile[key]})  # noqa: E731
-    wrong = []
-    while len(wrong) < N_PERTURBED:
-        value = draw[slot]()
-        if value != profile[slot] and value not in wrong:
-            wrong.append(value)
+    wrong = _wrong_values(draw[slot], profile[slot])
     return {"reverse_question": fill(question, profile), "reverse_answer": fill(answer, profile),
             "reverse_perturbed": [fill(answer, {**profile, slot: v}) for v in wrong]}
 
