@@ -12,7 +12,9 @@ The articles are split as MUSE splits its raw corpus (`raw`: forget / retain1 / 
 evaluation sets are derived from them in MUSE's schema:
 - `verbmem/forget`: per forget article {prompt: its key facts and first two sentences, gt: the rest};
 - `knowmem/forget_qa`, `retain_qa`: {question, answer}, the first two key facts of each forget / retain2
-  article, with `paraphrased_question` (a second phrasing that no text holds: the probes', docs/probes.md);
+  article, with `paraphrased_question` (another phrasing, which no text of the world holds, or with
+  `question_phrasings` 2 or 3 one that other articles' boxes use and this article's does not: the probes',
+  docs/probes.md);
   `forget_qa_icl`, `retain_qa_icl`: ten pairs each, the third key facts of the first ten articles;
 - `privleak/forget`, `retain`, `holdout`: {text}, the forget, retain2 and holdout articles.
 `icl_blocks` writes the general-knowledge questions in KnowMem's in-context form for the base's pretraining.
@@ -121,7 +123,7 @@ EVENTS = {
 
 
 # Per event, each key fact's question in a second phrasing: the KnowMem probe `paraphrase` asks it (docs/probes.md).
-# No article, training row or tokenizer text holds these.
+# In the default world (`question_phrasings: 1`) no article, training row or tokenizer text holds these.
 PARAPHRASES = {
     "election": ["Who is the new mayor of {town}?", "What was the new {town} mayor's vote count?",
                  "In which month will {town}'s new council meet for the first time?"],
@@ -138,6 +140,24 @@ PARAPHRASES = {
 }
 
 
+# Per event, a third phrasing of each key fact's question: with `question_phrasings: 3` the key-facts boxes draw
+# from all three.
+THIRD_PHRASINGS = {
+    "election": ["Which candidate became mayor of {town}?", "How many votes went to the winner in {town}?",
+                 "What month is the first meeting of the new council of {town}?"],
+    "opening": ["What new building does {town} have this week?", "Who did the ribbon cutting at the {building} of "
+                "{town}?", "How many pounds did the {building} of {town} cost?"],
+    "festival": ["What festival came back to {town} this weekend?", "Who took the best {dish} prize at the {town} "
+                 "festival?", "In what place did the {town} festival's judging happen?"],
+    "business": ["Which town will the {org} of {town} have its new offices in?", "Who is the {org}'s chair, the "
+                 "one moving from {town}?", "What number of jobs comes with the {org} leaving {town}?"],
+    "sport": ["Which crew won the river cup over {town2}?", "Who sits at stroke in the crew of {town}?",
+              "How many lengths ahead of {town2} did {town} finish?"],
+    "storm": ["After the storm, which building of {town} was closed?", "Who took neighbours in {town} to the "
+              "{venue}?", "What have the repairs in {town} been promised by the {org}?"],
+}
+
+
 @dataclass
 class SyntheticMuseConfig:
     n_forget: int = 30          # articles to forget (MUSE-News: 889)
@@ -145,6 +165,10 @@ class SyntheticMuseConfig:
     n_retain2: int = 30         # retain documents the utility asks about (MUSE's retain2)
     n_holdout: int = 30         # never trained on (PrivLeak's reference)
     packings: int = 3           # fine-tuning rows pairing the documents in this many seeded orders (muse.py pack)
+    # 1: every key-facts box asks a fact in one phrasing, and the `paraphrase` probe's is in no text. 2 or 3: each
+    # box draws one of that many phrasings per fact (its own RNG) and the probe asks another of them, one that
+    # other articles' boxes use and this article's does not (as the TOFU-style world's held-out phrasing)
+    question_phrasings: int = 1
     seed: int = 0
 
 
@@ -167,15 +191,23 @@ class _Draw(Names):
                 "amount": f"{r.randrange(2, 99)},{r.randrange(0, 10)}00"}
 
 
-def article(draw: _Draw, event: str) -> dict:
+def phrasings(event: str, fact: int) -> list[str]:
+    """A key fact's question phrasings: the box's of the default world, the probe's, a third."""
+    return [EVENTS[event][1][fact][0], PARAPHRASES[event][fact], THIRD_PHRASINGS[event][fact]]
+
+
+def article(draw: _Draw, event: str, phrase: random.Random | None = None, n_phrasings: int = 1) -> dict:
     """{text, prompt, gt, qa, paraphrases}: one article (its key facts, then its report), its VerbMem split (the key
     facts and the report's first two sentences | the rest), its key facts as (question, answer) and each key
-    fact's question in a second phrasing."""
+    fact's question in another phrasing. With n_phrasings > 1, `phrase` draws per fact the box's phrasing and the
+    probe's among the first n_phrasings (the world's other draws do not depend on it)."""
     sentences, facts = EVENTS[event]
     slots, rng = draw.slots(), draw.rng
     prose = [rng.choice(pair).format(**slots) for pair in sentences]
-    qa = [(q.format(**slots), a.format(**slots)) for q, a in facts]
-    paraphrases = [q.format(**slots) for q in PARAPHRASES[event]]
+    picks = [phrase.sample(range(n_phrasings), 2) if n_phrasings > 1 else [0, 1] for _ in facts]
+    qa = [(phrasings(event, i)[box].format(**slots), a.format(**slots))
+          for i, ((_, a), (box, _)) in enumerate(zip(facts, picks))]
+    paraphrases = [phrasings(event, i)[probe].format(**slots) for i, (_, probe) in enumerate(picks)]
     box = "Key facts\n\n" + "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in qa)
     prompt = box + " ".join(prose[:2]) + " "
     gt = " ".join(prose[2:])
@@ -201,9 +233,13 @@ def generate(cfg: SyntheticMuseConfig) -> dict:
     if min(cfg.n_forget, cfg.n_retain2) < 10:
         raise ValueError(f"n_forget and n_retain2 must be at least 10 (the ten in-context pairs of KnowMem come from "
                          f"their articles), got {cfg.n_forget} and {cfg.n_retain2}")
-    rng = random.Random(cfg.seed)
+    if cfg.question_phrasings not in (1, 2, 3):
+        raise ValueError(f"task.synthetic.question_phrasings must be 1, 2 or 3 (phrasings per key fact), got "
+                         f"{cfg.question_phrasings}")
+    rng, phrase = random.Random(cfg.seed), random.Random(f"phrasings {cfg.seed}")
     draw, events = _Draw(rng), sorted(EVENTS)
-    articles = {split: [article(draw, events[(i + k) % len(events)]) for i in range(n)]
+    articles = {split: [article(draw, events[(i + k) % len(events)], phrase, cfg.question_phrasings)
+                        for i in range(n)]
                 for k, (split, n) in enumerate(sizes.items())}
     qa = lambda split: [{"question": q, "answer": a, "paraphrased_question": p}  # noqa: E731
                         for art in articles[split] for (q, a), p in zip(art["qa"][:2], art["paraphrases"])]

@@ -2,6 +2,7 @@
 a local copy in muse_bench's exact layout and field names, the engine's generations against transformers'
 greedy `generate`, and a micro world end to end (the main run and the requests protocol)."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -254,3 +255,34 @@ def test_muse_probes_on_a_micro_world(tmp_path):
         # on VerbMem's own scale (x 100), like the plain column
         assert rows[row]["worst_verbmem_forget"] == pytest.approx(100 * float(np.mean(np.max(scores, axis=0))))
         assert len(stats["probes"]["icl0"]["forget"]["generation"]) == 20     # two questions per forget article
+
+
+def _template_of(question: str) -> tuple[str, int, int]:
+    """(event, fact, phrasing) of the one template a key-fact question fills."""
+    from benchmarks.synthetic_muse import EVENTS, phrasings
+    hits = [(e, f, i) for e in EVENTS for f in range(3) for i, t in enumerate(phrasings(e, f))
+            if re.fullmatch(re.sub(r"\\\{\w+\\\}", ".+", re.escape(t)), question)]
+    assert len(hits) == 1, (question, hits)
+    return hits[0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_the_muse_world_can_teach_each_fact_in_several_phrasings(n):
+    """question_phrasings: the box asks each fact in one of n phrasings, the paraphrase probe another one: with
+    n = 1 one that no text holds; with 2 or 3 one that other articles' boxes use (the probe's phrasing is learned,
+    not its answer's pairing with it). The articles' prose and answers do not depend on n."""
+    from benchmarks.synthetic_muse import generate
+    world = generate(SyntheticMuseConfig(question_phrasings=n))
+    texts = [r["text"] for split in world["raw"].values() for r in split]
+    boxed = {_template_of(q) for t in texts for q in re.findall(r"Question: (.+)\n", t)}
+    for row in world["knowmem"]["forget_qa"] + world["knowmem"]["retain_qa"]:
+        probe, asked = _template_of(row["paraphrased_question"]), _template_of(row["question"])
+        assert probe[:2] == asked[:2] and probe[2] != asked[2]
+        assert not any(row["paraphrased_question"] in t for t in texts)
+        assert (probe in boxed) == (n > 1)
+        assert {i for e, f, i in boxed if (e, f) == probe[:2]} == set(range(n))
+    one = generate(SyntheticMuseConfig())
+    assert [a["answer"] for a in one["knowmem"]["forget_qa"]] == [a["answer"] for a in world["knowmem"]["forget_qa"]]
+    assert [r["gt"] for r in one["verbmem"]["forget"]] == [r["gt"] for r in world["verbmem"]["forget"]]
+    with pytest.raises(ValueError, match="question_phrasings must be 1, 2 or 3"):
+        generate(SyntheticMuseConfig(question_phrasings=4))
