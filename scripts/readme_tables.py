@@ -21,7 +21,8 @@ rows with a guarantee (orchestration/guarantees.py) between `<!-- guarantees:<ex
 `<!-- /guarantees -->` (every cell but the wall-time based ones), its membership and memorization columns
 (evals/privacy.py) between `<!-- privacy:<experiment> -->` and `<!-- /privacy -->`, its probes (evals/probes.py)
 between `<!-- probes:<experiment> -->` and `<!-- /probes -->`, and their discrimination tests between
-`<!-- probe-tests:<experiment> -->` and `<!-- /probe-tests -->`.
+`<!-- probe-tests:<experiment> -->` and `<!-- /probe-tests -->`, and a run of several tasks' table across them
+between `<!-- across:<experiment> -->` and `<!-- /across -->` (every cell but the relative costs).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy|probes|probe-tests):"
+MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy|probes|probe-tests|across):"
                   r"(?P<exp>[\w.-]+)(?: cpu=(?P<cpu>\w+))? -->\n"
                   r"(?P<body>.*?)"
                   r"<!-- /(?P=kind) -->", re.S)
@@ -197,6 +198,15 @@ def render_privacy(results: dict) -> list[list[tuple[str, bool]]]:
     return rows
 
 
+def render_across(results: dict) -> list[list[tuple[str, bool]]]:
+    """The table across tasks (evals/report.py's) as cells; relative costs, wall-time ratios, are not compared."""
+    from evals.report import cross_task_table
+    tasks = list(dict.fromkeys(r["task"] for r in results["results"]))
+    rows = parse("\n".join(cross_task_table(results["results"], results["datasets"], tasks)[2:]))
+    timed = {i for i, c in enumerate(rows[0]) if c.endswith("relative_cost")}
+    return [[(c, i not in timed) for i, c in enumerate(row)] for row in rows]
+
+
 def render_tuning(result: dict) -> list[list[tuple[str, bool]]]:
     """The sweep's table (orchestration/tuning.py) as cells; its last column, wall seconds, is not compared."""
     from orchestration.tuning import table
@@ -288,7 +298,7 @@ def main(argv=None) -> int:
                 continue
             kind = {"tuning": render_tuning, "robustness": render_robustness, "table": render,
                     "requests": render_requests, "guarantees": render_guarantees, "privacy": render_privacy,
-                    "probes": render_probes, "probe-tests": render_probe_tests}[m["kind"]]
+                    "probes": render_probes, "probe-tests": render_probe_tests, "across": render_across}[m["kind"]]
             data = json.loads(path.read_text(encoding="utf-8"))
             rows, vendor = kind(data), cpu_vendor(data)
             other = bool(m["cpu"] and vendor and m["cpu"] != vendor)    # a table of another vendor's results
