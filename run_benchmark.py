@@ -26,8 +26,8 @@ from orchestration.preflight import check_lengths, check_run, check_vocabulary, 
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench import environment
 from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
-from unlearnbench.heavy import accelerate, accelerate_utils, transformers
-from unlearnbench.runtime import configure_threads
+from unlearnbench.heavy import accelerate_utils, transformers
+from unlearnbench.runtime import configure_threads, make_accelerator
 from unlearnbench.tasks import build_task
 
 FLAGS = ("--fresh", "--debug")
@@ -42,7 +42,8 @@ leaderboard.md and plots/.
                         different config is never overwritten
   methods=A,B           which method rows run. Registered: {methods}
   method_args.<M>.<k>=v a method's hyperparameter (its dataclass in methods/<M>.py), e.g.
-                        method_args.NPO.beta=0.2
+                        method_args.NPO.beta=0.2; method_args.<M>.stop_after=k stops its run after k updates
+                        of the schedule (chosen by tune.py from the unlearning curve; 0: at its end)
   unlearn.epochs=3      the unlearning schedule the methods share (batch_size, grad_accum, max_length, ...;
                         the learning rate is each method's: method_args.<M>.lr)
   lora=true lora_cfg.r=16
@@ -84,8 +85,11 @@ leaderboard.md and plots/.
   utility_floor=<f>     rows with utility below f x the retain model's are flagged (†), never best (0.9)
   tuned=<name|file>     method settings written by tune.py (configs/tuned/<name>.yaml); the default
                         experiment reads tuned/default; method_args.* on top are marked "set by hand"
-  tuning.budget=6 tuning.grid.<M>.<k>=[...]
-                        the tuning protocol's sweep (python tune.py; docs/tuning.md)
+  tuning.budget=6 tuning.grid.<M>.<k>=[...] tuning.curve_every=7
+                        the tuning protocol's sweep (python tune.py; docs/tuning.md); curve_every: each run
+                        also evaluated on the validation split every 7 updates, and when to stop chosen too
+  log_with=tensorboard  accelerate's trackers (tensorboard, wandb, mlflow, ...: their packages are not in the
+                        lock) receive every unlearning run's loss and tune.py's curves (<output_dir>/trackers)
   threads=<n>           torch CPU threads (default 0: OMP_NUM_THREADS, else usable CPUs / local processes)
   gradient_checkpointing=true
                         recompute activations in the backward pass: less memory, the same numbers
@@ -111,7 +115,8 @@ def check_output_dir(out, resolved: dict) -> None:
     """Refuse to overwrite finished results of a different config (a crashed run's folder holds none)."""
     saved = out / "config.yaml"
     if saved.is_file() and (out / "results.json").is_file():
-        ignore = ("output_dir", "cache_dir", "threads", "gradient_checkpointing")   # where and how fast, not what
+        ignore = ("output_dir", "cache_dir", "threads", "gradient_checkpointing", "log_with")  # where, how fast
+                                                                                             # and logged, not what
         old = {k: v for k, v in read_yaml(saved).items() if k not in ignore}
         if old != {k: v for k, v in resolved.items() if k not in ignore}:
             raise ConfigError(f"output_dir {str(out)!r} holds results of a different config; choose another "
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. seed, threads, devices (the suite's own progress bars replace the library's per-file ones)
     transformers.utils.logging.disable_progress_bar()
     threads = configure_threads(cfg.threads)
-    accelerator = accelerate.Accelerator()
+    accelerator = make_accelerator(cfg)      # with its trackers, if log_with names any
     accelerate_utils.set_seed(cfg.seed)
     store = UnitStore(cfg.resolved_cache_dir(), fresh=fresh)
     # rows longer than the context: an error before any model trains or anything is written (counted with the
@@ -187,6 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
         write_results(out, payload)
         print(leaderboard(records, datasets))
         print(f"\nresults written to {out}/")
+    accelerator.end_training()          # closes the trackers' files, if any
     return payload
 
 

@@ -18,14 +18,15 @@ numerics.apply()     # before torch loads: the same CPU kernels as the benchmark
 
 import yaml
 
+from evals.plots import tuning_curves
 from orchestration import extensions
 from orchestration.tuning import grids, table, tune
 from orchestration.preflight import check_run
 from run_benchmark import cli_errors
 from unlearnbench.cache import UnitStore, atomic_write_text
 from unlearnbench.config import ConfigError, load_config, tuned_path
-from unlearnbench.heavy import accelerate, accelerate_utils, transformers
-from unlearnbench.runtime import configure_threads
+from unlearnbench.heavy import accelerate_utils, transformers
+from unlearnbench.runtime import configure_threads, make_accelerator
 from unlearnbench.tasks import build_task
 
 HEADER = ("# Written by tune.py (experiment={experiment}): the settings the tuning protocol chose\n# on {task}'s "
@@ -57,7 +58,7 @@ def run(cfg) -> dict:
 
     transformers.utils.logging.disable_progress_bar()
     configure_threads(cfg.threads)
-    accelerator = accelerate.Accelerator()
+    accelerator = make_accelerator(cfg)      # with its trackers, if log_with names any
     accelerate_utils.set_seed(cfg.seed)
     result = tune(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), accelerator)
     if accelerator.is_main_process:
@@ -68,8 +69,10 @@ def run(cfg) -> dict:
         out = cfg.resolved_output_dir()
         atomic_write_text(out / "tuning.json", json.dumps(result, indent=1))
         atomic_write_text(out / "tuning.md", table(result) + "\n")
+        tuning_curves(result, out / "plots")
         print(table(result))
         print(f"\nchosen settings written to {tuned_path(cfg.tuning.output)}; the sweep to {out}/tuning.md")
+    accelerator.end_training()          # closes the trackers' files, if any
     return result
 
 

@@ -1,4 +1,5 @@
-"""Plots of a results table: forget quality (log) vs model utility, relative cost vs forget quality, per task."""
+"""Plots of a results table: forget quality (log) vs model utility, relative cost vs forget quality, per task; and
+tune.py's unlearning curves."""
 from __future__ import annotations
 
 import os
@@ -154,3 +155,36 @@ def request_plots(records: list[dict], folder: Path, meta_of, colours: dict) -> 
             fig.suptitle(f"{task}: {mode} requests (scored on every fold forgotten so far)")
             written.append(_save(fig, folder / f"{_slug(task)}_requests_{mode}.png"))
     return written
+
+
+def tuning_curves(result: dict, folder: Path) -> Path | None:
+    """tune.py's unlearning curves (orchestration/tuning.py): per method, its chosen configuration's validation
+    forget quality and utility (seed means) after each curve point, the chosen stopping point ringed and the
+    utility floor dashed. None when the sweep had no curve."""
+    methods = {n: m for n, m in result["methods"].items()
+               if any(len(c.get("curve", [])) > 1 for c in m["configurations"])}
+    if not methods:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    palette = plt.get_cmap("tab10").colors
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for i, (name, m) in enumerate(methods.items()):
+        row = m["configurations"][m["chosen_configuration"]]
+        steps = [p["updates"] for p in row["curve"]]
+        for ax, key in zip(axes, ("forget_quality", "utility")):
+            values = [max(p[key], FLOOR) for p in row["curve"]]
+            ax.plot(steps, values, "-o", markersize=3, color=palette[i % len(palette)], label=name)
+            ax.scatter([row["updates"]], [max(row[key], FLOOR)], s=110, facecolors="none",
+                       edgecolors=palette[i % len(palette)])
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("validation forget quality (log) →")
+    axes[1].axhline(result["floor"], color="grey", linestyle="--", linewidth=1)
+    axes[1].set_ylabel("validation model utility →")
+    for ax in axes:
+        ax.set_xlabel("unlearning updates")
+        ax.xaxis.set_major_locator(matplotlib_ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{result['task']}: the unlearning curve of each method's chosen configuration (ringed: where it "
+                 f"stops)")
+    return _save(fig, folder / "tuning_curves.png")

@@ -36,12 +36,36 @@ def method(name: str, hparams: type, edits_weights: bool = False, **flags):
     return wrap
 
 
+# Every trained method's setting beside its own hyperparameters: when to stop. method_args.<name>.stop_after = k
+# stops its run after k updates of the unlearning schedule (whose learning-rate decay spans the whole run); 0 or
+# absent: at the schedule's end. tune.py chooses it from the unlearning curve (docs/tuning.md).
+STOP = "stop_after"
+
+
+def stop_after(name: str, args: dict | None) -> int:
+    """The updates after which `name`'s run stops (0: the schedule's end), checked."""
+    value = dict(args or {}).get(STOP, 0)
+    if isinstance(value, str) and value.strip().isdigit():     # from the command line
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"method_args.{name}.{STOP}={value!r}: expected a whole number of updates >= 0 (0: run "
+                          f"the unlearning schedule to its end)")
+    spec = METHODS.get_or_raise(name)
+    if value and (spec.edit is not None or spec.is_retrain):
+        raise ConfigError(f"method_args.{name}.{STOP}={value}: {name} does not train, so it has no updates to stop "
+                          f"after; drop it")
+    return value
+
+
 def method_config(name: str, args: dict | None):
     """The method's hyperparameters: dataclass defaults (the paper's), then configs/method/<name>.yaml, then
-    `args` (an experiment's method_args.<name>), merged strictly."""
+    `args` (an experiment's method_args.<name>), merged strictly; `stop_after` (STOP) is the schedule's, not the
+    method's, and checked by stop_after()."""
     spec = METHODS.get_or_raise(name)
     path = CONFIG_ROOT / "method" / f"{name}.yaml"
     values = {**(read_yaml(path) if path.is_file() else {}), **dict(args or {})}
+    stop_after(name, values)
+    values.pop(STOP, None)
     hp = from_dict(spec.hparams, values, prefix=f"method_args.{name}")
     lr = getattr(hp, "lr", None)
     if lr is not None and not lr >= 0:

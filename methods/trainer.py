@@ -93,11 +93,18 @@ def total_micro_batches(n: int, cfg: TrainConfig) -> int:
 
 
 def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: float, seed: int, accelerator,
-          pad_id: int, lead: str = "main", desc: str = "train", checkpointing: bool = False) -> dict:
+          pad_id: int, lead: str = "main", desc: str = "train", checkpointing: bool = False, stop_after: int = 0,
+          every: int = 0, on_point=None, track: str = "") -> dict:
     """Optimise `loss_fn(model, batch) -> (loss, logs)` over micro-batches led by `roles[lead]`.
 
     Only parameters with requires_grad are optimised. Raises DivergenceError on a NaN/inf loss. `checkpointing`
     recomputes activations in the backward pass (gradient checkpointing: the same numbers, less memory).
+
+    Early stopping: `stop_after` > 0 stops after that many updates of the schedule, whose learning-rate decay
+    still spans the whole run (so the first k updates are the same whether the run stops there or not). The
+    unlearning curve: every `every` updates before the last, `on_point(updates, model)` sees the model in eval
+    mode (it must leave the weights and the random state as they are); training then resumes. `track`: each
+    update's loss (and the loss's logs) go to the accelerator's trackers under that name, if it has any.
 
     Process-count invariance: an update is `grad_accum` micro-batches of `batch_size` rows, taken in one sequence
     whatever the number of processes; with N processes, process r runs micro-batches r, r + N, ... of each update
@@ -121,14 +128,18 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     micro = total_micro_batches(len(roles[lead]), cfg)
     updates, local_accum = micro // cfg.grad_accum, cfg.grad_accum // world
+    if not 0 <= stop_after <= updates:
+        raise ValueError(f"{desc}: stop_after={stop_after} updates, but the schedule has {updates}; choose 0 (its "
+                         f"end) to {updates}")
+    run = (stop_after or updates) * cfg.grad_accum          # the micro-batches this run takes of the schedule's
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * updates), updates)
     # the scheduler stays outside accelerate, which would step it once per process at every update
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     wrapped.train()
     history, seen = [], []
-    bar = tqdm(total=micro // world, desc=desc, leave=False, disable=not accelerator.is_main_process)
+    bar = tqdm(total=run // world, desc=desc, leave=False, disable=not accelerator.is_main_process)
     try:
-        for step, (idx, rows) in enumerate(_batches(roles, lead, cfg.batch_size, micro, seed)):
+        for step, (idx, rows) in enumerate(_batches(roles, lead, cfg.batch_size, run, seed)):
             if step % world != rank:        # another process's micro-batch (drawn anyway: one sequence for all)
                 continue
             seen.append((step, idx))
@@ -150,6 +161,13 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
             history.append({"loss": loss.item(), **logs})
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
+            done = step // cfg.grad_accum + 1          # updates finished once this one steps (at `sync`)
+            if sync and track and accelerator.trackers:
+                accelerator.log({f"{track}/{k}": float(v) for k, v in history[-1].items()}, step=done)
+            if sync and every and on_point is not None and done % every == 0 and done * cfg.grad_accum < run:
+                wrapped.eval()
+                on_point(done, accelerator.unwrap_model(wrapped))
+                wrapped.train()
     finally:
         bar.close()
         model = accelerator.unwrap_model(wrapped)
@@ -158,7 +176,8 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
             model.gradient_checkpointing_disable()
     model.eval()
     order = sorted(p for part in (accelerate_utils.gather_object([seen]) if world > 1 else [seen]) for p in part)
-    return {"micro_batches": micro, "updates": updates, "final_loss": history[-1]["loss"],
+    return {"micro_batches": micro, "updates": updates, **({"stopped_after": stop_after} if stop_after else {}),
+            "final_loss": history[-1]["loss"],
             "first_loss": history[0]["loss"], "processes": world,
             "examples": stable_hash([i for _, i in order])}
 

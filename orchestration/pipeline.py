@@ -16,12 +16,12 @@ from pathlib import Path
 import benchmarks  # noqa: F401  (registers every task family)
 from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
 from evals.engine import ENGINE_VERSION
-from methods import METHODS, method_config
+from methods import METHODS, STOP, method_config, stop_after
 from methods.private import dp_finetune
 from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
 from orchestration.units import ModelRef, Units
 from unlearnbench.cache import UnitStore, read_json, row_digests, stable_hash, write_json
-from unlearnbench.config import ExperimentConfig, TrainConfig, from_dict
+from unlearnbench.config import ExperimentConfig, TrainConfig
 from unlearnbench.heavy import accelerate_utils
 from unlearnbench.models import (TOKENIZER_FILES, PromptFormat, build_embedded_model, load_tokenizer, resolve_name,
                                  save_model, train_tokenizer)
@@ -65,8 +65,7 @@ class Pipeline:
         self.probes = probes_for(task, cfg.probes) if cfg.probes else ()     # after load (docs/probes.md)
         self.prompt_key = [cfg.model.prompt_format, cfg.model.template]
         # the experiment's unlearning schedule and method settings, with this task's overrides on top
-        self.unlearn = from_dict(TrainConfig, {**dataclasses.asdict(cfg.unlearn), **task.cfg.unlearn},
-                                 prefix=f"tasks.{task.label}.unlearn")
+        self.unlearn = cfg.unlearn_schedule(task.label, task.cfg)
 
     def solo(self) -> Pipeline:
         """This pipeline for units this process builds alone while the other processes build theirs
@@ -78,9 +77,12 @@ class Pipeline:
         default the base model."""
         return self.units.given(ref, default_base or self.base)
 
+    def method_args(self, name: str) -> dict:
+        """The experiment's method_args.<name> with this task's on top."""
+        return {**(self.cfg.method_args.get(name) or {}), **(self.task.cfg.method_args.get(name) or {})}
+
     def method_hparams(self, name: str):
-        args = {**(self.cfg.method_args.get(name) or {}), **(self.task.cfg.method_args.get(name) or {})}
-        return method_config(name, args)
+        return method_config(name, self.method_args(name))
 
     def base(self) -> ModelRef:
         m = self.cfg.model
@@ -236,18 +238,23 @@ class Pipeline:
         return f"method_args.{method_name}.lr=0" if getattr(hp, "lr", None) == 0 else ""
 
     def unlearned(self, target: ModelRef, method_name: str, seed: int | None = None, generate: bool = True,
-                  keep_model: bool | str = False) -> dict:
+                  keep_model: bool | str = False, curve_every: int = 0) -> dict:
         """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}; with `seed`
         a population member's (generate=False: teacher-forced statistics only). keep_model: the row's model is also
         a cached unit (full weights, or the LoRA adapter; "merged": a LoRA row merged into full weights), its folder
-        in "model"; a row cached without it is unlearned again for it, deterministically."""
+        in "model"; a row cached without it is unlearned again for it, deterministically. curve_every > 0: the
+        unlearning curve, the model evaluated every that many updates too, in "curve" ([{"updates", "stats",
+        "eval_cost"}], the row's own end point not repeated; its time and tokens are not the row's cost)."""
         spec = METHODS.get_or_raise(method_name)
         hp, seed = self.method_hparams(method_name), self.cfg.seed if seed is None else seed
+        stop = stop_after(method_name, self.method_args(method_name))
+        curve = curve_every if spec.edit is None and not spec.is_retrain else 0
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
                           self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,
                           self.data.forget, self.data.retain,
                           read_refusals() if spec.needs_idk else None, *self.eval_key(target.key, probes=generate),
-                          *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []))
+                          *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []),
+                          *([STOP, stop] if stop else []), *(["curve", curve] if curve else []))
         merged = keep_model == "merged" and self.cfg.lora
         weights = stable_hash("weights", key, *(["merged"] if merged else []))
 
@@ -258,21 +265,23 @@ class Pipeline:
                            alone=self.acc.num_processes == 1)
 
         def build(tmp):
-            unit = self._run_method(target, spec, hp, seed, generate, keep if keep_model else None)
+            unit = self._run_method(target, spec, hp, seed, generate, keep if keep_model else None, stop=stop,
+                                    curve_every=curve, track=f"{self.task.label}/{method_name}/{key[:8]}/seed{seed}")
             write_json(tmp / "unit.json", unit)
         unit = read_json(self.units.unit("row", key, build) / "unit.json")
         if keep_model and unit["status"] == "ok":
             self.acc.wait_for_everyone()
             if not self.store.done("weights", weights):
-                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False)
+                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False, stop=stop)
             self.acc.wait_for_everyone()
             unit["model"] = str(self.store.path("weights", weights))
         return unit
 
     def _run_method(self, target: ModelRef, spec, hp, seed: int, generate: bool, keep=None,
-                    evaluate: bool = True) -> dict:
-        """Unlearn the target with `spec` and evaluate the result; keep(model, tokenizer), if given, saves the
-        model once it has trained without diverging."""
+                    evaluate: bool = True, stop: int = 0, curve_every: int = 0, track: str = "") -> dict:
+        """Unlearn the target with `spec` (stopping after `stop` updates, if > 0) and evaluate the result, and with
+        curve_every > 0 every that many updates before (the unlearning curve); keep(model, tokenizer), if given,
+        saves the model once it has trained without diverging; `track` names its losses for the trackers."""
         untrained = self.untrained(spec.name)
         model, tokenizer = self.units.load(target), self.units.tokenizer(target)
         fmt = self.units.fmt(tokenizer, self.unlearn.max_length)
@@ -282,6 +291,12 @@ class Pipeline:
             refusals, rng = read_refusals(), random.Random(seed)
             pairs = [idk_pair(fmt, r, rng.choice(refusals)) for r in self.data.forget]
             roles["forget"], roles["forget_idk"] = [p[0] for p in pairs], [p[1] for p in pairs]
+        curve = []
+
+        def on_point(updates, trained):
+            with meter.paused():
+                stats, cost = self.evaluate(trained, tokenizer, f"{spec.name} after {updates} updates", generate)
+            curve.append({"updates": updates, "stats": stats, "eval_cost": cost})
         with self.units.meter() as meter:
             meter.watch(model)
             if spec.edit is not None:
@@ -295,7 +310,8 @@ class Pipeline:
                 try:
                     log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.unlearn, hp.lr,
                                 seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name,
-                                checkpointing=self.cfg.gradient_checkpointing)
+                                checkpointing=self.cfg.gradient_checkpointing, stop_after=stop,
+                                every=curve_every if evaluate else 0, on_point=on_point, track=track)
                 except DivergenceError as err:
                     log = err
         if isinstance(log, DivergenceError):
@@ -306,4 +322,5 @@ class Pipeline:
             return {}
         stats, eval_cost = self.evaluate(model, tokenizer, spec.name, generate)
         return {"status": "ok", "stats": stats, "cost": meter.record(), "eval_cost": eval_cost, "train_log": log,
-                "hparams": dataclasses.asdict(hp), "rows_seen": row_digests(self.data.forget + self.data.retain)}
+                "hparams": dataclasses.asdict(hp), "rows_seen": row_digests(self.data.forget + self.data.retain),
+                **({"curve": curve} if curve_every else {})}

@@ -14,6 +14,8 @@ import struct
 import sys
 from pathlib import Path
 
+from methods import STOP, stop_after
+from methods.trainer import total_micro_batches
 from unlearnbench.config import ConfigError, ExperimentConfig
 from unlearnbench.models import (EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, context_length,
                                  resolve_name)
@@ -37,8 +39,22 @@ def check_run(cfg: ExperimentConfig, tasks: dict) -> dict[str, TaskData]:
         data = task.load(cfg.resolved_cache_dir() / "tasks")
         if not m.target:    # a given target's training data is unknown
             check_forget_seen(label, task, data)
+        check_stops(cfg, label, task, data)
         loaded[label] = data
     return loaded
+
+
+def check_stops(cfg: ExperimentConfig, label: str, task, data: TaskData) -> None:
+    """Every method's stop_after within its unlearning schedule on this task's forget set, before anything
+    trains."""
+    schedule = cfg.unlearn_schedule(label, task.cfg)
+    updates = total_micro_batches(len(data.forget), schedule) // schedule.grad_accum if data.forget else 0
+    for name in cfg.methods:
+        stop = stop_after(name, {**(cfg.method_args.get(name) or {}), **(task.cfg.method_args.get(name) or {})})
+        if stop > updates:
+            raise ConfigError(f"method_args.{name}.{STOP}={stop}: the unlearning schedule has {updates} updates on "
+                              f"{label}'s forget set ({len(data.forget)} rows, unlearn.epochs={schedule.epochs}, "
+                              f"batch_size={schedule.batch_size}); choose at most {updates}, or 0 for its end")
 
 
 def check_writable(folder: Path, key: str) -> None:

@@ -3,6 +3,10 @@ same number of configurations, the same unlearning schedule and seeds), on a val
 retain authors exclude the test forget set (the task's `validation()`), each configuration scored against that
 split's own retain model, and one rule, declared before the sweep, choosing each method's settings.
 
+With `tuning.curve_every` > 0 each run is also evaluated every that many updates (the unlearning curve), at no
+extra training, and the rule chooses among configurations x stopping points: when to stop is a setting too
+(`method_args.<name>.stop_after`, written only where the choice stops before the schedule's end).
+
 Every configuration and seed is a cached unlearning unit keyed by its settings, so a sweep resumes where it
 stopped and a wider grid reuses the configurations of a narrower one.
 """
@@ -12,7 +16,7 @@ import dataclasses
 import itertools
 
 from evals import spread
-from methods import METHODS, method_config
+from methods import METHODS, STOP, method_config
 from orchestration.pipeline import Pipeline
 from unlearnbench.config import ConfigError, ExperimentConfig
 from unlearnbench.tasks import require
@@ -24,6 +28,9 @@ def grids(cfg: ExperimentConfig) -> dict[str, list[dict]]:
     t = cfg.tuning
     if t.budget < 1:
         raise ConfigError(f"tuning.budget={t.budget}: the configurations every method gets; set it, e.g. 6")
+    if t.curve_every < 0:
+        raise ConfigError(f"tuning.curve_every={t.curve_every}: updates between the unlearning curve's points; "
+                          f"0 (the schedule's end only) or more")
     if not t.output:
         raise ConfigError("tuning.output is empty; name the file the chosen settings go to, e.g. tuned/default "
                           "(configs/tuned/default.yaml), which an experiment then reads with tuned=tuned/default")
@@ -69,62 +76,100 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
     retain_stats = vpipe.evaluated(retain, "validation retain")["stats"]
     retain_utility = vtask.metrics(retain_stats, retain_stats)[vtask.utility]
     floor = cfg.utility_floor * retain_utility
-    seeds = cfg.seed_values()
+    seeds, every = cfg.seed_values(), cfg.tuning.curve_every
     methods = {}
     for name, configs in points.items():
         rows = []
         for point in configs:
             pipe = Pipeline(with_args(cfg, name, point), vtask, vdata, store, accelerator)
-            units = [pipe.unlearned(target, name, seed=s) for s in seeds]
-            rows.append(score(point, units, vtask, retain_stats))
-        eligible = [r for r in rows if r["status"] == "ok" and r["utility"] >= floor]
-        chosen = (max(eligible, key=lambda r: r["forget_quality"]) if eligible else
-                  max((r for r in rows if r["status"] == "ok"), key=lambda r: r["utility"], default=None))
-        if chosen is None:
+            units = [pipe.unlearned(target, name, seed=s, curve_every=every) for s in seeds]
+            rows.append(score(point, units, vtask, retain_stats, floor))
+            log_curve(accelerator, f"tuning/{name}/{describe(point)}", rows[-1])
+        ok = [r for r in rows if r["status"] == "ok"]
+        if not ok:
             raise ValueError(f"every configuration of {name} diverged on the validation split; widen its grid "
                              f"towards smaller learning rates")
-        methods[name] = {"chosen": chosen["args"], "met_floor": bool(eligible), "configurations": rows,
+        best = max(ok, key=lambda r: (r["met_floor"], r["forget_quality"] if r["met_floor"] else r["utility"]))
+        methods[name] = {"chosen": chosen_args(best), "chosen_configuration": rows.index(best),
+                         "met_floor": best["met_floor"], "configurations": rows,
+                         "stop": {"updates": best["updates"], "of": best["scheduled"]},
                          "wall_seconds": sum(r["wall_seconds"] for r in rows), "runs": len(rows) * len(seeds)}
     return {"task": task.label, "validation": {**vdata.describe, "fingerprint": vdata.fingerprint},
-            "seeds": seeds, "budget": cfg.tuning.budget, "utility_floor": cfg.utility_floor,
+            "seeds": seeds, "budget": cfg.tuning.budget, "curve_every": every, "utility_floor": cfg.utility_floor,
             "validation_retain_utility": retain_utility, "floor": floor, "unlearn": dataclasses.asdict(vpipe.unlearn),
-            "rule": RULE.format(floor=cfg.utility_floor), "methods": methods}
+            "rule": RULE.format(floor=cfg.utility_floor, where=" and stopping point" if every else ""),
+            "methods": methods}
 
 
-RULE = ("per method, the configuration with the best forget quality (geometric mean over the seeds) among those whose "
-        "mean model utility is at least {floor} x the validation retain model's; if none is, the one with the "
-        "highest utility")
+RULE = ("per method, the configuration{where} with the best forget quality (geometric mean over the seeds) among "
+        "those whose mean model utility is at least {floor} x the validation retain model's; if none is, the one "
+        "with the highest utility")
 
 
-def score(point: dict, units: list[dict], vtask, retain_stats: dict) -> dict:
-    """One configuration over its seeds: forget quality's geometric mean (log10 mean), utility's mean, its cost."""
-    wall = sum((u.get("cost") or {}).get("wall_seconds") or 0 for u in units) + \
-        sum((u.get("eval_cost") or {}).get("wall_seconds") or 0 for u in units)
+def describe(args: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in args.items())
+
+
+def log_curve(accelerator, tag: str, row: dict) -> None:
+    """A configuration's validation curve (seed means) to the accelerator's trackers, if it has any."""
+    if not accelerator.trackers or row["status"] != "ok":
+        return
+    for p in row["curve"]:
+        accelerator.log({f"{tag}/validation_forget_quality": p["forget_quality"],
+                         f"{tag}/validation_utility": p["utility"]}, step=p["updates"])
+
+
+def chosen_args(row: dict) -> dict:
+    """A configuration's settings as the tuned file holds them: stop_after where it stops before the end."""
+    return {**row["args"], **({STOP: row["updates"]} if row["updates"] < row["scheduled"] else {})}
+
+
+def score(point: dict, units: list[dict], vtask, retain_stats: dict, floor: float) -> dict:
+    """One configuration over its seeds, at every point of its unlearning curve (the run's end last): forget
+    quality's geometric mean (log10 mean) and utility's mean per point, and the point the rule takes within the
+    configuration (its `forget_quality`, `utility`, `updates` of `scheduled`, `met_floor`); its cost, the curve's
+    evaluations included."""
+    costs = [c for u in units for c in [u.get("cost"), u.get("eval_cost")] + [p["eval_cost"] for p in
+                                                                            u.get("curve", [])]]
+    wall = sum((c or {}).get("wall_seconds") or 0 for c in costs)
     failed = next((u for u in units if u["status"] != "ok"), None)
     if failed:
         return {"args": point, "status": failed["status"], "error": failed.get("error", ""), "wall_seconds": wall}
-    metrics = [vtask.metrics(u["stats"], retain_stats) for u in units]
-    return {"args": point, "status": "ok",
-            "forget_quality": spread.summarize([m[vtask.forget_score] for m in metrics], log=True)["mean"],
-            "utility": spread.summarize([m[vtask.utility] for m in metrics])["mean"],
-            "per_seed": [{vtask.forget_score: m[vtask.forget_score], vtask.utility: m[vtask.utility]} for m in metrics],
-            "wall_seconds": wall}
+    log = units[0]["train_log"]
+    scheduled = log.get("stopped_after") or log.get("updates", 0)
+    curve = []
+    for i, updates in enumerate([p["updates"] for p in units[0].get("curve", [])] + [scheduled]):
+        stats = [(u["curve"][i]["stats"] if updates < scheduled else u["stats"]) for u in units]
+        metrics = [vtask.metrics(st, retain_stats) for st in stats]
+        fq = spread.summarize([m[vtask.forget_score] for m in metrics], log=True)["mean"]
+        utility = spread.summarize([m[vtask.utility] for m in metrics])["mean"]
+        curve.append({"updates": updates, "forget_quality": fq, "utility": utility, "met_floor": utility >= floor,
+                      "per_seed": [{vtask.forget_score: m[vtask.forget_score], vtask.utility: m[vtask.utility]}
+                                   for m in metrics]})
+    best = max(curve, key=lambda c: (c["met_floor"], c["forget_quality"] if c["met_floor"] else c["utility"]))
+    return {"args": point, "status": "ok", **{k: best[k] for k in ("forget_quality", "utility", "met_floor",
+                                                                   "per_seed", "updates")},
+            "scheduled": scheduled, "curve": curve, "wall_seconds": wall}
 
 
 def table(result: dict) -> str:
     """The sweep as markdown: one line per method and configuration, the chosen one marked."""
+    every = result.get("curve_every", 0)
+    curve = (f"; the unlearning curve every {every} updates, each configuration at the stopping point the rule "
+             f"takes within it" if every else "")
     out = [f"Tuning on {result['task']}'s validation split: {result['budget']} configurations per method, seeds "
-           f"{result['seeds']}; rule: {result['rule']} (floor {result['floor']:.3f}).", "",
-           "| method | configuration | forget quality (geo. mean) | model utility | chosen | sweep wall s |",
-           "|---|---|---|---|---|---|"]
+           f"{result['seeds']}{curve}; rule: {result['rule']} (floor {result['floor']:.3f}).", "",
+           "| method | configuration | forget quality (geo. mean) | model utility | updates | chosen | sweep wall s |",
+           "|---|---|---|---|---|---|---|"]
     for name, m in result["methods"].items():
         for i, r in enumerate(m["configurations"]):
-            args = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["args"].items())
+            args = describe(r["args"])
             if r["status"] != "ok":
-                cells = [f"{r['status']}", "", ""]
+                cells = [f"{r['status']}", "", "", ""]
             else:
-                mark = ("✓" if m["met_floor"] else "✓ (none met the floor)") if r["args"] == m["chosen"] else ""
-                cells = [f"{r['forget_quality']:.3g}", f"{r['utility']:.3f}", mark]
+                mark = ("✓" if m["met_floor"] else "✓ (none met the floor)") if chosen_args(r) == m["chosen"] else ""
+                cells = [f"{r['forget_quality']:.3g}", f"{r['utility']:.3f}", f"{r['updates']} of {r['scheduled']}" if r["scheduled"] else "—",
+                         mark]
             name_cell, wall_cell = (name, f"{m['wall_seconds']:.0f}") if i == 0 else ("", "")
             out.append(f"| {name_cell} | {args} | {' | '.join(cells)} | {wall_cell} |")
     return "\n".join(out)

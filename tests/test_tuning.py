@@ -5,6 +5,7 @@ import json
 
 import pytest
 import yaml
+from accelerate.tracking import GeneralTracker, register_tracker_class
 
 import tune
 import run_benchmark
@@ -121,3 +122,89 @@ def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp
 def test_a_tuning_experiment_refuses_tuned_settings_and_given_models(tmp_path):
     with pytest.raises(ConfigError, match="starts from the methods' own settings"):
         tune.main(["experiment=tune_smoke", "tuned=tuned/default"])
+
+
+class Memory(GeneralTracker):
+    """A tracker that keeps what it is given (accelerate's interface, as tensorboard's or wandb's)."""
+    name, requires_logging_directory, logged = "memory", False, []
+
+    def __init__(self, run_name: str, **kwargs):
+        super().__init__()
+
+    @property
+    def tracker(self):
+        return self.logged
+
+    def log(self, values: dict, step=None, **kwargs):
+        self.logged.append((step, values))
+
+
+def test_the_unlearning_curve_chooses_when_to_stop_and_a_stopped_run_equals_its_point(tmp_path):
+    """tuning.curve_every=1 on the smoke world (2 updates a run): each configuration is scored after 1 update and at
+    the end; the choice is the rule read by hand over configurations x points; a run stopped after 1 update
+    (method_args.<name>.stop_after=1) gives exactly the statistics the curve recorded there, and the curve's
+    evaluations leave the run's end exactly as a run without them. The losses and the curves reach accelerate's
+    trackers (log_with)."""
+    register_tracker_class(Memory)
+    cache, tuned = tmp_path / "cache", tmp_path / "tuned.yaml"
+    args = ["experiment=tune_smoke", f"cache_dir={cache}", f"output_dir={tmp_path / 'tune'}",
+            f"tuning.output={tuned}", "tuning.curve_every=1", "log_with=memory"]
+    result = tune.main(args)
+    assert (tmp_path / "tune" / "plots" / "tuning_curves.png").is_file()
+    losses = [(step, k) for step, v in Memory.logged for k in v if k.endswith("/loss")]
+    assert {step for step, _ in losses} == {1, 2} and len(losses) == 2 * 4      # 2 updates x 4 configurations
+    curve = {(step, k): v for step, values in Memory.logged for k, v in values.items() if "validation" in k}
+    first = result["methods"]["GradDiff"]["configurations"][0]
+    tag = "tuning/GradDiff/lr=0.001, alpha=1/validation_forget_quality"
+    assert [curve[(p["updates"], tag)] for p in first["curve"]] == [p["forget_quality"] for p in first["curve"]]
+    for name, m in result["methods"].items():
+        points = [(c["args"], p) for c in m["configurations"] for p in c["curve"]]
+        assert all([p["updates"] for p in c["curve"]] == [1, 2] for c in m["configurations"])
+        eligible = [(a, p) for a, p in points if p["utility"] >= result["floor"]]
+        a, p = (max(eligible, key=lambda x: x[1]["forget_quality"]) if eligible else
+                max(points, key=lambda x: x[1]["utility"]))
+        assert m["chosen"] == {**a, **({"stop_after": 1} if p["updates"] == 1 else {})}, name
+        assert m["stop"] == {"updates": p["updates"], "of": 2}
+    assert yaml.safe_load(tuned.read_text())["method_args"] == {n: m["chosen"] for n, m in result["methods"].items()}
+
+    # the pipeline tune() ran, and its validation split: a stopped run, a run without the curve
+    from orchestration.pipeline import Pipeline
+    from orchestration.preflight import check_run
+    from unlearnbench.cache import UnitStore
+    from accelerate import Accelerator
+    cfg = load_config(args)
+    label, section = next(iter(cfg.tasks.items()))
+    task = build_task(label, section)
+    data = check_run(cfg, {label: task})[label]
+    store, acc = UnitStore(cache), Accelerator()
+    base = Pipeline(cfg, task, data, store, acc).base()
+    vtask, vdata = task.validation()
+    vpipe = Pipeline(cfg, vtask, vdata, store, acc)
+    target = vpipe.finetuned(base, "target")
+    lr = cfg.tuning.grid["GradAscent"]["lr"][0]
+    at = lambda **extra: Pipeline(load_config(args + [f"method_args.GradAscent.lr={lr}",  # noqa: E731
+                                                     *(f"method_args.GradAscent.{k}={v}" for k, v in extra.items())]),
+                                  vtask, vdata, store, acc)
+    curved = at().unlearned(target, "GradAscent", curve_every=1)
+    stopped, plain = at(stop_after=1).unlearned(target, "GradAscent"), at().unlearned(target, "GradAscent")
+    assert stopped["train_log"]["stopped_after"] == 1 and stopped["train_log"]["updates"] == 2
+    assert stopped["stats"] == curved["curve"][0]["stats"] and curved["curve"][0]["updates"] == 1
+    assert plain["stats"] == curved["stats"] and stopped["stats"] != plain["stats"]
+    assert stopped["cost"]["grad_tokens"] * 2 == plain["cost"]["grad_tokens"]       # half the training, counted
+    assert curved["cost"]["forward_tokens"] == plain["cost"]["forward_tokens"]      # the curve's passes are not
+
+    with pytest.raises(ConfigError, match="schedule has 2 updates"):
+        run_benchmark.main(["experiment=smoke", f"cache_dir={cache}", f"output_dir={tmp_path / 'bad'}",
+                            "method_args.GradAscent.stop_after=3"])
+    with pytest.raises(ConfigError, match="whole number of updates"):
+        run_benchmark.main(["experiment=smoke", "method_args.GradAscent.stop_after=-1"])
+
+
+def test_log_with_names_a_tracker_that_can_log(tmp_path, monkeypatch):
+    import accelerate.tracking
+    from unlearnbench.runtime import make_accelerator
+    with pytest.raises(ConfigError, match="log_with=nonesuch: accelerate has no such tracker"):
+        make_accelerator(load_config(["experiment=smoke", "log_with=nonesuch"]))
+    monkeypatch.setattr(accelerate.tracking, "get_available_trackers", lambda: [])      # none installed
+    with pytest.raises(ConfigError, match="log_with=tensorboard: its package is not installed; `pip install"):
+        make_accelerator(load_config(["experiment=smoke", "log_with=tensorboard"]))

@@ -164,6 +164,9 @@ class ExperimentConfig:
     # configs/<tuned>.yaml, written by tune.py: its method_args apply under the experiment's own (which win)
     tuned: str = ""
     tuning: TuningSettings = field(default_factory=TuningSettings)
+    # accelerate's trackers (tensorboard, wandb, mlflow, ...; their packages are not in the lock) receive every
+    # unlearning run's training loss and tune.py's unlearning curves; files under <output_dir>/trackers. Off: []
+    log_with: list[str] = field(default_factory=list)
     lora: bool = False
     lora_cfg: LoraSettings = field(default_factory=LoraSettings)
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
@@ -232,6 +235,11 @@ class ExperimentConfig:
 
     def resolved_output_dir(self) -> Path:
         return Path(self.output_dir or f"results/{self.name}")
+
+    def unlearn_schedule(self, label: str, task_cfg) -> TrainConfig:
+        """The unlearning schedule on one task: the experiment's `unlearn`, with the task's own on top."""
+        return from_dict(TrainConfig, {**dataclasses.asdict(self.unlearn), **task_cfg.unlearn},
+                         prefix=f"tasks.{label}.unlearn")
 
 
 def available(group: str) -> list[str]:

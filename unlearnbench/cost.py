@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 
 from unlearnbench.heavy import torch
 
@@ -25,21 +26,36 @@ def _rss_bytes() -> int:
 class CostMeter:
     """Counts tokens through forward hooks on the watched models and samples peak memory while open.
 
-    Peak memory is accelerator memory on CUDA and the process's resident memory (sampled) on CPU."""
+    Peak memory is accelerator memory on CUDA and the process's resident memory (sampled) on CPU. Inside
+    `paused()` nothing is counted but peak memory."""
 
     def __init__(self, device: torch.device, device_count: int = 1, sample_seconds: float = 0.02):
         self.device, self.device_count, self.sample_seconds = torch.device(device), device_count, sample_seconds
         self.grad_tokens = self.forward_tokens = 0
         self.n_params, self._hooks = 0, []
         self.wall_seconds, self.peak_memory_bytes = 0.0, 0
+        self._paused, self._paused_seconds = 0, 0.0
+
+    @contextmanager
+    def paused(self):
+        """Neither tokens nor time counted inside: an evaluation while training (the unlearning curve's, which has
+        its own meter) is not the training's cost."""
+        self._paused += 1
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused -= 1
+            if not self._paused:        # the outermost pause's time (a nested one lies within it)
+                self._paused_seconds += time.perf_counter() - start
 
     def watch(self, model) -> None:
         """Count the tokens of every forward pass of `model` (its parameters define N)."""
         self.n_params = max(self.n_params, sum(p.numel() for p in model.parameters()))
 
         def hook(module, args, kwargs):
-            if module is not model:   # a deep copy of `model` carries this hook along; it counts its own passes
-                return
+            if module is not model or self._paused:   # a deep copy of `model` carries this hook along; it
+                return                                   # counts its own passes
             ids = kwargs.get("input_ids", args[0] if args else None)
             mask = kwargs.get("attention_mask")
             if mask is None:
@@ -79,7 +95,7 @@ class CostMeter:
             self._stop.set()
             self._thread.join()
             self.peak_memory_bytes = max(self.peak_memory_bytes, _rss_bytes())
-        self.wall_seconds = time.perf_counter() - self._start
+        self.wall_seconds = time.perf_counter() - self._start - self._paused_seconds
         for h in self._hooks:
             h.remove()
         self._hooks.clear()

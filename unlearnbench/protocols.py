@@ -44,6 +44,10 @@ class TuningSettings:
     # rule: the best forget quality (geometric mean over seeds) among configurations whose mean utility is at
     # least `utility_floor` (the experiment's) x the validation retain model's
     validation_authors: int = 0    # validation forget authors; 0: as many as the test forget set
+    # the unlearning curve: every configuration's run is also evaluated on the validation split every this many
+    # updates, and the rule chooses among configurations x stopping points (method_args.<name>.stop_after); 0:
+    # at the schedule's end only
+    curve_every: int = 0
     output: str = ""               # configs/<output>.yaml receives the chosen settings (e.g. tuned/default), or
                                    # a path ending in .yaml
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 
-from unlearnbench.heavy import accelerate_utils, torch
+from unlearnbench.heavy import accelerate, accelerate_utils, torch
+from unlearnbench.strict import ConfigError
 
 
 def usable_cpus() -> int:
@@ -36,11 +37,35 @@ def configure_threads(requested: int) -> int:
     return requested
 
 
+def make_accelerator(cfg):
+    """The run's accelerator; with `log_with` (experiment config) it logs to those trackers (accelerate's: the
+    training losses and the unlearning curve), their files under <output_dir>/trackers. A tracker whose package is
+    missing is an error (accelerate itself would drop it silently)."""
+    if not cfg.log_with:
+        return accelerate.Accelerator()
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.utils import LoggerType
+    installed = {str(t.value if hasattr(t, "value") else t) for t in get_available_trackers()}
+    for name in cfg.log_with:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise ConfigError(f"log_with={name}: accelerate has no such tracker; choose from "
+                              f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))} (or register your own class with "
+                              f"accelerate.tracking.register_tracker_class)")
+        if name in LoggerType.list() and name not in installed:
+            raise ConfigError(f"log_with={name}: its package is not installed; `pip install {name}` (not part of the "
+                              f"locked environment), or drop log_with")
+    acc = accelerate.Accelerator(log_with=list(cfg.log_with), project_dir=str(cfg.resolved_output_dir() / "trackers"))
+    acc.init_trackers(cfg.name, config={"experiment": cfg.name, "seed": cfg.seed, "seeds": cfg.seeds,
+                                        "methods": ",".join(cfg.methods)})
+    return acc
+
+
 class Solo:
     """The accelerator for work one process does alone while the others do theirs (a population member each,
     orchestration/populations.py): this process's device and autocast, and no collective operation (no DDP wrapper, no gathering,
     no barrier), so the processes never wait for one another inside a unit. `rank` is the real process index."""
     num_processes, process_index, is_main_process, distributed_type = 1, 0, True, "NO"
+    trackers = ()       # a population member's training is not logged
 
     def __init__(self, accelerator):
         self.device, self.rank, self._autocast = accelerator.device, accelerator.process_index, accelerator.autocast
