@@ -303,8 +303,13 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
         pairs.append((key.strip(), value))
     experiment = dict(pairs).get("experiment", "default")
     tree = _named("experiment", experiment)
-    if "base" in tree:      # an experiment may start from another one: `base: <experiment name>`
-        tree = deep_merge(_named("experiment", tree.pop("base")), tree)
+    seen = [experiment]
+    while "base" in tree:   # an experiment may start from another one (`base: <experiment name>`), which may too
+        base = str(tree.pop("base"))
+        if base in seen:
+            raise ConfigError(f"experiment {experiment!r}: its bases loop ({' -> '.join(seen + [base])})")
+        seen.append(base)
+        tree = deep_merge(_named("experiment", base), tree)
         tree.pop("name", None)
     tree.setdefault("name", experiment)
     if "model" in tree:
