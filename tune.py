@@ -31,7 +31,8 @@ from unlearnbench.tasks import build_task
 
 HEADER = ("# Written by tune.py (experiment={experiment}): the settings the tuning protocol chose\n# on {task}'s "
           "validation split. Do not edit by hand; rerun `python tune.py experiment={experiment}`.\n"
-          "# docs/tuning.md; the sweep: results/{experiment}/tuning.md.\n")
+          "# docs/tuning.md; the sweep: results/{experiment}/tuning.md. Chosen on a cpu={vendor} machine: the\n"
+          "# choice holds within a CPU vendor (near-equal configurations trade places across vendors).\n")
 
 
 def main(argv: list[str]) -> dict:
@@ -61,11 +62,13 @@ def run(cfg) -> dict:
     accelerator = make_accelerator(cfg)      # with its trackers, if log_with names any
     accelerate_utils.set_seed(cfg.seed)
     result = tune(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), accelerator)
+    result["runtime"] = {"numerics": numerics.describe()}      # the CPU vendor its choice holds on
     if accelerator.is_main_process:
         chosen = {name: m["chosen"] for name, m in result["methods"].items()}
         body = yaml.safe_dump({"method_args": chosen}, sort_keys=False, default_flow_style=None)
         atomic_write_text(tuned_path(cfg.tuning.output),
-                          HEADER.format(experiment=cfg.name, task=task.label) + body)
+                          HEADER.format(experiment=cfg.name, task=task.label,
+                                        vendor=numerics.describe()["cpu"]["vendor"] or "unknown") + body)
         out = cfg.resolved_output_dir()
         atomic_write_text(out / "tuning.json", json.dumps(result, indent=1))
         atomic_write_text(out / "tuning.md", table(result) + "\n")
