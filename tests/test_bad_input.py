@@ -236,7 +236,7 @@ CASES = [
     ("negative learning rate", lambda w, t: ["method_args.GradAscent.lr=-1e-3"],
      r"method_args\.GradAscent\.lr=-0\.001: expected a learning rate >= 0"),
     ("negative task batch size", lambda w, t: ["tasks.tofu_micro.unlearn.batch_size=-2"],
-     r"tasks\.tofu_forget10\.unlearn\.batch_size=-2"),
+     r"tasks\.tofu_micro\.unlearn\.batch_size=-2"),
     ("zero fine-tuning epochs", lambda w, t: ["task.finetune.epochs=0"],
      r"tasks\.tofu_micro\.finetune\.epochs=0\.0: target and retain need at least one pass"),
     # requests over time
