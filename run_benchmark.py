@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.tasks = {label: to_dict(t.cfg) for label, t in tasks.items()}   # config.yaml holds every resolved value
     for t in tasks.values():
         for name in set(cfg.method_args) | set(t.cfg.method_args) | set(cfg.methods):
-            method_config(name, {**(cfg.method_args.get(name) or {}), **(t.cfg.method_args.get(name) or {})})
+            method_config(name, cfg.method_args_for(name, t.cfg))
     out = cfg.resolved_output_dir()
     check_output_dir(out, to_dict(cfg))
     # every folder, checkpoint and task's data checked (and the data loaded) before anything is written

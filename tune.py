@@ -63,12 +63,12 @@ def run(cfg) -> dict:
     accelerate_utils.set_seed(cfg.seed)
     result = tune(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), accelerator)
     result["runtime"] = {"numerics": numerics.describe()}      # the CPU vendor its choice holds on
+    vendor = result["runtime"]["numerics"]["cpu"]["vendor"] or "unknown"
     if accelerator.is_main_process:
         chosen = {name: m["chosen"] for name, m in result["methods"].items()}
         body = yaml.safe_dump({"method_args": chosen}, sort_keys=False, default_flow_style=None)
         atomic_write_text(tuned_path(cfg.tuning.output),
-                          HEADER.format(experiment=cfg.name, task=task.label,
-                                        vendor=numerics.describe()["cpu"]["vendor"] or "unknown") + body)
+                          HEADER.format(experiment=cfg.name, task=task.label, vendor=vendor) + body)
         out = cfg.resolved_output_dir()
         atomic_write_text(out / "tuning.json", json.dumps(result, indent=1))
         atomic_write_text(out / "tuning.md", table(result) + "\n")

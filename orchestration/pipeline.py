@@ -77,12 +77,8 @@ class Pipeline:
         default the base model."""
         return self.units.given(ref, default_base or self.base)
 
-    def method_args(self, name: str) -> dict:
-        """The experiment's method_args.<name> with this task's on top."""
-        return {**(self.cfg.method_args.get(name) or {}), **(self.task.cfg.method_args.get(name) or {})}
-
     def method_hparams(self, name: str):
-        return method_config(name, self.method_args(name))
+        return method_config(name, self.cfg.method_args_for(name, self.task.cfg))
 
     def base(self) -> ModelRef:
         m = self.cfg.model
@@ -247,7 +243,7 @@ class Pipeline:
         "eval_cost"}], the row's own end point not repeated; its time and tokens are not the row's cost)."""
         spec = METHODS.get_or_raise(method_name)
         hp, seed = self.method_hparams(method_name), self.cfg.seed if seed is None else seed
-        stop = stop_after(method_name, self.method_args(method_name))
+        stop = stop_after(method_name, self.cfg.method_args_for(method_name, self.task.cfg))
         curve = curve_every if spec.edit is None and not spec.is_retrain else 0
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
                           self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,

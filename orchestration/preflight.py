@@ -50,7 +50,7 @@ def check_stops(cfg: ExperimentConfig, label: str, task, data: TaskData) -> None
     schedule = cfg.unlearn_schedule(label, task.cfg)
     updates = total_micro_batches(len(data.forget), schedule) // schedule.grad_accum if data.forget else 0
     for name in cfg.methods:
-        stop = stop_after(name, {**(cfg.method_args.get(name) or {}), **(task.cfg.method_args.get(name) or {})})
+        stop = stop_after(name, cfg.method_args_for(name, task.cfg))
         if stop > updates:
             raise ConfigError(f"method_args.{name}.{STOP}={stop}: the unlearning schedule has {updates} updates on "
                               f"{label}'s forget set ({len(data.forget)} rows, unlearn.epochs={schedule.epochs}, "

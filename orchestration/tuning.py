@@ -89,7 +89,7 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
         if not ok:
             raise ValueError(f"every configuration of {name} diverged on the validation split; widen its grid "
                              f"towards smaller learning rates")
-        best = max(ok, key=lambda r: (r["met_floor"], r["forget_quality"] if r["met_floor"] else r["utility"]))
+        best = max(ok, key=ranked)
         methods[name] = {"chosen": chosen_args(best), "chosen_configuration": rows.index(best),
                          "met_floor": best["met_floor"], "configurations": rows,
                          "stop": {"updates": best["updates"], "of": best["scheduled"]},
@@ -104,6 +104,12 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
 RULE = ("per method, the configuration{where} with the best forget quality (geometric mean over the seeds) among "
         "those whose mean model utility is at least {floor} x the validation retain model's; if none is, the one "
         "with the highest utility")
+
+
+def ranked(point: dict):
+    """The rule as a sort key over scored points (a configuration's, or one of its curve's): meeting the floor
+    first, then forget quality among those that do, utility among those that do not."""
+    return point["met_floor"], point["forget_quality"] if point["met_floor"] else point["utility"]
 
 
 def describe(args: dict) -> str:
@@ -146,7 +152,7 @@ def score(point: dict, units: list[dict], vtask, retain_stats: dict, floor: floa
         curve.append({"updates": updates, "forget_quality": fq, "utility": utility, "met_floor": utility >= floor,
                       "per_seed": [{vtask.forget_score: m[vtask.forget_score], vtask.utility: m[vtask.utility]}
                                    for m in metrics]})
-    best = max(curve, key=lambda c: (c["met_floor"], c["forget_quality"] if c["met_floor"] else c["utility"]))
+    best = max(curve, key=ranked)
     return {"args": point, "status": "ok", **{k: best[k] for k in ("forget_quality", "utility", "met_floor",
                                                                    "per_seed", "updates")},
             "scheduled": scheduled, "curve": curve, "wall_seconds": wall}
@@ -167,9 +173,9 @@ def table(result: dict) -> str:
             if r["status"] != "ok":
                 cells = [f"{r['status']}", "", "", ""]
             else:
-                mark = ("✓" if m["met_floor"] else "✓ (none met the floor)") if chosen_args(r) == m["chosen"] else ""
-                cells = [f"{r['forget_quality']:.3g}", f"{r['utility']:.3f}", f"{r['updates']} of {r['scheduled']}" if r["scheduled"] else "—",
-                         mark]
+                mark = ("✓" if m["met_floor"] else "✓ (none met the floor)") if i == m["chosen_configuration"] else ""
+                updates = f"{r['updates']} of {r['scheduled']}" if r["scheduled"] else "—"    # Noise: no updates
+                cells = [f"{r['forget_quality']:.3g}", f"{r['utility']:.3f}", updates, mark]
             name_cell, wall_cell = (name, f"{m['wall_seconds']:.0f}") if i == 0 else ("", "")
             out.append(f"| {name_cell} | {args} | {' | '.join(cells)} | {wall_cell} |")
     return "\n".join(out)

@@ -236,6 +236,10 @@ class ExperimentConfig:
     def resolved_output_dir(self) -> Path:
         return Path(self.output_dir or f"results/{self.name}")
 
+    def method_args_for(self, name: str, task_cfg) -> dict:
+        """Method `name`'s settings on one task: the experiment's method_args.<name>, with the task's own on top."""
+        return {**(self.method_args.get(name) or {}), **(task_cfg.method_args.get(name) or {})}
+
     def unlearn_schedule(self, label: str, task_cfg) -> TrainConfig:
         """The unlearning schedule on one task: the experiment's `unlearn`, with the task's own on top."""
         return from_dict(TrainConfig, {**dataclasses.asdict(self.unlearn), **task_cfg.unlearn},
