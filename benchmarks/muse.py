@@ -117,6 +117,7 @@ class MuseTask:
     log_scale: set = set()
     prompted = False
     forget_measure = "verbmem_forget"   # what the recovery attacks measure (orchestration/attacks/)
+    tuning_score = "forget_gap_to_retain"   # what tune.py's rule minimises (evals/muse_metrics.py)
 
     def __init__(self, cfg: MuseConfig):
         if cfg.source not in ("synthetic", "hub", "local"):
@@ -138,8 +139,8 @@ class MuseTask:
     def load(self, cache_dir: Path | None = None) -> TaskData:
         return self._load_synthetic() if self.cfg.source == "synthetic" else self._load_real()
 
-    def _load_synthetic(self) -> TaskData:
-        world = generate(self.cfg.synthetic)
+    def _load_synthetic(self, world: dict | None = None) -> TaskData:
+        world = world or generate(self.cfg.synthetic)
         self._sets(world)
         raw = world["raw"]
         n = len(raw["forget"])
@@ -197,6 +198,21 @@ class MuseTask:
 
     def _sizes(self, raw: dict) -> dict:
         return {**{f"raw_{k}": len(v) for k, v in raw.items()}, **{k: len(v) for k, v in self.sets.items()}}
+
+    def validation(self, n_articles: int = 0) -> tuple[MuseTask, TaskData]:
+        """The tuning protocol's split (tune.py), after load(): the world's articles without its forget ones, in
+        other roles (synthetic_muse.generate): `n_articles` of the holdout articles to forget (0: as many as the
+        test forget set), half of retain1 kept and half held out, retain2 asked about; its target is the base
+        trained on those to forget and keep, its retain model on those kept, so no test forget article reaches a
+        tuning run."""
+        if self.cfg.source != "synthetic":
+            raise ValueError("tune.py needs a validation split with its own target and retain model, which real "
+                             "MUSE (given models) does not have; tune on the synthetic world (task=muse_embedded) "
+                             "and carry its settings with tuned=tuned/muse")
+        split = MuseTask(self.cfg)
+        data = split._load_synthetic(generate(self.cfg.synthetic, n_articles or self.cfg.synthetic.n_forget))
+        split.label = f"{self.label}_validation"
+        return split, data
 
     # -- protocols -------------------------------------------------------------------------------------------
     def _items_of(self, rows: set[int]) -> dict[str, list[int]]:

@@ -223,10 +223,15 @@ def icl_blocks(qa: list[dict], seed: int, n_blocks: int = 24, pairs: int = 11) -
             for _ in range(n_blocks)]
 
 
-def generate(cfg: SyntheticMuseConfig) -> dict:
+def generate(cfg: SyntheticMuseConfig, validation: int = 0) -> dict:
     """MUSE's subsets of one invented world: {"raw": {forget, retain1, retain2, holdout}: [{text}],
     "verbmem": {forget: [{prompt, gt}]}, "knowmem": {forget_qa, retain_qa, forget_qa_icl, retain_qa_icl}:
-    [{question, answer}], "privleak": {forget, retain, holdout}: [{text}]}."""
+    [{question, answer}], "privleak": {forget, retain, holdout}: [{text}]}.
+
+    validation > 0: instead the tuning protocol's world (tune.py), the same articles without the forget ones in
+    other roles: `validation` holdout articles to forget, retain1's first half as its retain set and its second half
+    as its holdout (never trained on), retain2 as what its utility asks about. (The invented towns are used up by
+    the world itself, so a validation world of new articles could not have names of its own.)"""
     sizes = {"forget": cfg.n_forget, "retain1": cfg.n_retain1, "retain2": cfg.n_retain2, "holdout": cfg.n_holdout}
     if min(sizes.values()) < 1:
         raise ValueError(f"every split of the MUSE-style world needs an article at least, got {sizes}")
@@ -241,11 +246,20 @@ def generate(cfg: SyntheticMuseConfig) -> dict:
     articles = {split: [article(draw, events[(i + k) % len(events)], phrase, cfg.question_phrasings)
                         for i in range(n)]
                 for k, (split, n) in enumerate(sizes.items())}
+    if validation:
+        if not 10 <= validation <= cfg.n_holdout or cfg.n_retain1 < 2:
+            raise ValueError(f"the validation world forgets {validation} of the {cfg.n_holdout} holdout articles (at "
+                             f"least 10: KnowMem's in-context pairs) and splits retain1 ({cfg.n_retain1}, at least 2) "
+                             f"into its retain and holdout sets; raise task.synthetic.n_holdout or lower "
+                             f"tuning.validation_authors")
+        half = (cfg.n_retain1 + 1) // 2
+        articles = {"forget": articles["holdout"][:validation], "retain1": articles["retain1"][:half],
+                    "retain2": articles["retain2"], "holdout": articles["retain1"][half:]}
     qa = lambda split: [{"question": q, "answer": a, "paraphrased_question": p}  # noqa: E731
                         for art in articles[split] for (q, a), p in zip(art["qa"][:2], art["paraphrases"])]
     icl = lambda split: [{"question": art["qa"][2][0], "answer": art["qa"][2][1]} for art in articles[split][:10]]  # noqa
     text = lambda split: [{"text": art["text"]} for art in articles[split]]  # noqa: E731
-    return {"raw": {split: text(split) for split in sizes},
+    return {"raw": {split: text(split) for split in articles},
             "verbmem": {"forget": [{"prompt": a["prompt"], "gt": a["gt"]} for a in articles["forget"]]},
             "knowmem": {"forget_qa": qa("forget"), "retain_qa": qa("retain2"), "forget_qa_icl": icl("forget"),
                         "retain_qa_icl": icl("retain2")},

@@ -78,24 +78,25 @@ class SyntheticWmdpConfig:
     seed: int = 0
 
 
-def _species(domain: dict, n: int, rng: random.Random) -> list[dict]:
+def _species(domain: dict, n: int, rng: random.Random, taken: frozenset = frozenset()) -> list[dict]:
     """n species with distinct first words (shared first words, like "Zorwort cap" and "Zorwort mould", make a
-    small model confuse whose facts are whose)."""
+    small model confuse whose facts are whose), none of them in `taken`."""
     first, second = domain["syllables"]
-    stems = [a + b for a in first for b in second]
+    stems = [a + b for a in first for b in second if a + b not in taken]
     if n > len(stems):
-        raise ValueError(f"at most {len(stems)} species per domain, got {n}")
-    return [{"name": f"{stem} {rng.choice(domain['kinds'])}",
+        raise ValueError(f"at most {len(stems)} {'more ' if taken else ''}species in the domain, got {n}")
+    return [{"stem": stem, "name": f"{stem} {rng.choice(domain['kinds'])}",
              **{f: rng.choice(pool) for f, (pool, _, _) in domain["facts"].items()}}
             for stem in rng.sample(stems, n)]
 
 
-def _domain(name: str, n: int, rng: random.Random) -> tuple[list[dict], list[dict], list[dict]]:
+def _domain(name: str, n: int, rng: random.Random, taken: frozenset = frozenset()) -> tuple[list, list, list, set]:
     """(corpus rows {"text"}, questions {"question", "choices", "answer"}, the same questions with a rephrased
-    stem) of one domain."""
+    stem, the species' first words) of one domain."""
     domain = DOMAINS[name]
-    corpus, questions, rephrased = [], [], []
-    for sp in _species(domain, n, rng):
+    corpus, questions, rephrased, first_words = [], [], [], set()
+    for sp in _species(domain, n, rng, taken):
+        first_words.add(sp["stem"])
         stems = [f"{stem.format(name=sp['name'])} {sp[f]}." for f, (_, stem, _) in domain["facts"].items()]
         others = [alt[0].format(name=sp["name"], v=sp[f]) for f, (_, _, alt) in domain["facts"].items()]
         # Several paragraphs per species, each in its own sentence order: with one fixed order a small model
@@ -109,7 +110,7 @@ def _domain(name: str, n: int, rng: random.Random) -> tuple[list[dict], list[dic
             choices = wrong[:answer] + [sp[f]] + wrong[answer:]
             questions.append({"question": stem.format(name=sp["name"]), "choices": choices, "answer": answer})
             rephrased.append({**questions[-1], "question": REPHRASED[name][f].format(name=sp["name"])})
-    return corpus, questions, rephrased
+    return corpus, questions, rephrased, first_words
 
 
 def general_questions(seed: int) -> list[dict]:
@@ -124,14 +125,22 @@ def general_questions(seed: int) -> list[dict]:
     return out
 
 
-def generate(cfg: SyntheticWmdpConfig) -> dict[str, list[dict]]:
+def generate(cfg: SyntheticWmdpConfig, validation: int = 0) -> dict[str, list[dict]]:
     """forget_corpus, retain_corpus (the neighbouring domain's), forget_mc, neighbour_mc, general_mc, and the
-    probes' forget_rephrased and neighbour_rephrased (the mc questions with a stem in no corpus paragraph)."""
-    if cfg.n_forget < 1 or cfg.n_neighbour < 1:
-        raise ValueError(f"n_forget and n_neighbour must be at least 1, got {cfg.n_forget}, {cfg.n_neighbour}")
+    probes' forget_rephrased and neighbour_rephrased (the mc questions with a stem in no corpus paragraph).
+
+    validation > 0: instead the tuning protocol's world (tune.py), `validation` species per domain drawn by the same
+    generator after this world's, none sharing a first word with one of its species; the same general questions."""
+    if cfg.n_forget < 1 or cfg.n_neighbour < 1 or validation < 0:
+        raise ValueError(f"n_forget and n_neighbour must be at least 1 (and validation species not negative), got "
+                         f"{cfg.n_forget}, {cfg.n_neighbour}, {validation}")
     rng = random.Random(cfg.seed)
-    forget_corpus, forget_mc, forget_rephrased = _domain("fungi", cfg.n_forget, rng)
-    retain_corpus, neighbour_mc, neighbour_rephrased = _domain("flowers", cfg.n_neighbour, rng)
+    fungi, flowers = _domain("fungi", cfg.n_forget, rng), _domain("flowers", cfg.n_neighbour, rng)
+    if validation:
+        fungi = _domain("fungi", validation, rng, frozenset(fungi[3]))
+        flowers = _domain("flowers", validation, rng, frozenset(flowers[3]))
+    (forget_corpus, forget_mc, forget_rephrased, _), (retain_corpus, neighbour_mc, neighbour_rephrased, _) = \
+        fungi, flowers
     return {"forget_corpus": forget_corpus, "retain_corpus": retain_corpus, "forget_mc": forget_mc,
             "neighbour_mc": neighbour_mc, "general_mc": general_questions(cfg.seed),
             "forget_rephrased": forget_rephrased, "neighbour_rephrased": neighbour_rephrased}

@@ -11,6 +11,7 @@ domain and general knowledge; every accuracy computed by lm-eval (evals/lm_eval_
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -86,14 +87,16 @@ class WmdpTask:
         self.manager = None
         self.forget_corpus: list[dict] = []
         self.retain_corpus: list[dict] = []
+        self.cache_dir: Path | None = None          # where load() wrote the generated lm-eval tasks
 
     def load(self, cache_dir: Path) -> TaskData:
         if self.cfg.source == "synthetic":
             return self._load_synthetic(Path(cache_dir))
         return self._load_real()
 
-    def _load_synthetic(self, cache_dir: Path) -> TaskData:
-        world = generate(self.cfg.synthetic)
+    def _load_synthetic(self, cache_dir: Path, world: dict | None = None) -> TaskData:
+        self.cache_dir = cache_dir
+        world = world or generate(self.cfg.synthetic)
         fingerprint = _fingerprint([DATA_VERSION, world])
         probes = wmdp_probes.task_sets(world)
         self.probe_tasks = {key: f"ub_{fingerprint}_probe_{key[0]}_{key[1]}" for key in probes}
@@ -146,8 +149,26 @@ class WmdpTask:
                         describe={"source": "real", "lm_eval_tasks": wanted, "local_files": cfg.local_files,
                                   "sizes": {"forget_corpus": len(forget), "retain_corpus": len(retain)}})
 
+    def validation(self, n_species: int = 0) -> tuple[WmdpTask, TaskData]:
+        """The tuning protocol's split (tune.py), after load(): a world of `n_species` other fungi to forget (0: as
+        many as the test forget species) and as many other alpine flowers to keep, drawn by the generator after the
+        test world's species, none sharing a name with one (synthetic_wmdp.generate), and the same general
+        questions. Its target is the base trained on both of its corpora, its retain model the base trained on its
+        flowers, so no test forget paragraph reaches a tuning run, and no test question is asked in one."""
+        if self.cfg.source != "synthetic":
+            raise ValueError("tune.py needs a validation split with its own target and retain model, which real "
+                             "WMDP (a given model, lm-eval's questions) does not have; tune on the synthetic world "
+                             "(task=wmdp_embedded) and carry its settings with tuned=tuned/wmdp")
+        n = n_species or self.cfg.synthetic.n_forget
+        sizes = dataclasses.replace(self.cfg.synthetic, n_forget=n, n_neighbour=n)
+        split = WmdpTask(dataclasses.replace(self.cfg, synthetic=sizes))
+        data = split._load_synthetic(self.cache_dir, generate(self.cfg.synthetic, validation=n))
+        split.label = f"{self.label}_validation"
+        return split, data
+
     prompted = False
     forget_measure = "forget_acc"       # what the recovery attacks measure (orchestration/attacks/)
+    tuning_score = "forget_gap_to_retain"   # what tune.py's rule minimises: the retain model's accuracy is the goal
 
     def relearn_split(self, seed: int) -> tuple[list[dict], list[int] | None]:
         """The relearning attack's split (Deeb & Roger): the synthetic world's forget species drawn in half by

@@ -22,7 +22,8 @@ from unlearnbench.heavy import rouge_scorer
 VERBMEM_TOKENS = 128
 KNOWMEM_TOKENS = 32
 CUT_AT = ("\n\n", "\nQuestion", "Question:")      # muse_bench's order
-HIGHER_IS_BETTER = {"verbmem_forget": False, "knowmem_forget": False, "knowmem_retain": True}
+HIGHER_IS_BETTER = {"verbmem_forget": False, "knowmem_forget": False, "knowmem_retain": True,
+                    "forget_gap_to_retain": False}
 
 
 @functools.cache
@@ -64,7 +65,8 @@ def mean_x100(values) -> float:
 def metrics(stats: dict, retain_stats: dict | None) -> dict[str, float]:
     """VerbMem and KnowMem (forget; retain: the utility) x 100, the Min-40% AUC of forget vs holdout documents
     (evals/privacy.py's orientation: 1 = the forget set still looks trained on), and PrivLeak against the retain
-    model where there is one."""
+    model where there is one, and there the forget side's mean absolute gap to it (`forget_gap_to_retain`, the mean
+    of VerbMem's and KnowMem's: what tune.py's rule minimises, the retain model's values being the goal)."""
     out = {"verbmem_forget": mean_x100(stats["verbmem_forget"]["rougeL_f1"]),
            "knowmem_forget": mean_x100(stats["knowmem_forget"]["rougeL_f1"]),
            "knowmem_retain": mean_x100(stats["knowmem_retain"]["rougeL_f1"]),
@@ -72,4 +74,6 @@ def metrics(stats: dict, retain_stats: dict | None) -> dict[str, float]:
     if retain_stats is not None:
         gold = auc(retain_stats["privleak_forget"]["min_k"], retain_stats["privleak_holdout"]["min_k"])
         out["priv_leak"] = priv_leak(out["auc_min_k"], gold)
+        out["forget_gap_to_retain"] = float(np.mean([abs(out[k] - mean_x100(retain_stats[k]["rougeL_f1"]))
+                                                     for k in ("verbmem_forget", "knowmem_forget")]))
     return out

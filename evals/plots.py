@@ -159,25 +159,29 @@ def request_plots(records: list[dict], folder: Path, meta_of, colours: dict) -> 
 
 def tuning_curves(result: dict, folder: Path) -> Path | None:
     """tune.py's unlearning curves (orchestration/tuning.py): per method, its chosen configuration's validation
-    forget quality and utility (seed means) after each curve point, the chosen stopping point ringed and the
-    utility floor dashed. None when the sweep had no curve."""
+    objective (forget quality on TOFU) and utility (seed means) after each curve point, the chosen stopping point
+    ringed and the utility floor dashed. None when the sweep had no curve."""
     methods = {n: m for n, m in result["methods"].items()
                if any(len(c.get("curve", [])) > 1 for c in m["configurations"])}
     if not methods:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     palette = plt.get_cmap("tab10").colors
+    objective = result["objective"]
+    log = objective["log"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for i, (name, m) in enumerate(methods.items()):
         row = m["configurations"][m["chosen_configuration"]]
         steps = [p["updates"] for p in row["curve"]]
-        for ax, key in zip(axes, ("forget_quality", "utility")):
-            values = [max(p[key], FLOOR) for p in row["curve"]]
+        for ax, key in zip(axes, ("forget_score", "utility")):
+            values = [max(p[key], FLOOR) if log else p[key] for p in row["curve"]]
             ax.plot(steps, values, "-o", markersize=3, color=palette[i % len(palette)], label=name)
-            ax.scatter([row["updates"]], [max(row[key], FLOOR)], s=110, facecolors="none",
+            ax.scatter([row["updates"]], [max(row[key], FLOOR) if log else row[key]], s=110, facecolors="none",
                        edgecolors=palette[i % len(palette)])
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("validation forget quality (log) →")
+    if log:
+        axes[0].set_yscale("log")
+    axes[0].set_ylabel(f"validation {objective['metric'].replace('_', ' ')}{' (log)' if log else ''} "
+                       f"{'→' if objective['higher_is_better'] else '(lower is better)'}")
     axes[1].axhline(result["floor"], color="grey", linestyle="--", linewidth=1)
     axes[1].set_ylabel("validation model utility →")
     for ax in axes:

@@ -68,7 +68,8 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
     if cfg.model.target or cfg.model.retain:
         raise ConfigError("tuning fine-tunes its own validation target and retain models, without the test forget "
                           "authors; a given model.target / model.retain has seen them: drop them for tune.py")
-    require(task, "validation", "the tuning protocol (a validation split; TOFU-style tasks have one)")
+    require(task, "validation", "the tuning protocol (a validation split: the synthetic TOFU-, WMDP- and MUSE-style "
+                                "worlds and real TOFU have one)")
     base = Pipeline(cfg, task, data, store, accelerator).base()       # the test run's own base model
     vtask, vdata = task.validation(cfg.tuning.validation_authors)
     vpipe = Pipeline(cfg, vtask, vdata, store, accelerator)
@@ -76,14 +77,14 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
     retain_stats = vpipe.evaluated(retain, "validation retain")["stats"]
     retain_utility = vtask.metrics(retain_stats, retain_stats)[vtask.utility]
     floor = cfg.utility_floor * retain_utility
-    seeds, every = cfg.seed_values(), cfg.tuning.curve_every
+    seeds, every, objective = cfg.seed_values(), cfg.tuning.curve_every, Objective.of(vtask)
     methods = {}
     for name, configs in points.items():
         rows = []
         for point in configs:
             pipe = Pipeline(with_args(cfg, name, point), vtask, vdata, store, accelerator)
             units = [pipe.unlearned(target, name, seed=s, curve_every=every) for s in seeds]
-            rows.append(score(point, units, vtask, retain_stats, floor))
+            rows.append(score(point, units, vtask, retain_stats, floor, objective))
             log_curve(accelerator, f"tuning/{name}/{describe(point)}", rows[-1])
         ok = [r for r in rows if r["status"] == "ok"]
         if not ok:
@@ -97,19 +98,42 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
     return {"task": task.label, "validation": {**vdata.describe, "fingerprint": vdata.fingerprint},
             "seeds": seeds, "budget": cfg.tuning.budget, "curve_every": every, "utility_floor": cfg.utility_floor,
             "validation_retain_utility": retain_utility, "floor": floor, "unlearn": dataclasses.asdict(vpipe.unlearn),
-            "rule": RULE.format(floor=cfg.utility_floor, where=" and stopping point" if every else ""),
+            "objective": dataclasses.asdict(objective),
+            "rule": RULE.format(floor=cfg.utility_floor, where=" and stopping point" if every else "",
+                                best=objective.describe()),
             "methods": methods}
 
 
-RULE = ("per method, the configuration{where} with the best forget quality (geometric mean over the seeds) among "
-        "those whose mean model utility is at least {floor} x the validation retain model's; if none is, the one "
-        "with the highest utility")
+RULE = ("per method, the configuration{where} with {best} among those whose mean model utility is at least {floor} x "
+        "the validation retain model's; if none is, the one with the highest utility")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What the rule optimises: the task's `tuning_score` (its forget score where it declares none), in its
+    direction, averaged over the seeds as a geometric mean where the task reads it on a log scale (TOFU's forget
+    quality, a p-value), else as a mean (WMDP's and MUSE's gaps to the retain model)."""
+    metric: str
+    higher_is_better: bool
+    log: bool
+
+    @classmethod
+    def of(cls, task) -> "Objective":
+        metric = getattr(task, "tuning_score", task.forget_score)
+        return cls(metric, task.higher_is_better[metric], metric in task.log_scale)
+
+    def describe(self) -> str:
+        return (f"the {'best' if self.higher_is_better else 'lowest'} {self.metric.replace('_', ' ')} "
+                f"({'geometric ' if self.log else ''}mean over the seeds)")
+
+    def better(self, value: float) -> float:
+        return value if self.higher_is_better else -value
 
 
 def ranked(point: dict):
     """The rule as a sort key over scored points (a configuration's, or one of its curve's): meeting the floor
-    first, then forget quality among those that do, utility among those that do not."""
-    return point["met_floor"], point["forget_quality"] if point["met_floor"] else point["utility"]
+    first, then the objective among those that do, utility among those that do not."""
+    return point["met_floor"], point["objective"] if point["met_floor"] else point["utility"]
 
 
 def describe(args: dict) -> str:
@@ -121,7 +145,7 @@ def log_curve(accelerator, tag: str, row: dict) -> None:
     if not accelerator.trackers or row["status"] != "ok":
         return
     for p in row["curve"]:
-        accelerator.log({f"{tag}/validation_forget_quality": p["forget_quality"],
+        accelerator.log({f"{tag}/validation_{row['metric']}": p["forget_score"],
                          f"{tag}/validation_utility": p["utility"]}, step=p["updates"])
 
 
@@ -130,11 +154,11 @@ def chosen_args(row: dict) -> dict:
     return {**row["args"], **({STOP: row["updates"]} if row["updates"] < row["scheduled"] else {})}
 
 
-def score(point: dict, units: list[dict], vtask, retain_stats: dict, floor: float) -> dict:
-    """One configuration over its seeds, at every point of its unlearning curve (the run's end last): forget
-    quality's geometric mean (log10 mean) and utility's mean per point, and the point the rule takes within the
-    configuration (its `forget_quality`, `utility`, `updates` of `scheduled`, `met_floor`); its cost, the curve's
-    evaluations included."""
+def score(point: dict, units: list[dict], vtask, retain_stats: dict, floor: float, objective: Objective) -> dict:
+    """One configuration over its seeds, at every point of its unlearning curve (the run's end last): the
+    objective's seed mean (`forget_score`; geometric for a log-scale one) and utility's mean per point, and the point
+    the rule takes within the configuration (its `forget_score`, `utility`, `updates` of `scheduled`, `met_floor`);
+    its cost, the curve's evaluations included."""
     costs = [c for u in units for c in [u.get("cost"), u.get("eval_cost")] + [p["eval_cost"] for p in
                                                                             u.get("curve", [])]]
     wall = sum((c or {}).get("wall_seconds") or 0 for c in costs)
@@ -147,14 +171,15 @@ def score(point: dict, units: list[dict], vtask, retain_stats: dict, floor: floa
     for i, updates in enumerate([p["updates"] for p in units[0].get("curve", [])] + [scheduled]):
         stats = [(u["curve"][i]["stats"] if updates < scheduled else u["stats"]) for u in units]
         metrics = [vtask.metrics(st, retain_stats) for st in stats]
-        fq = spread.summarize([m[vtask.forget_score] for m in metrics], log=True)["mean"]
+        value = spread.summarize([m[objective.metric] for m in metrics], log=objective.log)["mean"]
         utility = spread.summarize([m[vtask.utility] for m in metrics])["mean"]
-        curve.append({"updates": updates, "forget_quality": fq, "utility": utility, "met_floor": utility >= floor,
-                      "per_seed": [{vtask.forget_score: m[vtask.forget_score], vtask.utility: m[vtask.utility]}
+        curve.append({"updates": updates, "forget_score": value, "objective": objective.better(value),
+                      "utility": utility, "met_floor": utility >= floor,
+                      "per_seed": [{objective.metric: m[objective.metric], vtask.utility: m[vtask.utility]}
                                    for m in metrics]})
     best = max(curve, key=ranked)
-    return {"args": point, "status": "ok", **{k: best[k] for k in ("forget_quality", "utility", "met_floor",
-                                                                   "per_seed", "updates")},
+    return {"args": point, "status": "ok", "metric": objective.metric,
+            **{k: best[k] for k in ("forget_score", "objective", "utility", "met_floor", "per_seed", "updates")},
             "scheduled": scheduled, "curve": curve, "wall_seconds": wall}
 
 
@@ -165,7 +190,7 @@ def table(result: dict) -> str:
              f"takes within it" if every else "")
     out = [f"Tuning on {result['task']}'s validation split: {result['budget']} configurations per method, seeds "
            f"{result['seeds']}{curve}; rule: {result['rule']} (floor {result['floor']:.3f}).", "",
-           "| method | configuration | forget quality (geo. mean) | model utility | updates | chosen | sweep wall s |",
+           f"| method | configuration | {heading(result)} | model utility | updates | chosen | sweep wall s |",
            "|---|---|---|---|---|---|---|"]
     for name, m in result["methods"].items():
         for i, r in enumerate(m["configurations"]):
@@ -175,7 +200,13 @@ def table(result: dict) -> str:
             else:
                 mark = ("✓" if m["met_floor"] else "✓ (none met the floor)") if i == m["chosen_configuration"] else ""
                 updates = f"{r['updates']} of {r['scheduled']}" if r["scheduled"] else "—"    # Noise: no updates
-                cells = [f"{r['forget_quality']:.3g}", f"{r['utility']:.3f}", updates, mark]
+                cells = [f"{r['forget_score']:.3g}", f"{r['utility']:.3f}", updates, mark]
             name_cell, wall_cell = (name, f"{m['wall_seconds']:.0f}") if i == 0 else ("", "")
             out.append(f"| {name_cell} | {args} | {' | '.join(cells)} | {wall_cell} |")
     return "\n".join(out)
+
+
+def heading(result: dict) -> str:
+    """The objective's column heading, e.g. `forget quality (geo. mean)`, `forget gap to retain ↓ (mean)`."""
+    o = result["objective"]
+    return f"{o['metric'].replace('_', ' ')}{'' if o['higher_is_better'] else ' ↓'} ({'geo. ' if o['log'] else ''}mean)"

@@ -91,7 +91,7 @@ def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp
     for m in result["methods"].values():
         assert m["runs"] == 2 * 1 and len(m["configurations"]) == 2 and m["wall_seconds"] > 0
         best = max((r for r in m["configurations"] if r["utility"] >= result["floor"]),
-                   key=lambda r: r["forget_quality"], default=None)
+                   key=lambda r: r["forget_score"], default=None)
         assert best is None or best["args"] == m["chosen"]          # the declared rule, recomputed
 
     # a wider grid reuses every configuration already run: only the new ones are built
@@ -117,6 +117,39 @@ def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp
     hand = run_benchmark.main(["experiment=smoke", f"tuned={tuned}", f"cache_dir={cache}", "methods=GradAscent",
                                f"output_dir={tmp_path / 'hand'}", "method_args.GradAscent.lr=0.002"])
     assert hand["results"][-1]["settings"] == "set by hand"
+
+
+@pytest.mark.parametrize("task", [["task=wmdp_micro"], ["task=muse_micro", "model.embedded.max_position=512"]],
+                         ids=["wmdp", "muse"])
+def test_every_family_tunes_on_a_validation_split_without_its_test_forget_set(tmp_path, task):
+    """The WMDP- and MUSE-style validation splits (their own worlds' target and retain models): no test forget row
+    reaches a tuning run, and the rule minimises the gap to the validation retain model (the task's tuning score)."""
+    cache, tuned = tmp_path / "cache", tmp_path / "tuned.yaml"
+    args = ["experiment=tune_smoke", *task, f"cache_dir={cache}", f"output_dir={tmp_path / 'tune'}",
+            f"tuning.output={tuned}"]
+    result = tune.main(args)
+    cfg = load_config(args)
+    label, section = next(iter(cfg.tasks.items()))
+    test = build_task(label, section)
+    data = test.load(cache)
+    _, vdata = test.validation()
+    seen = set()
+    for path in cache.rglob("rows_seen.json"):
+        seen |= set(json.loads(path.read_text()))
+    for path in cache.rglob("unit.json"):
+        seen |= set(json.loads(path.read_text()).get("rows_seen", []))
+    assert set(row_digests(vdata.forget)) <= seen and set(row_digests(vdata.train["target"])) <= seen
+    assert not set(row_digests(data.forget)) & seen
+    assert not {r["text"] for r in data.forget} & {r["text"] for r in vdata.train["target"]}
+    assert result["objective"] == {"metric": "forget_gap_to_retain", "higher_is_better": False, "log": False}
+    for name, m in result["methods"].items():
+        ok = [r for r in m["configurations"] if r["utility"] >= result["floor"]]
+        best = (min(ok, key=lambda r: r["forget_score"]) if ok else
+                max(m["configurations"], key=lambda r: r["utility"]))
+        assert m["chosen"] == best["args"], name
+        per_seed = [s["forget_gap_to_retain"] for s in best["per_seed"]]
+        assert best["forget_score"] == pytest.approx(sum(per_seed) / len(per_seed))
+    assert "forget gap to retain ↓ (mean)" in (tmp_path / "tune" / "tuning.md").read_text()
 
 
 def test_a_tuning_experiment_refuses_tuned_settings_and_given_models(tmp_path):
@@ -156,12 +189,12 @@ def test_the_unlearning_curve_chooses_when_to_stop_and_a_stopped_run_equals_its_
     curve = {(step, k): v for step, values in Memory.logged for k, v in values.items() if "validation" in k}
     first = result["methods"]["GradDiff"]["configurations"][0]
     tag = "tuning/GradDiff/lr=0.001, alpha=1/validation_forget_quality"
-    assert [curve[(p["updates"], tag)] for p in first["curve"]] == [p["forget_quality"] for p in first["curve"]]
+    assert [curve[(p["updates"], tag)] for p in first["curve"]] == [p["forget_score"] for p in first["curve"]]
     for name, m in result["methods"].items():
         points = [(c["args"], p) for c in m["configurations"] for p in c["curve"]]
         assert all([p["updates"] for p in c["curve"]] == [1, 2] for c in m["configurations"])
         eligible = [(a, p) for a, p in points if p["utility"] >= result["floor"]]
-        a, p = (max(eligible, key=lambda x: x[1]["forget_quality"]) if eligible else
+        a, p = (max(eligible, key=lambda x: x[1]["forget_score"]) if eligible else
                 max(points, key=lambda x: x[1]["utility"]))
         assert m["chosen"] == {**a, **({"stop_after": 1} if p["updates"] == 1 else {})}, name
         assert m["stop"] == {"updates": p["updates"], "of": 2}

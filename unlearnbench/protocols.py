@@ -41,9 +41,12 @@ class TuningSettings:
     each, one declared rule choosing its settings, which are written to configs/<output>.yaml."""
     grid: dict = field(default_factory=dict)    # {method: {hyperparameter: [values, ...]}}: the product is swept
     budget: int = 0                # configurations per method: every method's grid must have exactly this many
-    # rule: the best forget quality (geometric mean over seeds) among configurations whose mean utility is at
-    # least `utility_floor` (the experiment's) x the validation retain model's
-    validation_authors: int = 0    # validation forget authors; 0: as many as the test forget set
+    # rule: the best value of the task's tuning score (TOFU: forget quality, geometric mean over seeds; WMDP, MUSE:
+    # the gap to the retain model, mean) among configurations whose mean utility is at least `utility_floor` (the
+    # experiment's) x the validation retain model's
+    # the validation forget set's size: authors (TOFU), species per domain (WMDP), articles (MUSE); 0: as many as
+    # the test forget set
+    validation_authors: int = 0
     # the unlearning curve: every configuration's run is also evaluated on the validation split every this many
     # updates, and the rule chooses among configurations x stopping points (method_args.<name>.stop_after); 0:
     # at the schedule's end only
