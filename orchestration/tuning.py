@@ -28,6 +28,9 @@ def grids(cfg: ExperimentConfig) -> dict[str, list[dict]]:
     t = cfg.tuning
     if t.budget < 1:
         raise ConfigError(f"tuning.budget={t.budget}: the configurations every method gets; set it, e.g. 6")
+    if t.floor_of not in FLOOR_OF:
+        raise ConfigError(f"tuning.floor_of={t.floor_of!r}: the utility the floor is a fraction of; one of "
+                          f"{', '.join(FLOOR_OF)}")
     if t.curve_every < 0:
         raise ConfigError(f"tuning.curve_every={t.curve_every}: updates between the unlearning curve's points; "
                           f"0 (the schedule's end only) or more")
@@ -76,7 +79,11 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
     target, retain = vpipe.finetuned(base, "target"), vpipe.finetuned(base, "retain")
     retain_stats = vpipe.evaluated(retain, "validation retain")["stats"]
     retain_utility = vtask.metrics(retain_stats, retain_stats)[vtask.utility]
-    floor = cfg.utility_floor * retain_utility
+    reference = {"validation_retain_utility": retain_utility}
+    if cfg.tuning.floor_of == "lower":          # a target below the retain model: no run starting there meets it
+        target_stats = vpipe.evaluated(target, "validation target")["stats"]
+        reference["validation_target_utility"] = vtask.metrics(target_stats, retain_stats)[vtask.utility]
+    floor = cfg.utility_floor * min(reference.values())
     seeds, every, objective = cfg.seed_values(), cfg.tuning.curve_every, Objective.of(vtask)
     methods = {}
     for name, configs in points.items():
@@ -97,15 +104,17 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
                          "wall_seconds": sum(r["wall_seconds"] for r in rows), "runs": len(rows) * len(seeds)}
     return {"task": task.label, "validation": {**vdata.describe, "fingerprint": vdata.fingerprint},
             "seeds": seeds, "budget": cfg.tuning.budget, "curve_every": every, "utility_floor": cfg.utility_floor,
-            "validation_retain_utility": retain_utility, "floor": floor, "unlearn": dataclasses.asdict(vpipe.unlearn),
+            **reference, "floor": floor, "unlearn": dataclasses.asdict(vpipe.unlearn),
             "objective": dataclasses.asdict(objective),
             "rule": RULE.format(floor=cfg.utility_floor, where=" and stopping point" if every else "",
-                                best=objective.describe()),
+                                best=objective.describe(), of=FLOOR_OF[cfg.tuning.floor_of]),
             "methods": methods}
 
 
 RULE = ("per method, the configuration{where} with {best} among those whose mean model utility is at least {floor} x "
-        "the validation retain model's; if none is, the one with the highest utility")
+        "{of}; if none is, the one with the highest utility")
+FLOOR_OF = {"retain": "the validation retain model's",
+            "lower": "the lower of the validation target's and retain model's"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -152,6 +152,23 @@ def test_every_family_tunes_on_a_validation_split_without_its_test_forget_set(tm
     assert "forget gap to retain ↓ (mean)" in (tmp_path / "tune" / "tuning.md").read_text()
 
 
+def test_lora_rows_are_tuned_through_the_adapter_and_marked_tuned(tmp_path):
+    """lora=true tunes every configuration through the adapter (units of their own, not the full-weight runs'), and
+    a LoRA row run at the choice says `tuned`."""
+    cache, tuned = tmp_path / "cache", tmp_path / "tuned.yaml"
+    common = ["experiment=tune_smoke", f"cache_dir={cache}", f"output_dir={tmp_path / 'tune'}", "methods=GradAscent",
+              "tuning.grid={GradAscent: {lr: [1.0e-3, 3.0e-3]}}"]
+    tune.main(common + [f"tuning.output={tmp_path / 'full.yaml'}"])
+    full = {p.parent for p in cache.rglob("unit.json")}
+    result = tune.main(common + ["lora=true", f"tuning.output={tuned}"])
+    assert len({p.parent for p in cache.rglob("unit.json")} - full) == 2       # its 2 configurations, adapter runs
+    payload = run_benchmark.main(["experiment=smoke", "lora=true", f"tuned={tuned}", f"cache_dir={cache}",
+                                  "methods=GradAscent", "method_args={}", f"output_dir={tmp_path / 'run'}"])
+    row = payload["results"][-1]
+    assert row["model"] == "GradAscent+lora" and row["settings"] == "tuned"
+    assert payload["config"]["method_args"]["GradAscent"] == result["methods"]["GradAscent"]["chosen"]
+
+
 def test_a_tuning_experiment_refuses_tuned_settings_and_given_models(tmp_path):
     with pytest.raises(ConfigError, match="starts from the methods' own settings"):
         tune.main(["experiment=tune_smoke", "tuned=tuned/default"])
