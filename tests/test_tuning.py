@@ -65,6 +65,8 @@ def test_every_method_gets_the_same_budget():
         grids(cfg)
     with pytest.raises(ConfigError, match="missing KL"):
         grids(load_config(["experiment=tune_smoke", "methods=GradAscent,GradDiff,KL"]))
+    with pytest.raises(ConfigError, match="tuning.floor_of='target'"):
+        grids(load_config(["experiment=tune_smoke", "tuning.floor_of=target"]))
     cfg = load_config(["experiment=tune_smoke"])
     cfg.tuning.grid["GradAscent"] = {"alhpa": [1.0, 2.0]}
     with pytest.raises(ConfigError, match="unknown config key 'method_args.GradAscent.alhpa'"):
@@ -119,7 +121,8 @@ def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp
     assert hand["results"][-1]["settings"] == "set by hand"
 
 
-@pytest.mark.parametrize("task", [["task=wmdp_micro"], ["task=muse_micro", "model.embedded.max_position=512"]],
+@pytest.mark.parametrize("task", [["task=wmdp_micro"],
+                                  ["task=muse_micro", "model.embedded.max_position=512", "tuning.floor_of=lower"]],
                          ids=["wmdp", "muse"])
 def test_every_family_tunes_on_a_validation_split_without_its_test_forget_set(tmp_path, task):
     """The WMDP- and MUSE-style validation splits (their own worlds' target and retain models): no test forget row
@@ -142,6 +145,12 @@ def test_every_family_tunes_on_a_validation_split_without_its_test_forget_set(tm
     assert not set(row_digests(data.forget)) & seen
     assert not {r["text"] for r in data.forget} & {r["text"] for r in vdata.train["target"]}
     assert result["objective"] == {"metric": "forget_gap_to_retain", "higher_is_better": False, "log": False}
+    references = [result["validation_retain_utility"]]
+    if cfg.tuning.floor_of == "lower":          # the validation target's utility is read, and the lower one taken
+        references.append(result["validation_target_utility"])
+    else:
+        assert "validation_target_utility" not in result
+    assert result["floor"] == pytest.approx(cfg.utility_floor * min(references))
     for name, m in result["methods"].items():
         ok = [r for r in m["configurations"] if r["utility"] >= result["floor"]]
         best = (min(ok, key=lambda r: r["forget_score"]) if ok else
