@@ -165,17 +165,22 @@ def test_lora_rows_are_tuned_through_the_adapter_and_marked_tuned(tmp_path):
     """lora=true tunes every configuration through the adapter (units of their own, not the full-weight runs'), and
     a LoRA row run at the choice says `tuned`."""
     cache, tuned = tmp_path / "cache", tmp_path / "tuned.yaml"
-    common = ["experiment=tune_smoke", f"cache_dir={cache}", f"output_dir={tmp_path / 'tune'}", "methods=GradAscent",
-              "tuning.grid={GradAscent: {lr: [1.0e-3, 3.0e-3]}}"]
-    tune.main(common + [f"tuning.output={tmp_path / 'full.yaml'}"])
+
+    def sweep(*extra):
+        cfg = load_config(["experiment=tune_smoke", f"cache_dir={cache}", f"output_dir={tmp_path / 'tune'}",
+                           "methods=GradAscent", *extra])
+        cfg.tuning.grid = {"GradAscent": {"lr": [1.0e-3, 3.0e-3]}}
+        return tune.run(cfg)
+    sweep(f"tuning.output={tmp_path / 'full.yaml'}")
     full = {p.parent for p in cache.rglob("unit.json")}
-    result = tune.main(common + ["lora=true", f"tuning.output={tuned}"])
+    result = sweep("lora=true", f"tuning.output={tuned}")
     assert len({p.parent for p in cache.rglob("unit.json")} - full) == 2       # its 2 configurations, adapter runs
+    lr = result["methods"]["GradAscent"]["chosen"]["lr"]        # the smoke experiment sets lr by hand: to the choice
     payload = run_benchmark.main(["experiment=smoke", "lora=true", f"tuned={tuned}", f"cache_dir={cache}",
-                                  "methods=GradAscent", "method_args={}", f"output_dir={tmp_path / 'run'}"])
+                                  "methods=GradAscent", f"method_args.GradAscent.lr={lr}",
+                                  f"output_dir={tmp_path / 'run'}"])
     row = payload["results"][-1]
-    assert row["model"] == "GradAscent+lora" and row["settings"] == "tuned"
-    assert payload["config"]["method_args"]["GradAscent"] == result["methods"]["GradAscent"]["chosen"]
+    assert row["model"] == "GradAscent+lora" and row["settings"] == "tuned"      # every chosen value, unchanged
 
 
 def test_a_tuning_experiment_refuses_tuned_settings_and_given_models(tmp_path):
