@@ -18,7 +18,7 @@ from orchestration.units import ModelRef
 from evals import spread
 from evals.plots import REFERENCE_ROWS
 from evals.report import contender
-from methods import METHODS
+from methods import METHODS, STOP, stop_after
 from unlearnbench.cache import UnitStore
 from unlearnbench.config import ExperimentConfig, tuned_args
 from unlearnbench.tasks import TaskData
@@ -252,11 +252,11 @@ def gate_utility(records: list[dict], utility: str, floor: float) -> None:
 
 
 def settings_origin(pipe: Pipeline, name: str, chosen: dict | None) -> str:
-    """How a method row's settings were chosen: `tuned` (tune.py's `chosen` settings, unchanged), `set by hand`
-    (method_args, or a tuned setting overridden), `paper defaults` (methods/<method>.py, configs/method/), or a
-    method file's own defaults (extensions=)."""
-    hp = pipe.method_hparams(name)
-    if chosen and all(getattr(hp, k) == v for k, v in chosen.items()):
+    """How a method row's settings were chosen: `tuned` (tune.py's `chosen` settings, when to stop included,
+    unchanged), `set by hand` (method_args, or a tuned setting overridden), `paper defaults` (methods/<method>.py,
+    configs/method/), or a method file's own defaults (extensions=)."""
+    hp, stop = pipe.method_hparams(name), stop_after(name, pipe.cfg.method_args_for(name, pipe.task.cfg))
+    if chosen and stop == chosen.get(STOP, 0) and all(getattr(hp, k) == v for k, v in chosen.items() if k != STOP):
         return "tuned"
     if pipe.cfg.method_args.get(name) or pipe.task.cfg.method_args.get(name):
         return "set by hand"

@@ -183,6 +183,26 @@ def test_lora_rows_are_tuned_through_the_adapter_and_marked_tuned(tmp_path):
     assert row["model"] == "GradAscent+lora" and row["settings"] == "tuned"      # every chosen value, unchanged
 
 
+def test_when_to_stop_is_part_of_the_tuned_settings(tmp_path):
+    """A tuned file's stop_after marks the row tuned only where the run stops there (experiment=default_curve)."""
+    from accelerate import Accelerator
+    from orchestration.benchmark import settings_origin
+    from orchestration.pipeline import Pipeline
+    from unlearnbench.cache import UnitStore
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text(yaml.safe_dump({"method_args": {"GradAscent": {"lr": 1.0e-3, "stop_after": 1}}}))
+
+    def origin(*overrides):
+        cfg = load_config(["experiment=smoke", f"tuned={tuned}", *overrides])
+        label, section = next(iter(cfg.tasks.items()))
+        task = build_task(label, section)
+        pipe = Pipeline(cfg, task, task.load(), UnitStore(tmp_path / "cache"), Accelerator())
+        return settings_origin(pipe, "GradAscent", {"lr": 1.0e-3, "stop_after": 1})
+    assert origin() == "tuned"
+    assert origin("method_args.GradAscent.stop_after=2") == "set by hand"
+    assert origin("method_args.GradAscent.stop_after=0") == "set by hand"
+
+
 def test_a_tuning_experiment_refuses_tuned_settings_and_given_models(tmp_path):
     with pytest.raises(ConfigError, match="starts from the methods' own settings"):
         tune.main(["experiment=tune_smoke", "tuned=tuned/default"])
