@@ -49,9 +49,12 @@ is an input error before anything trains:
                                       given (a target's, a retain model's, a gold standard's or a SISA slice's):
                                       a document task packs documents into longer rows, as LM training does, so
                                       rows without a document never hold it
-    validation(n_authors) -> (task, TaskData)
-                                      optional, after load: the tuning protocol's split (tune.py), a task and
-                                      its data sharing no forget row with the test forget set (TOFU has it)
+    validation(n) -> (task, TaskData)  optional, after load: the tuning protocol's split (tune.py), a task and
+                                      its data sharing no forget row with the test forget set, whose forget set is
+                                      n authors / species / articles (0: as many as the test's); the synthetic
+                                      worlds and real TOFU have it
+    tuning_score: str                 optional: the metric tune.py's rule optimises, in its direction (default:
+                                      forget_score; WMDP- and MUSE-style: forget_gap_to_retain)
     offered_probes() -> tuple[str]    optional, after load: the probes (docs/probes.md) this data can serve; a task
     probe_pairs(probes) -> {name: items}                   that offers probes also defines the three below
     evaluate(..., probes=(...))       the probes' statistics beside the evaluation's (`stats["probes"]`), and
