@@ -43,7 +43,7 @@ class TuningSettings:
     budget: int = 0                # configurations per method: every method's grid must have exactly this many
     # rule: the best value of the task's tuning score (TOFU: forget quality, geometric mean over seeds; WMDP, MUSE:
     # the gap to the retain model, mean) among configurations whose mean utility is at least `utility_floor` (the
-    # experiment's) x the validation retain model's
+    # experiment's) x the utility `floor_of` names
     # what the floor is a fraction of: `retain`, the validation retain model's utility; `lower`, the lower of the
     # validation target's and retain model's (where the target's is below the retain model's, no run that starts
     # from it meets a floor set by the retain model, and the rule would only ever fall back to the highest utility)
