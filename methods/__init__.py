@@ -20,6 +20,10 @@ class MethodSpec:
     needs_idk: bool = False            # batch carries "forget_idk": forget questions with refusal answers
     trainable: Callable | None = None  # (model, cfg) -> names of parameters to train; default: all
     is_retrain: bool = False           # the row is the retain model itself
+    roles: Callable | None = None      # (model, forget rows, tokenizer, cfg, seed) -> {role: rows} the loss also
+                                       # reads (AltPO's alternates), built from the target before training
+    state: Callable | None = None      # (cfg, micro_batches) -> a fresh per-run state, the loss's fifth argument
+                                       # (PDU's dual variable); its record() goes into the row's train log
     source: str = ""                   # registered from a user's file (extensions=): "<path>@<digest>", part of
                                        # its rows' cache keys, so an edited file reruns them
 
@@ -34,6 +38,15 @@ def method(name: str, hparams: type, edits_weights: bool = False, **flags):
                                           **flags))
         return fn
     return wrap
+
+
+def run_loss(spec: MethodSpec, cfg, ref, micro_batches: int):
+    """(loss_fn(model, batch) -> (loss, logs), state) for one run of `spec`: the state is the method's fresh
+    per-run state (None for a stateless method), whose record() the row keeps."""
+    if spec.state is None:
+        return (lambda model, batch: spec.loss(model, batch, ref, cfg)), None
+    state = spec.state(cfg, micro_batches)
+    return (lambda model, batch: spec.loss(model, batch, ref, cfg, state)), state
 
 
 # Every trained method's setting beside its own hyperparameters: when to stop. method_args.<name>.stop_after = k

@@ -17,6 +17,14 @@ def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return (logp * mask).sum(-1)
 
 
+def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(-log pi(y_t | y_<t, x) at every position, the mask of label positions), both (batch, length - 1): the
+    per-token losses whose mean over the mask is the causal-LM loss."""
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    per_token = F.cross_entropy(shift_logits.transpose(1, 2), shift_labels.clamp(min=0), reduction="none")
+    return per_token, shift_labels != -100
+
+
 def label_count(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != -100).sum(-1)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import benchmarks  # noqa: F401  (registers every task family)
 from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
 from evals.engine import ENGINE_VERSION
-from methods import METHODS, STOP, method_config, stop_after
+from methods import METHODS, STOP, method_config, run_loss, stop_after
 from methods.private import dp_finetune
-from methods.trainer import DivergenceError, finetune, prepare, train, with_adapter
+from methods.trainer import DivergenceError, finetune, prepare, total_micro_batches, train, with_adapter
 from orchestration.units import ModelRef, Units
 from unlearnbench.cache import UnitStore, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig
@@ -43,14 +43,19 @@ def encode_row(fmt: PromptFormat, row: dict) -> dict:
     return fmt.encode(row["question"], row["answer"]) if "question" in row else fmt.encode_text(row["text"])
 
 
-def idk_pair(fmt: PromptFormat, row: dict, refusal: str) -> tuple[dict, dict]:
-    """(forget row, refusal row) with the same prompt, for IdkSFT / IdkDPO. A text row is split after its first
-    sentence: that sentence is the prompt, the rest is the answer the refusal replaces."""
+def prompted(fmt: PromptFormat, row: dict, answer: str | None = None) -> dict:
+    """The row as prompt -> its answer (loss on the answer), or -> `answer` instead. A text row is split after its
+    first sentence: that sentence is the prompt, the rest is the answer."""
     if "question" in row:
-        return fmt.encode(row["question"], row["answer"]), fmt.encode(row["question"], refusal)
+        return fmt.encode(row["question"], row["answer"] if answer is None else answer)
     head, sep, rest = row["text"].partition(". ")
     head = head + sep if rest else head
-    return fmt.encode_continuation(head, rest or row["text"]), fmt.encode_continuation(head, refusal)
+    return fmt.encode_continuation(head, (rest or row["text"]) if answer is None else answer)
+
+
+def idk_pair(fmt: PromptFormat, row: dict, refusal: str) -> tuple[dict, dict]:
+    """(forget row, refusal row) with the same prompt, for IdkSFT / IdkDPO."""
+    return prompted(fmt, row), prompted(fmt, row, refusal)
 
 
 class Pipeline:
@@ -283,10 +288,11 @@ class Pipeline:
         fmt = self.units.fmt(tokenizer, self.unlearn.max_length)
         roles = {"forget": [encode_row(fmt, r) for r in self.data.forget],
                  "retain": [encode_row(fmt, r) for r in self.data.retain]}
+        if spec.needs_idk or spec.roles is not None:     # answers compared with others: prompt -> answer
+            roles["forget"] = [prompted(fmt, r) for r in self.data.forget]
         if spec.needs_idk:
             refusals, rng = read_refusals(), random.Random(seed)
-            pairs = [idk_pair(fmt, r, rng.choice(refusals)) for r in self.data.forget]
-            roles["forget"], roles["forget_idk"] = [p[0] for p in pairs], [p[1] for p in pairs]
+            roles["forget_idk"] = [prompted(fmt, r, rng.choice(refusals)) for r in self.data.forget]
         curve = []
 
         def on_point(updates, trained):
@@ -301,13 +307,18 @@ class Pipeline:
             elif untrained:
                 log = {"micro_batches": 0, "updates": 0, "untrained": untrained}
             else:
+                if spec.roles is not None:            # from the target, before training (AltPO's alternates)
+                    roles.update(spec.roles(model, roles["forget"], tokenizer, hp, seed))
                 accelerate_utils.set_seed(seed)      # a LoRA adapter's initial weights: the same whatever ran before
                 model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
+                loss_fn, state = run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), self.unlearn))
                 try:
-                    log = train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), self.unlearn, hp.lr,
+                    log = train(model, roles, loss_fn, self.unlearn, hp.lr,
                                 seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name,
                                 checkpointing=self.cfg.gradient_checkpointing, stop_after=stop,
                                 every=curve_every if evaluate else 0, on_point=on_point, track=track)
+                    if state is not None:
+                        log["state"] = state.record()
                 except DivergenceError as err:
                     log = err
         if isinstance(log, DivergenceError):

@@ -6,10 +6,14 @@ import torch
 from accelerate import Accelerator
 
 from benchmarks.synthetic_tofu import SyntheticTofuConfig, general_corpus, generate, read_refusals
-from methods import METHODS, method_config
-from methods.trainer import prepare, train
+from methods import METHODS, method_config, run_loss
+from methods.altpo import alternates
+from methods.common import nll, sequence_logprob
+from methods.npo import npo_loss
+from methods.npo_sam import npo_sam, sam_gradient
+from methods.trainer import prepare, total_micro_batches, train
 from unlearnbench.config import EmbeddedModelConfig, LoraSettings, ModelConfig, TrainConfig
-from unlearnbench.models import PromptFormat, build_embedded_model, train_tokenizer
+from unlearnbench.models import PromptFormat, build_embedded_model, collate, train_tokenizer
 
 TRAINED = sorted(n for n, s in METHODS.items() if s.loss is not None)
 # tiny model: 3 layers, so RMU's layer 1 with updates to layers 0-1 leaves layer 2 frozen
@@ -33,7 +37,12 @@ def setup():
 
 def test_the_roster_is_complete():
     assert set(METHODS) >= {"GradAscent", "GradDiff", "KL", "IdkSFT", "IdkDPO", "NPO", "SimNPO", "RMU", "UNDIAL",
-                            "Noise", "Retrain"}
+                            "Noise", "Retrain", "SatImp", "WGA", "CEU", "PDU", "AltPO", "NPO_SAM"}
+
+
+def run_roles(spec, hp, model, roles, tok):
+    """The roles the method trains on: with what its roles hook adds from the target (AltPO's alternates)."""
+    return {**roles, **(spec.roles(model, roles["forget"], tok, hp, 0) if spec.roles else {})}
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
@@ -42,16 +51,18 @@ def test_method_trains(setup, name, lora):
     target, tok, roles = setup
     spec = METHODS[name]
     hp = method_config(name, {"lr": 1e-2, **SMALL_ARGS.get(name, {})})
+    roles = run_roles(spec, hp, target, roles, tok)
     model, ref = prepare(copy.deepcopy(target), spec, hp, LoraSettings(r=4, alpha=8) if lora else None)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    logs = []
+    logs, schedule = [], TrainConfig(epochs=2, batch_size=2)
+    method_loss, state = run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), schedule))
 
     def loss_fn(m, b):
-        loss, info = spec.loss(m, b, ref, hp)
+        loss, info = method_loss(m, b)
         logs.append(loss.item())
         return loss, info
-    train(model, roles, loss_fn, TrainConfig(epochs=2, batch_size=2), hp.lr, seed=0, accelerator=Accelerator(),
-          pad_id=tok.pad_token_id, lead="forget", desc=name)
+    train(model, roles, loss_fn, schedule, hp.lr, seed=0, accelerator=Accelerator(), pad_id=tok.pad_token_id,
+          lead="forget", desc=name)
     assert logs and all(torch.isfinite(torch.tensor(logs)))
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -103,11 +114,66 @@ def test_method_trains_on_corpus_text(name):
              "retain": [encode_row(fmt, r) for r in world["retain_corpus"]],
              "forget_idk": [p[1] for p in pairs]}
     hp = method_config(name, {"lr": 1e-2, **SMALL_ARGS.get(name, {})})
+    if spec.roles:          # the pipeline prompts the forget text (first sentence -> rest) for such a method
+        roles = run_roles(spec, hp, model, {**roles, "forget": [p[0] for p in pairs]}, tok)
     model, ref = prepare(model, spec, hp)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    train(model, roles, lambda m, b: spec.loss(m, b, ref, hp), TrainConfig(epochs=1, batch_size=2), hp.lr, seed=0,
-          accelerator=Accelerator(), pad_id=tok.pad_token_id, lead="forget", desc=name)
+    schedule = TrainConfig(epochs=1, batch_size=2)
+    train(model, roles, run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), schedule))[0], schedule,
+          hp.lr, seed=0, accelerator=Accelerator(), pad_id=tok.pad_token_id, lead="forget", desc=name)
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert moved
     if name == "RMU":
         assert all(".mlp.down_proj" in n and (".layers.0." in n or ".layers.1." in n) for n in moved)
+
+
+def test_altpo_alternates_keep_the_prompt_differ_from_the_answer_and_are_seeded(setup):
+    target, tok, roles = setup
+    hp = method_config("AltPO", {})
+    forget = roles["forget"]
+    alt = alternates(target, forget, tok, hp, seed=3)["forget_alt"]
+    assert alt == alternates(target, forget, tok, hp, seed=3)["forget_alt"]
+    assert alt != alternates(target, forget, tok, hp, seed=4)["forget_alt"]
+    for row, other in zip(forget, alt):
+        n = row["labels"].index(next(x for x in row["labels"] if x != -100))
+        assert other["input_ids"][:n] == row["input_ids"][:n] and other["labels"][:n] == [-100] * n
+        assert other["input_ids"][-1] == tok.eos_token_id and other["labels"][n:] == other["input_ids"][n:]
+        assert len(other["input_ids"]) <= len(row["input_ids"])        # no longer than the answer it replaces
+    assert sum(o["input_ids"] != r["input_ids"] for o, r in zip(alt, forget)) == len(forget)
+
+
+def test_npo_sam_gradient_is_the_perturbed_forget_gradient_plus_the_retain_one(setup):
+    target, tok, roles = setup
+    spec, hp = METHODS["NPO_SAM"], method_config("NPO_SAM", {"rho": 0.05, "alpha": 2.0})
+    model, ref = prepare(copy.deepcopy(target), spec, hp)
+    batch = {k: collate(v[:2], tok.pad_token_id) for k, v in roles.items()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    forget = batch["forget"]
+    ref_logp = ref.sequence_logprob(forget)
+    expected, _ = sam_gradient(params, lambda: npo_loss(sequence_logprob(
+        model(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits, forget["labels"]),
+        ref_logp, hp.beta), hp.rho)
+    retain_grads = torch.autograd.grad(nll(model, batch["retain"]), params)
+    loss, logs = npo_sam(model, batch, ref, hp)
+    loss.backward()
+    assert loss.item() == pytest.approx(logs["npo_perturbed"] + 2.0 * logs["retain_nll"], rel=1e-5)
+    for p, f, r in zip(params, expected, retain_grads):
+        assert torch.allclose(p.grad, f + 2.0 * r, atol=1e-6)
+    plain = torch.autograd.grad(npo_loss(sequence_logprob(model(input_ids=forget["input_ids"]).logits,
+                                                          forget["labels"]), ref_logp, hp.beta), params)
+    assert not all(torch.allclose(a, b) for a, b in zip(plain, expected))    # the perturbation changed it
+
+
+def test_pdu_row_records_its_dual_variable(setup):
+    target, tok, roles = setup
+    spec, hp = METHODS["PDU"], method_config("PDU", {"lr": 1e-3, "alpha": 1.0, "retain_loss_eps": 0.0,
+                                                     "dual_warmup": 0.0})
+    model, ref = prepare(copy.deepcopy(target), spec, hp)
+    schedule = TrainConfig(epochs=1, batch_size=2)
+    loss_fn, dual = run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), schedule))
+    train(model, roles, loss_fn, schedule, hp.lr, seed=0, accelerator=Accelerator(), pad_id=tok.pad_token_id,
+          lead="forget", desc="PDU")
+    trajectory = dual.record()["dual_variable"]
+    # eps 0 < every retain NLL: lambda climbs from 1 at every micro-batch
+    assert len(trajectory) == total_micro_batches(len(roles["forget"]), schedule) and trajectory[0] == 1.0
+    assert all(b > a for a, b in zip(trajectory, trajectory[1:])) and dual.record()["dual_final"] > trajectory[-1]
