@@ -47,9 +47,11 @@ def main(argv: list[str]) -> dict:
 def run(cfg) -> dict:
     """Tune as `cfg` declares; write the chosen settings, the sweep's table and its record."""
     extensions.load(cfg.extensions)
-    if cfg.tuned:
-        raise ConfigError(f"tuned={cfg.tuned!r}: a tuning experiment starts from the methods' own settings, not from "
-                          f"an earlier sweep's; set tuned= (empty) in it")
+    for where, tuned in [("tuned", cfg.tuned), *((f"tasks.{label}.tuned", (section or {}).get("tuned"))
+                                                 for label, section in cfg.tasks.items())]:
+        if tuned:
+            raise ConfigError(f"{where}={tuned!r}: a tuning experiment starts from the methods' own settings, not "
+                              f"from an earlier sweep's; set {where}= (empty) in it")
     if len(cfg.tasks) != 1:
         raise ConfigError(f"tune.py tunes on one task's validation split; this experiment has {len(cfg.tasks)}")
     grids(cfg)          # the sweep checked before the task's data is built

@@ -70,7 +70,8 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
             row.attack_cost = row.attack_cost or other.attack_cost
             row.seed_columns = row.seed_columns or other.seed_columns
 
-    chosen = tuned_args(cfg.tuned) if cfg.tuned else {}           # tune.py's settings, read once
+    chosen = {**(tuned_args(cfg.tuned) if cfg.tuned else {}),      # tune.py's settings, read once: the
+              **(tuned_args(task.cfg.tuned) if task.cfg.tuned else {})}   # experiment's, this task's on top
     records = [row_record(pipe, models, row, chosen, tests) for row in rows]
     gate_utility(records, task.utility, cfg.utility_floor)
     if cfg.seeds > 1:

@@ -119,6 +119,12 @@ def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp
     hand = run_benchmark.main(["experiment=smoke", f"tuned={tuned}", f"cache_dir={cache}", "methods=GradAscent",
                                f"output_dir={tmp_path / 'hand'}", "method_args.GradAscent.lr=0.002"])
     assert hand["results"][-1]["settings"] == "set by hand"
+    # a task's own tuned file (a run of several tasks, each tuned on its own): under the task, over the experiment's
+    per_task = run_benchmark.main(["experiment=smoke", f"task.tuned={tuned}", f"cache_dir={cache}",
+                                   f"output_dir={tmp_path / 'task'}", "methods=GradAscent,GradDiff"])
+    assert [r["settings"] for r in per_task["results"] if "settings" in r] == ["tuned", "tuned"]
+    with pytest.raises(ConfigError, match=r"tasks\..*\.tuned="):       # a sweep never starts from one
+        tune.run(load_config([*args, f"task.tuned={tuned}"]))
 
 
 @pytest.mark.parametrize("task", [["task=wmdp_micro"],

@@ -115,6 +115,8 @@ class TaskConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     unlearn: dict = field(default_factory=dict)        # this task's overrides of the experiment's `unlearn`
     method_args: dict = field(default_factory=dict)    # this task's overrides of `method_args` ({method: {k: v}})
+    tuned: str = ""                        # configs/<tuned>.yaml (tune.py's) for this task: its method_args apply
+                                           # under the task's own (a run of several tasks, each tuned on its own)
     allow_unseen_forget: bool = False      # forget rows absent from the target's training rows: error, or warn
     replay: bool | None = None             # embedded model: fine-tuning rehearses the pretraining corpus (None:
                                            # model.embedded.replay; a document task may set its own)
@@ -338,10 +340,11 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
             _set(tree, f"tasks.{next(iter(tasks))}.{key[5:]}", value)
         else:
             _set(tree, key, value)
-    if tree.get("tuned"):
-        chosen = tuned_args(str(tree["tuned"]))
-        own = tree.get("method_args") or {}
-        tree["method_args"] = {name: {**chosen.get(name, {}), **(own.get(name) or {})} for name in {*chosen, *own}}
+    for section in [tree, *(tree.get("tasks") or {}).values()]:    # the experiment's and each task's tuned file
+        if isinstance(section, dict) and section.get("tuned"):
+            chosen, own = tuned_args(str(section["tuned"])), section.get("method_args") or {}
+            section["method_args"] = {name: {**chosen.get(name, {}), **(own.get(name) or {})}
+                                      for name in {*chosen, *own}}
     return from_dict(ExperimentConfig, tree)
 
 
