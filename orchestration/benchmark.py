@@ -221,6 +221,8 @@ def row_record(pipe: Pipeline, models: Models, row: Row, chosen: dict, tests: di
         out["settings"] = settings_origin(pipe, row.id.name, chosen.get(row.id.name))
         if (unit.get("train_log") or {}).get("untrained"):
             out["untrained"] = unit["train_log"]["untrained"]
+        if (unit.get("train_log") or {}).get("state"):      # a method's own state over the run (PDU's dual
+            out["method_state"] = unit["train_log"]["state"]   # variable at every micro-batch)
     elif row.kind == "checkpoint":
         out["checkpoint"] = cfg.checkpoints[row.id.name]
     failed = next((u for u in [unit] + [u for _, u in row.repeats] if u["status"] != "ok"), None)

@@ -75,6 +75,17 @@ def test_rerun_reuses_cache_and_gives_the_same_numbers(smoke_run):
     assert [r["metrics"] for r in second["results"]] == [r["metrics"] for r in first["results"]]
 
 
+def test_a_method_row_keeps_its_state_over_the_run(smoke_run, tmp_path):
+    """PDU's dual variable at every micro-batch reaches the row's record (the smoke run's models, cached)."""
+    root, _, _ = smoke_run
+    payload = run_benchmark.main(["experiment=smoke", f"output_dir={tmp_path}", f"cache_dir={root / 'cache'}",
+                                  "methods=PDU", "method_args.PDU.dual_warmup=0.0"])
+    state = payload["results"][-1]["method_state"]
+    # lambda starts at the reference's 100 and climbs: the micro model's retain NLL is above eps 0.3
+    assert state["dual_variable"][0] == 100.0 and state["dual_moves_from"] == 0
+    assert state["dual_final"] > state["dual_variable"][-1] > 100.0
+
+
 def test_refuses_to_overwrite_results_of_another_config(smoke_run):
     root, args, _ = smoke_run
     with pytest.raises(ConfigError, match="holds results of a different config"):
