@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Rerun everything the README's checked tables show, from an empty cache, and check them all (about 6 hours on
-# a 2-core CPU): the tuning protocol without and with the unlearning curve, on the WMDP- and MUSE-style worlds
-# and through LoRA (each choice must equal the committed configs/tuned/*.yaml, on the CPU vendor that chose it), the
-# default, wmdp, all_methods_lora, requests, requests_wmdp, guarantees, guarantees_wmdp, muse, muse_phrasings
-# and cross_task experiments. CI (.ci/run) reruns the default and wmdp experiments only.
+# a 2-core CPU): the tuning protocol without and with the unlearning curve, on the WMDP- and MUSE-style worlds,
+# the privacy experiment's world and through LoRA (each choice must equal the committed configs/tuned/*.yaml, on
+# the CPU vendor that chose it), the default, wmdp, all_methods_lora, requests, requests_wmdp, guarantees,
+# guarantees_wmdp, muse, muse_phrasings and cross_task experiments. CI (.ci/run) reruns the default and wmdp experiments only.
 #   bash scripts/reproduce.sh            # its cache is .cache/reproduce, emptied first
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,7 @@ rm -rf "$UNLEARNBENCH_CACHE"
 # within a vendor: docs/tuning.md); on another vendor the committed file is kept and the difference shown
 vendor=$(python -c 'from unlearnbench import numerics; print(numerics.describe()["cpu"]["vendor"])')
 for sweep in tune_default:tuned/default tune_curve:tuned/default_curve tune_wmdp:tuned/wmdp \
-             tune_muse:tuned/muse tune_lora:tuned/lora; do
+             tune_muse:tuned/muse tune_lora:tuned/lora tune_privacy:tuned/privacy; do
     file="configs/${sweep#*:}.yaml"
     written_on=$(sed -n 's/.*Chosen on a cpu=\([A-Za-z]*\) machine.*/\1/p' "$file")
     python tune.py "experiment=${sweep%%:*}" > /dev/null
