@@ -3,7 +3,8 @@
 # a 2-core CPU): the tuning protocol without and with the unlearning curve, on the WMDP- and MUSE-style worlds,
 # the privacy experiment's world and through LoRA (each choice must equal the committed configs/tuned/*.yaml, on
 # the CPU vendor that chose it), the default, wmdp, all_methods_lora, requests, requests_wmdp, guarantees,
-# guarantees_wmdp, muse, muse_phrasings and cross_task experiments. CI (.ci/run) reruns the default and wmdp experiments only.
+# guarantees_wmdp, muse, muse_phrasings, cross_task and privacy experiments. CI (.ci/run) reruns the default
+# and wmdp experiments only.
 #   bash scripts/reproduce.sh            # its cache is .cache/reproduce, emptied first
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +37,5 @@ python run_benchmark.py experiment=guarantees_wmdp > /dev/null
 python run_benchmark.py experiment=muse > /dev/null
 python run_benchmark.py experiment=muse_phrasings > /dev/null
 python run_benchmark.py experiment=cross_task > /dev/null
+python run_benchmark.py experiment=privacy > /dev/null
 python scripts/readme_tables.py --check
