@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from methods import method
-from methods.common import nll, sequence_logprob
-from methods.idk_dpo import dpo_loss
+from methods.idk_dpo import preferred_over_forget
 from unlearnbench.heavy import no_grad, torch
 
 
@@ -75,9 +74,4 @@ def alternates(model, forget: list[dict], tokenizer, cfg: AltPOConfig, seed: int
 
 @method("AltPO", AltPOConfig, needs_ref=True, roles=alternates)
 def altpo(model, batch, ref, cfg: AltPOConfig):
-    win, lose = batch["forget_alt"], batch["forget"]
-    logp = lambda b: sequence_logprob(  # noqa: E731
-        model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
-    pref = dpo_loss(logp(win), ref.sequence_logprob(win), logp(lose), ref.sequence_logprob(lose), cfg.beta)
-    retain = nll(model, batch["retain"])
-    return pref + cfg.alpha * retain, {"dpo": pref.item(), "retain_nll": retain.item()}
+    return preferred_over_forget(model, batch, ref, cfg, "forget_alt")

@@ -21,11 +21,16 @@ def dpo_loss(win_logp, win_ref, lose_logp, lose_ref, beta: float):
     return -2.0 / beta * F.logsigmoid(beta * ((win_logp - win_ref) - (lose_logp - lose_ref))).mean()
 
 
-@method("IdkDPO", IdkDPOConfig, needs_ref=True, needs_idk=True)
-def idk_dpo(model, batch, ref, cfg: IdkDPOConfig):
-    win, lose = batch["forget_idk"], batch["forget"]
+def preferred_over_forget(model, batch, ref, cfg, win: str):
+    """DPO with batch[win] (same prompts) preferred over the forget answers, + alpha NLL(retain): (loss, logs)."""
+    win, lose = batch[win], batch["forget"]
     logp = lambda b: sequence_logprob(  # noqa: E731
         model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
     pref = dpo_loss(logp(win), ref.sequence_logprob(win), logp(lose), ref.sequence_logprob(lose), cfg.beta)
     retain = nll(model, batch["retain"])
     return pref + cfg.alpha * retain, {"dpo": pref.item(), "retain_nll": retain.item()}
+
+
+@method("IdkDPO", IdkDPOConfig, needs_ref=True, needs_idk=True)
+def idk_dpo(model, batch, ref, cfg: IdkDPOConfig):
+    return preferred_over_forget(model, batch, ref, cfg, "forget_idk")
