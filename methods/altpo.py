@@ -25,8 +25,9 @@ class AltPOConfig:
 
 
 def _split(row: dict) -> tuple[list[int], list[int]]:
-    """(prompt ids, answer ids without the final EOS) of an encoded row whose labels mask its prompt."""
-    n = next(i for i, label in enumerate(row["labels"]) if label != -100)
+    """(prompt ids, answer ids without the final EOS) of an encoded row whose labels mask its prompt (a row cut
+    before its answer: the whole row is the prompt)."""
+    n = next((i for i, label in enumerate(row["labels"]) if label != -100), len(row["labels"]))
     return row["input_ids"][:n], row["input_ids"][n:-1]
 
 
