@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from evals import greedy, kvcache
 from evals.reference import device_of, log_softmax
 from unlearnbench.heavy import no_grad, torch, transformers
-from unlearnbench.models import PromptFormat
+from unlearnbench.models import PromptFormat, left_pad
 
 # part of every evaluation's cache key: bumped when what an evaluation stores changes (2: token trees,
 # log-probabilities as (x - max) - log sum exp(x - max), up to 2.5e-5 on confident tokens' NLL; 3: per-token
@@ -169,7 +169,7 @@ def evaluate(model, fmt: PromptFormat, items: list[tuple[str, list[str]]], token
 def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: int, max_new_tokens: int,
                     work: Work, detail: int) -> list[Scored]:
     start, device, width = time.perf_counter(), device_of(model), max(it.shared for it in items)
-    ids, mask = greedy.left_pad([it.prompt[:it.shared] for it in items], fmt.tokenizer.pad_token_id, device)
+    ids, mask = left_pad([it.prompt[:it.shared] for it in items], fmt.tokenizer.pad_token_id, device)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     cache = kvcache.new(model)
     last = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from evals import kvcache
 from unlearnbench.heavy import torch, transformers
+from unlearnbench.models import left_pad
 
 # generation settings under which transformers' greedy `generate` is a plain argmax (the engine's loop);
 # a model whose generation_config sets any of them otherwise is decoded by `generate` itself
@@ -29,16 +30,6 @@ NEUTRAL = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0),
 def plain_greedy(model) -> bool:
     config = getattr(model, "generation_config", None)
     return config is None or all(getattr(config, k, None) in ok for k, ok in NEUTRAL.items())
-
-
-def left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.tensor(s)
-        mask[i, width - len(s):] = 1
-    return ids.to(device), mask.to(device)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from methods import method
 from methods.idk_dpo import preferred_over_forget
 from unlearnbench.heavy import no_grad, torch
+from unlearnbench.models import left_pad
 
 
 @dataclass
@@ -37,10 +38,8 @@ def sample_answers(model, prompts: list[list[int]], lengths: list[int], tokenize
     """One sampled answer per prompt, at most lengths[i] tokens, cut at EOS (left-padded batches)."""
     out, device = [], next(model.parameters()).device
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start:start + batch_size]
-        width = max(map(len, chunk))
-        ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in chunk], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
+        ids, mask = left_pad(prompts[start:start + batch_size], tokenizer.pad_token_id, device)
+        width = ids.shape[1]
         new = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
                              top_p=1.0, max_new_tokens=max(lengths[start:start + batch_size]),
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)[:, width:]

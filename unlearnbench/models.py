@@ -239,3 +239,14 @@ def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         labels[i, :n] = torch.tensor(r["labels"])
         mask[i, :n] = 1
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token sequences for generation: (ids, attention mask) on `device`."""
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s):] = torch.tensor(s)
+        mask[i, width - len(s):] = 1
+    return ids.to(device), mask.to(device)
