@@ -38,11 +38,15 @@ def grids(cfg: ExperimentConfig) -> dict[str, list[dict]]:
         raise ConfigError("tuning.output is empty; name the file the chosen settings go to, e.g. tuned/default "
                           "(configs/tuned/default.yaml), which an experiment then reads with tuned=tuned/default")
     trained = [m for m in cfg.methods if not METHODS.get_or_raise(m).is_retrain]
-    missing, extra = [m for m in trained if m not in t.grid], [m for m in t.grid if m not in trained]
-    if missing or extra:
-        raise ConfigError(f"tuning.grid must name exactly the run's methods (Retrain has nothing to tune): "
-                          f"{'missing ' + ', '.join(missing) if missing else ''}"
-                          f"{'; not in methods: ' + ', '.join(extra) if extra else ''}")
+    # a grid of a method the run leaves out is not swept (an experiment built on a sweep with more methods)
+    unknown = [name for name in t.grid if name not in METHODS]
+    if unknown:
+        raise ConfigError(f"tuning.grid names {', '.join(unknown)}, which is no method; choose from "
+                          f"{', '.join(sorted(METHODS))}")
+    missing = [m for m in trained if m not in t.grid]
+    if missing:
+        raise ConfigError(f"tuning.grid has no grid for {', '.join(missing)}: every method the run tunes needs one "
+                          f"(Retrain has nothing to tune)")
     out = {}
     for name in trained:
         axes = t.grid[name]

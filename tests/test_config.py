@@ -101,5 +101,5 @@ def test_an_experiment_may_build_on_one_that_builds_on_another():
     """tune_curve -> tune_default -> default: each layer's keys, the nearest winning."""
     cfg = load_config(["experiment=tune_curve"])
     assert cfg.name == "tune_curve" and cfg.tuning.curve_every == 7 and cfg.tuning.output == "tuned/default_curve"
-    assert cfg.tuning.budget == 6 and len(cfg.tuning.grid) == 10 and cfg.seeds == 2      # tune_default's
+    assert cfg.tuning.budget == 6 and len(cfg.tuning.grid) == 16 and cfg.seeds == 2      # tune_default's
     assert cfg.unlearn.epochs == 5 and cfg.probes == [] and cfg.tuned == ""    # default's; probes, tuned overridden

@@ -63,8 +63,15 @@ def test_every_method_gets_the_same_budget():
     cfg.tuning.grid["GradDiff"]["alpha"] = [1.0, 2.0, 5.0]
     with pytest.raises(ConfigError, match="GradDiff has 3 configurations, the budget is 2"):
         grids(cfg)
-    with pytest.raises(ConfigError, match="missing KL"):
+    with pytest.raises(ConfigError, match="no grid for KL"):
         grids(load_config(["experiment=tune_smoke", "methods=GradAscent,GradDiff,KL"]))
+    # a sweep of fewer methods than its base's grid sweeps those; a grid under a name that is no method is a typo
+    assert list(grids(load_config(["experiment=tune_smoke", "methods=GradDiff"]))) == ["GradDiff"]
+    assert len(grids(load_config(["experiment=tune_curve"]))) == 10
+    cfg = load_config(["experiment=tune_smoke"])
+    cfg.tuning.grid["GradDif"] = cfg.tuning.grid.pop("GradDiff")
+    with pytest.raises(ConfigError, match="tuning.grid names GradDif, which is no method"):
+        grids(cfg)
     with pytest.raises(ConfigError, match="tuning.floor_of='target'"):
         grids(load_config(["experiment=tune_smoke", "tuning.floor_of=target"]))
     cfg = load_config(["experiment=tune_smoke"])
