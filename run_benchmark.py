@@ -61,7 +61,9 @@ leaderboard.md and plots/.
   probes=all|none|a,b   probe every row with questions it never trained or unlearned on (a rephrasing,
                         in-context examples, another format, an adversarial frame), against the retain
                         model under the same probe, and the worst case over the probes that discriminate
-                        (the default and wmdp experiments run all; docs/probes.md)
+                        (the wmdp and muse experiments ask all, the default the eight that discriminate
+                        on its world; docs/probes.md)
+  probe_seeds=first|all probe each method row's first seed's model (the default), or every seed's
   requests.folds=4 requests.mode=sequential|cumulative|both
                         the forget set as 4 requests, one after another (each from the previous
                         request's model) or growing (folds 1..k from the target), each scored against a

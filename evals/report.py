@@ -235,8 +235,10 @@ def probes_table(records: list[dict], task: str, meta: dict) -> list[str]:
     tests = "; ".join(f"{p} {'discriminates' if t['discriminates'] else 'does not discriminate'} "
                       f"(target {_fmt(t['target'])}, retain {_fmt(t['retain'])}, p = {t['p_value']:.2g})"
                       for p, t in info["tests"].items())
-    return _metric_table(f"{task}: forgotten, or only hidden?", f"{PROBES_INTRO} Test: {info['test']}. {tests}.",
-                         rows, cols)
+    seeds = ("Method rows: their first seed's model (probe_seeds=all: the mean over every seed's)"
+             if info.get("seeds", "all") == "first" else "Method rows: the mean over their seeds")
+    return _metric_table(f"{task}: forgotten, or only hidden?",
+                         f"{PROBES_INTRO} {seeds}. Test: {info['test']}. {tests}.", rows, cols)
 
 
 GUARANTEES_INTRO = ("Rows with a guarantee (orchestration/guarantees.py). SISA(S=s): s shards of the target's rows "

@@ -132,8 +132,8 @@ def method_rows(pipe: Pipeline, models: Models) -> list[Row]:
             continue
         row = RowId(name, lora=bool(cfg.lora and spec.loss))
         unit = pipe.unlearned(models.target(), name, keep_model=keep)
-        repeats = [(s, pipe.unlearned(models.target(s), name, seed=s, keep_model=every_seed))
-                   for s in cfg.seed_values()[1:]]
+        repeats = [(s, pipe.unlearned(models.target(s), name, seed=s, keep_model=every_seed,
+                                      probes=cfg.probe_seeds == "all")) for s in cfg.seed_values()[1:]]
         kept = {s: attacks.row_ref(u["model"], models.target(s), lora=row.lora)
                 for s, u in [(cfg.seed, unit), *repeats] if u.get("model") and u["status"] == "ok"}
         out.append(Row(row, "method", unit, repeats, model=kept.pop(cfg.seed, None), seed_models=kept))

@@ -239,13 +239,14 @@ class Pipeline:
         return f"method_args.{method_name}.lr=0" if getattr(hp, "lr", None) == 0 else ""
 
     def unlearned(self, target: ModelRef, method_name: str, seed: int | None = None, generate: bool = True,
-                  keep_model: bool | str = False, curve_every: int = 0) -> dict:
+                  keep_model: bool | str = False, curve_every: int = 0, probes: bool = True) -> dict:
         """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}; with `seed`
         a population member's (generate=False: teacher-forced statistics only). keep_model: the row's model is also
         a cached unit (full weights, or the LoRA adapter; "merged": a LoRA row merged into full weights), its folder
         in "model"; a row cached without it is unlearned again for it, deterministically. curve_every > 0: the
         unlearning curve, the model evaluated every that many updates too, in "curve" ([{"updates", "stats",
-        "eval_cost"}], the row's own end point not repeated; its time and tokens are not the row's cost)."""
+        "eval_cost"}], the row's own end point not repeated; its time and tokens are not the row's cost).
+        probes=False: evaluated without the run's probes (a further seed's row under probe_seeds=first)."""
         spec = METHODS.get_or_raise(method_name)
         hp, seed = self.method_hparams(method_name), self.cfg.seed if seed is None else seed
         stop = stop_after(method_name, self.cfg.method_args_for(method_name, self.task.cfg))
@@ -253,7 +254,8 @@ class Pipeline:
         key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
                           self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,
                           self.data.forget, self.data.retain,
-                          read_refusals() if spec.needs_idk else None, *self.eval_key(target.key, probes=generate),
+                          read_refusals() if spec.needs_idk else None,
+                          *self.eval_key(target.key, probes=generate and probes),
                           *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []),
                           *([STOP, stop] if stop else []), *(["curve", curve] if curve else []))
         merged = keep_model == "merged" and self.cfg.lora
@@ -267,22 +269,25 @@ class Pipeline:
 
         def build(tmp):
             unit = self._run_method(target, spec, hp, seed, generate, keep if keep_model else None, stop=stop,
-                                    curve_every=curve, track=f"{self.task.label}/{method_name}/{key[:8]}/seed{seed}")
+                                    curve_every=curve, track=f"{self.task.label}/{method_name}/{key[:8]}/seed{seed}",
+                                    probes=probes)
             write_json(tmp / "unit.json", unit)
         unit = read_json(self.units.unit("row", key, build) / "unit.json")
         if keep_model and unit["status"] == "ok":
             self.acc.wait_for_everyone()
             if not self.store.done("weights", weights):
-                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False, stop=stop)
+                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False, stop=stop, probes=probes)
             self.acc.wait_for_everyone()
             unit["model"] = str(self.store.path("weights", weights))
         return unit
 
     def _run_method(self, target: ModelRef, spec, hp, seed: int, generate: bool, keep=None,
-                    evaluate: bool = True, stop: int = 0, curve_every: int = 0, track: str = "") -> dict:
+                    evaluate: bool = True, stop: int = 0, curve_every: int = 0, track: str = "",
+                    probes: bool = True) -> dict:
         """Unlearn the target with `spec` (stopping after `stop` updates, if > 0) and evaluate the result, and with
         curve_every > 0 every that many updates before (the unlearning curve); keep(model, tokenizer), if given,
-        saves the model once it has trained without diverging; `track` names its losses for the trackers."""
+        saves the model once it has trained without diverging; `track` names its losses for the trackers;
+        probes=False leaves the run's probes out of its evaluations."""
         untrained = self.untrained(spec.name)
         model, tokenizer = self.units.load(target), self.units.tokenizer(target)
         fmt = self.units.fmt(tokenizer, self.unlearn.max_length)
@@ -297,7 +302,8 @@ class Pipeline:
 
         def on_point(updates, trained):
             with meter.paused():
-                stats, cost = self.evaluate(trained, tokenizer, f"{spec.name} after {updates} updates", generate)
+                stats, cost = self.evaluate(trained, tokenizer, f"{spec.name} after {updates} updates", generate,
+                                            probes)
             curve.append({"updates": updates, "stats": stats, "eval_cost": cost})
         with self.units.meter() as meter:
             meter.watch(model)
@@ -327,7 +333,7 @@ class Pipeline:
             keep(model, tokenizer)
         if not evaluate:
             return {}
-        stats, eval_cost = self.evaluate(model, tokenizer, spec.name, generate)
+        stats, eval_cost = self.evaluate(model, tokenizer, spec.name, generate, probes)
         return {"status": "ok", "stats": stats, "cost": meter.record(), "eval_cost": eval_cost, "train_log": log,
                 "hparams": dataclasses.asdict(hp), "rows_seen": row_digests(self.data.forget + self.data.retain),
                 **({"curve": curve} if curve_every else {})}

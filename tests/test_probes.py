@@ -167,6 +167,28 @@ def test_probes_on_the_smoke_world(smoke_root):
         assert not {q for q, _ in items} & trained, name
 
 
+def test_probe_seeds(smoke_root):
+    """probe_seeds=first probes a method row's first seed only (its columns without spread); all probes every seed
+    (with spread). The first seed's columns are the same either way, and so is everything else."""
+    def run(which):
+        payload = run_benchmark.main(["experiment=smoke", "probes=paraphrase,heldout", "seeds=2", "methods=GradDiff",
+                                      f"probe_seeds={which}", f"output_dir={smoke_root / ('seeds_' + which)}",
+                                      f"cache_dir={smoke_root / 'cache'}"])
+        return next(r for r in payload["results"] if r["model"] == "GradDiff")
+    first, every = run("first"), run("all")
+    probe_keys = [k for k in every["spread"] if k.startswith(("probe_", "worst_"))]
+    assert "probe_paraphrase_recovery" in probe_keys and "worst_recovery" in probe_keys
+    assert not [k for k in first["spread"] if k.startswith(("probe_", "worst_"))]
+    assert not [k for k in first["per_seed"][1]["metrics"] if k.startswith(("probe_", "worst_"))]
+    assert first["per_seed"][0]["metrics"] == every["per_seed"][0]["metrics"]
+    assert first["per_seed"][1]["metrics"] == {k: v for k, v in every["per_seed"][1]["metrics"].items()
+                                               if k not in probe_keys}
+    for k in probe_keys:         # first: the first seed's value; all: the mean over the seeds
+        assert first["metrics"][k] == every["per_seed"][0]["metrics"][k]
+    with pytest.raises(ConfigError, match="probe_seeds='some'"):
+        load_config(["probe_seeds=some"])
+
+
 def _task():
     cfg = load_config(["experiment=smoke"])
     label, section = next(iter(cfg.tasks.items()))

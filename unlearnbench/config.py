@@ -185,6 +185,8 @@ class ExperimentConfig:
     # probes of every row with questions it never trained or unlearned on (docs/probes.md): all (every probe a
     # task offers), none, or a list
     probes: list[str] = field(default_factory=list)
+    # first: probe each method row's first seed's model, as the recovery attacks do; all: every seed's (intervals)
+    probe_seeds: str = "first"
 
     def __post_init__(self):
         if not 0 <= self.seed < 2 ** 32:
@@ -201,6 +203,9 @@ class ExperimentConfig:
             self.probes = []
         if "all" in self.probes and len(self.probes) > 1 or "none" in self.probes:
             raise ConfigError(f"probes={self.probes}: all, none, or a list of probe names (docs/probes.md)")
+        if self.probe_seeds not in ("first", "all"):
+            raise ConfigError(f"probe_seeds={self.probe_seeds!r}: first (probe each method row's first seed's model) "
+                              f"or all (every seed's, with intervals)")
         if self.save_models not in (False, True, "merged"):
             raise ConfigError(f"save_models={self.save_models!r}: true (each row's model; LoRA rows as the adapter), "
                               f"merged (LoRA rows merged into full weights), or false")
