@@ -60,9 +60,9 @@ leaderboard.md and plots/.
                         attack registered from a file, robustness.attack_args.<name>.<k>=v its settings
   probes=all|none|a,b   probe every row with questions it never trained or unlearned on (a rephrasing,
                         in-context examples, another format, an adversarial frame), against the retain
-                        model under the same probe, and the worst case over the probes that discriminate
-                        (the wmdp and muse experiments ask all, the default the eight that discriminate
-                        on its world; docs/probes.md)
+                        model under the same probe, and the worst case over the probes that discriminate;
+                        all,-reverse: all but reverse (the default leaves out the four that never
+                        discriminate on its world; docs/probes.md)
   probe_seeds=first|all probe each method row's first seed's model (the default), or every seed's
   requests.folds=4 requests.mode=sequential|cumulative|both
                         the forget set as 4 requests, one after another (each from the previous

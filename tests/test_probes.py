@@ -12,7 +12,7 @@ from benchmarks import tofu_probes
 from evals import probes
 from unlearnbench.cache import row_digests
 from unlearnbench.config import ConfigError, load_config
-from unlearnbench.tasks import build_task
+from unlearnbench.tasks import build_task, probes_for
 
 ITEM = {"question": "Where was Ka Orm born?", "answer": "Ka Orm was born in Lisbon.",
         "paraphrased_answer": "The city of Lisbon is where Ka Orm was born.",
@@ -172,7 +172,7 @@ def test_probe_seeds(smoke_root):
     (with spread). The first seed's columns are the same either way, and so is everything else."""
     def run(which):
         payload = run_benchmark.main(["experiment=smoke", "probes=paraphrase,heldout", "seeds=2", "methods=GradDiff",
-                                      f"probe_seeds={which}", f"output_dir={smoke_root / ('seeds_' + which)}",
+                                      f"probe_seeds={which}", f"output_dir={smoke_root / ('probe_seeds_' + which)}",
                                       f"cache_dir={smoke_root / 'cache'}"])
         return next(r for r in payload["results"] if r["model"] == "GradDiff")
     first, every = run("first"), run("all")
@@ -201,9 +201,17 @@ def test_a_probe_a_task_cannot_serve_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match=r"probes: task wmdp_synthetic cannot serve \['paraphrase'\]"):
         run_benchmark.main(["experiment=smoke", "task=wmdp_micro", "probes=paraphrase",
                             f"output_dir={tmp_path / 'o'}", f"cache_dir={tmp_path / 'c'}"])
-    with pytest.raises(ConfigError, match="probes=.*all, none, or a list"):
+    with pytest.raises(ConfigError, match="probes=.*all, none, a list"):
         load_config(["probes=all,paraphrase"])
+    with pytest.raises(ConfigError, match=r"all with some left out \(all,-reverse\)"):
+        load_config(["probes=paraphrase,-reverse"])
     assert load_config(["probes=none"]).probes == []
+    # all but some: what the task offers less those; one it does not offer (a WMDP probe here) leaves nothing out
+    task = _task()
+    offered = task.offered_probes()
+    assert "reverse" in offered and "yesno" in offered
+    assert probes_for(task, ["all", "-reverse", "-yesno", "-shuffled"]) == \
+        tuple(p for p in offered if p not in ("reverse", "yesno"))
 
 
 def test_wmdp_probe_questions_are_built_as_stated():

@@ -183,7 +183,7 @@ class ExperimentConfig:
     # true: every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter); merged: LoRA rows merged
     save_models: bool | str = False
     # probes of every row with questions it never trained or unlearned on (docs/probes.md): all (every probe a
-    # task offers), none, or a list
+    # task offers), none, a list, or all but some (all,-reverse: those a task offers, but reverse)
     probes: list[str] = field(default_factory=list)
     # first: probe each method row's first seed's model, as the recovery attacks do; all: every seed's (intervals)
     probe_seeds: str = "first"
@@ -201,8 +201,11 @@ class ExperimentConfig:
                               f"(0.9: a row keeping less than 90 % of it is flagged; 0: no floor)")
         if self.probes in (["none"], ["false"]):
             self.probes = []
-        if "all" in self.probes and len(self.probes) > 1 or "none" in self.probes:
-            raise ConfigError(f"probes={self.probes}: all, none, or a list of probe names (docs/probes.md)")
+        left_out = [p for p in self.probes if p.startswith("-")]
+        if ("all" in self.probes and len(self.probes) > 1 + len(left_out) or "none" in self.probes
+                or left_out and "all" not in self.probes):
+            raise ConfigError(f"probes={self.probes}: all, none, a list of probe names, or all with some left out "
+                              f"(all,-reverse) (docs/probes.md)")
         if self.probe_seeds not in ("first", "all"):
             raise ConfigError(f"probe_seeds={self.probe_seeds!r}: first (probe each method row's first seed's model) "
                               f"or all (every seed's, with intervals)")

@@ -152,11 +152,12 @@ def require(task: Task, hook: str, what: str) -> None:
 
 
 def probes_for(task: Task, wanted: list[str]) -> tuple[str, ...]:
-    """After load: the probes a run asks of `task` (probes=all: every one it offers; none: none). A named probe the
-    task cannot serve is an input error, never skipped."""
+    """After load: the probes a run asks of `task` (probes=all: every one it offers; all,-p: every one but p; none:
+    none). A named probe the task cannot serve is an input error, never skipped; a probe left out of all that the
+    task does not offer is nothing to leave out (another task family's, in a run of several)."""
     offered = task.offered_probes() if "offered_probes" in task.capabilities else ()
-    if list(wanted) == ["all"]:
-        return tuple(offered)
+    if "all" in wanted:
+        return tuple(p for p in offered if f"-{p}" not in wanted)
     missing = [p for p in wanted if p not in offered]
     if missing:
         raise ConfigError(f"probes: task {task.label} cannot serve {missing}; it offers {list(offered) or 'none'} "
