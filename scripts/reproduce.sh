@@ -2,9 +2,9 @@
 # Rerun everything the README's checked tables show, from an empty cache, and check them all (about 6 hours on
 # a 2-core CPU): the tuning protocol without and with the unlearning curve, on the WMDP- and MUSE-style worlds,
 # the privacy experiment's world and through LoRA (each choice must equal the committed configs/tuned/*.yaml, on
-# the CPU vendor that chose it), the default, wmdp, all_methods_lora, requests, requests_wmdp, guarantees,
-# guarantees_wmdp, muse, muse_phrasings, cross_task and privacy experiments. CI (.ci/run) reruns the default
-# and wmdp experiments only.
+# the CPU vendor that chose it), the default, wmdp, npo_sam_seeds, all_methods_lora, requests, requests_wmdp,
+# guarantees, guarantees_wmdp, muse, muse_phrasings, cross_task and privacy experiments. CI (.ci/run) reruns the
+# default and wmdp experiments only.
 #   bash scripts/reproduce.sh            # its cache is .cache/reproduce, emptied first
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,7 @@ for sweep in tune_default:tuned/default tune_curve:tuned/default_curve tune_wmdp
 done
 python run_benchmark.py > /dev/null
 python run_benchmark.py experiment=wmdp > /dev/null
+python run_benchmark.py experiment=npo_sam_seeds > /dev/null
 python run_benchmark.py experiment=all_methods_lora > /dev/null
 python run_benchmark.py experiment=requests > /dev/null
 python run_benchmark.py experiment=requests_wmdp > /dev/null
