@@ -276,7 +276,7 @@ class Pipeline:
         if keep_model and unit["status"] == "ok":
             self.acc.wait_for_everyone()
             if not self.store.done("weights", weights):
-                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False, stop=stop, probes=probes)
+                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False, stop=stop)
             self.acc.wait_for_everyone()
             unit["model"] = str(self.store.path("weights", weights))
         return unit
