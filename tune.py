@@ -68,7 +68,9 @@ def run(cfg) -> dict:
     vendor = result["runtime"]["numerics"]["cpu"]["vendor"] or "unknown"
     if accelerator.is_main_process:
         chosen = {name: m["chosen"] for name, m in result["methods"].items()}
-        body = yaml.safe_dump({"method_args": chosen}, sort_keys=False, default_flow_style=None)
+        held = task.held_out() if "held_out" in task.capabilities else {}     # what its test runs must share
+        body = yaml.safe_dump({"method_args": chosen, **({"task_args": held} if held else {})}, sort_keys=False,
+                              default_flow_style=None)
         atomic_write_text(tuned_path(cfg.tuning.output),
                           HEADER.format(experiment=cfg.name, task=task.label, vendor=vendor) + body)
         out = cfg.resolved_output_dir()

@@ -8,6 +8,8 @@ domain and general knowledge; every accuracy computed by lm-eval (evals/lm_eval_
   letter-choice prompts as lm-eval defines them), with the forget and retain corpora from user-given JSONL files
   with a `text` field (the bio forget corpus is gated: the user supplies it). The target is the given model
   itself; there is a retain model only if model.retain names one, and otherwise the results say so.
+  `validation_fraction` > 0 holds that share of each local forget-task copy's questions out for tune.py (a split
+  by the questions' own digests), and test runs score the rest.
 """
 from __future__ import annotations
 
@@ -24,13 +26,14 @@ from benchmarks import wmdp_probes
 from benchmarks.synthetic_wmdp import SyntheticWmdpConfig, generate
 from benchmarks.tofu import read_records
 from evals import lm_eval_bridge as bridge
+from unlearnbench.cache import atomic_write_text
 from unlearnbench.config import TaskConfig, TrainConfig
 from unlearnbench.tasks import TaskData, task
 
 DATA_VERSION = 1   # the generated world and corpus handling: part of the data fingerprint (models train on it)
 VERSION = 2        # scoring: 2 reads the generated cloze tasks with the training-time encoding (evaluations only)
 HIGHER_IS_BETTER = {"forget_acc": False, "neighbour_acc": True, "general_acc": True, "model_utility": True,
-                    "forget_gap_to_retain": False}
+                    "forget_gap_to_retain": False, "forget_gap_to_chance": False}
 
 
 @dataclass
@@ -45,6 +48,8 @@ class WmdpConfig(TaskConfig):
     forget_corpus: str = ""                         # JSONL, one {"text": ...} per line
     retain_corpus: str = ""
     max_corpus_rows: int = 0                        # 0: all
+    # real mode: the share of the local forget-task copies' questions tune.py tunes on; test runs score the rest
+    validation_fraction: float = 0.0
     finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-3, batch_size=16))
 
 
@@ -77,6 +82,10 @@ class WmdpTask:
     def __init__(self, cfg: WmdpConfig):
         if cfg.source not in ("synthetic", "real"):
             raise ValueError(f"WMDP task.source must be synthetic or real, got {cfg.source!r}")
+        if not 0.0 <= cfg.validation_fraction < 1.0 or (cfg.validation_fraction and cfg.source == "synthetic"):
+            raise ValueError(f"task.validation_fraction={cfg.validation_fraction}: the share of real WMDP's local "
+                             f"question copies held out for tune.py, from 0 up to below 1 (e.g. 0.2); the synthetic "
+                             f"world has validation species of its own: leave it 0 there")
         self.cfg = cfg
         self.label = "wmdp_synthetic" if cfg.source == "synthetic" else "wmdp_" + "+".join(
             t.removeprefix("wmdp_") for t in cfg.forget_tasks)
@@ -88,11 +97,13 @@ class WmdpTask:
         self.forget_corpus: list[dict] = []
         self.retain_corpus: list[dict] = []
         self.cache_dir: Path | None = None          # where load() wrote the generated lm-eval tasks
+        self.part = "test"                          # real mode with validation_fraction: which questions it scores
+        self.chance: float | None = None            # real mode: a random guess's forget accuracy, where known
 
     def load(self, cache_dir: Path) -> TaskData:
         if self.cfg.source == "synthetic":
             return self._load_synthetic(Path(cache_dir))
-        return self._load_real()
+        return self._load_real(Path(cache_dir) if cache_dir else None)
 
     def _load_synthetic(self, cache_dir: Path, world: dict | None = None) -> TaskData:
         self.cache_dir = cache_dir
@@ -122,8 +133,9 @@ class WmdpTask:
                         describe={"source": "synthetic", "lm_eval_tasks": self.splits,
                                   "sizes": {k: len(v) for k, v in world.items()}})
 
-    def _load_real(self) -> TaskData:
-        cfg = self.cfg
+    def _load_real(self, cache_dir: Path | None) -> TaskData:
+        cfg, held = self.cfg, self.cfg.validation_fraction
+        self.cache_dir = cache_dir
         forget = read_corpus(cfg.forget_corpus, "task.forget_corpus", cfg.max_corpus_rows)
         retain = read_corpus(cfg.retain_corpus, "task.retain_corpus", cfg.max_corpus_rows)
         self.forget_corpus = forget
@@ -137,28 +149,52 @@ class WmdpTask:
             if not Path(path).expanduser().is_file():
                 raise FileNotFoundError(f"task.local_files.{name}={path!r} is not a file; give a local copy of that "
                                         f"task's test split in its hub schema (JSON Lines or parquet)")
+        files = dict(cfg.local_files)
+        if held:        # the forget questions this part scores: the validation share, or the rest
+            hub = [n for n in cfg.forget_tasks if n not in files]
+            if hub:
+                raise ValueError(f"task.validation_fraction={held} holds out questions of the local copies, and "
+                                 f"{hub[0]} is read from the hub; give task.local_files.{hub[0]}=<a copy in its "
+                                 f"hub schema>")
+            if cache_dir is None:
+                raise ValueError("task.validation_fraction needs the cache folder to write its parts to")
+            files.update({n: held_out(files[n], held, self.part, cache_dir / "wmdp_parts") for n in cfg.forget_tasks})
         # the local copies' questions as lm-eval's letter tasks write them; hub tasks are read by lm-eval itself
-        self.questions = {split: [q for n in names if n in cfg.local_files for q in _letter_items(cfg.local_files[n])]
+        self.questions = {split: [q for n in names if n in files for q in _letter_items(files[n])]
                           for split, names in wanted.items() if names}
-        self.splits = {split: [bridge.local_override(n, cfg.local_files[n], self.manager) if n in cfg.local_files
+        self.splits = {split: [bridge.local_override(n, files[n], self.manager) if n in files
                                else n for n in names] for split, names in wanted.items() if names}
+        if all(n in files for n in cfg.forget_tasks):
+            self.chance = float(np.mean([1 / len(choices) for _, choices in self.questions["forget"]]))
         local = {n: hashlib.sha256(Path(p).expanduser().read_bytes()).hexdigest() for n, p in cfg.local_files.items()}
-        fingerprint = _fingerprint([DATA_VERSION, forget, retain, wanted, local])
+        fingerprint = _fingerprint([DATA_VERSION, forget, retain, wanted, local, *([held, self.part] if held else [])])
         return TaskData(train={"target": None, "retain": None}, forget=forget, retain=retain,
                         fingerprint=fingerprint, texts=[r["text"] for r in forget + retain],
                         describe={"source": "real", "lm_eval_tasks": wanted, "local_files": cfg.local_files,
-                                  "sizes": {"forget_corpus": len(forget), "retain_corpus": len(retain)}})
+                                  **({"questions": self.part, "validation_fraction": held} if held else {}),
+                                  "sizes": {"forget_corpus": len(forget), "retain_corpus": len(retain),
+                                            **{f"{s}_questions": len(q) for s, q in self.questions.items()}}})
 
     def validation(self, n_species: int = 0) -> tuple[WmdpTask, TaskData]:
         """The tuning protocol's split (tune.py), after load(): a world of `n_species` other fungi to forget (0: as
         many as the test forget species) and as many other alpine flowers to keep, drawn by the generator after the
         test world's species, none sharing a name with one (synthetic_wmdp.generate), and the same general
         questions. Its target is the base trained on both of its corpora, its retain model the base trained on its
-        flowers, so no test forget paragraph reaches a tuning run, and no test question is asked in one."""
+        flowers, so no test forget paragraph reaches a tuning run, and no test question is asked in one.
+
+        Real mode: the given model is the target of both and there is no retain model; the validation split scores
+        the `validation_fraction` of the forget questions held out (held_out()) and unlearns on the same corpus
+        (which no run scores); its utility questions are the test run's."""
         if self.cfg.source != "synthetic":
-            raise ValueError("tune.py needs a validation split with its own target and retain model, which real "
-                             "WMDP (a given model, lm-eval's questions) does not have; tune on the synthetic world "
-                             "(task=wmdp_embedded) and carry its settings with tuned=tuned/wmdp")
+            if not self.cfg.validation_fraction:
+                raise ValueError("tune.py on real WMDP tunes on questions held out of the local copies: set "
+                                 "task.validation_fraction (e.g. 0.2), and the same in the test runs, which then "
+                                 "score the rest; or tune on the synthetic world (experiment=tune_wmdp)")
+            split = WmdpTask(self.cfg)
+            split.part = "validation"
+            data = split._load_real(self.cache_dir)
+            split.label = f"{self.label}_validation"
+            return split, data
         n = n_species or self.cfg.synthetic.n_forget
         sizes = dataclasses.replace(self.cfg.synthetic, n_forget=n, n_neighbour=n)
         split = WmdpTask(dataclasses.replace(self.cfg, synthetic=sizes))
@@ -168,7 +204,17 @@ class WmdpTask:
 
     prompted = False
     forget_measure = "forget_acc"       # what the recovery attacks measure (orchestration/attacks/)
-    tuning_score = "forget_gap_to_retain"   # what tune.py's rule minimises: the retain model's accuracy is the goal
+
+    @property
+    def tuning_score(self) -> str:
+        """What tune.py's rule minimises: the gap to the validation retain model's accuracy, or in real mode
+        (no retain model) to a random guess's, the accuracy the WMDP authors unlearn towards."""
+        return "forget_gap_to_retain" if self.cfg.source == "synthetic" else "forget_gap_to_chance"
+
+    def held_out(self) -> dict:
+        """The task settings a tuned file's test runs must share (tune.py writes them, load_config applies them):
+        the validation questions real mode held out are scored by no test run."""
+        return {"validation_fraction": self.cfg.validation_fraction} if self.cfg.validation_fraction else {}
 
     def relearn_split(self, seed: int) -> tuple[list[dict], list[int] | None]:
         """The relearning attack's split (Deeb & Roger): the synthetic world's forget species drawn in half by
@@ -248,12 +294,14 @@ class WmdpTask:
     def metrics(self, stats: dict, retain_stats: dict | None) -> dict:
         """Accuracies (mean of lm-eval's per-item acc over a set's questions); utility = mean of the neighbouring
         and general accuracies (general alone without a neighbouring set); the absolute gap to the retain model's forget
-        accuracy only where there is a retain model."""
+        accuracy only where there is a retain model, to a random guess's where the questions are known (real mode)."""
         out = {f"{split}_acc": float(np.mean(s["acc"])) for split, s in stats.items() if split != "probes"}
         kept = [out[k] for k in ("neighbour_acc", "general_acc") if k in out]
         out["model_utility"] = float(np.mean(kept))
         if retain_stats is not None:
             out["forget_gap_to_retain"] = abs(out["forget_acc"] - float(np.mean(retain_stats["forget"]["acc"])))
+        if self.chance is not None:
+            out["forget_gap_to_chance"] = abs(out["forget_acc"] - self.chance)
         return out
 
 
@@ -269,6 +317,28 @@ def _letter_items(path: str) -> list[tuple[str, list[str]]]:
     letters = "ABCDEFGHIJ"
     return [("\n".join([r["question"], *(f"{letters[i]}. {c}" for i, c in enumerate(r["choices"]))]) + "\nAnswer:",
              [" " + letters[i] for i in range(len(r["choices"]))]) for r in rows]
+
+
+def held_out(path: str, fraction: float, part: str, folder: Path) -> str:
+    """One part of a local question file, written to `folder`: `validation` holds the round(fraction x n) questions
+    whose SHA-256 digests (of question and choices) come first, `test` the others; neither the file's order nor its
+    other rows move a question between the parts. Returns the part's file (JSON Lines, the rows as given)."""
+    rows = read_records(Path(path).expanduser())
+    digest = [hashlib.sha256(json.dumps([r.get("question"), list(r.get("choices") if r.get("choices") is not None
+                                                                 else [])], default=str).encode()).hexdigest()
+              for r in rows]
+    first = set(sorted(digest)[:round(fraction * len(rows))])
+    if not first or len(first) == len(set(digest)):
+        raise ValueError(f"task.validation_fraction={fraction} of {path}'s {len(rows)} questions leaves a part "
+                         f"empty; choose a fraction that keeps questions on both sides")
+    keep = [r for r, d in zip(rows, digest) if (d in first) == (part == "validation")]
+    text = "".join(json.dumps(r, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)) + "\n"
+                   for r in keep)
+    out = folder / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}_{part}.jsonl"
+    if not out.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, text)
+    return str(out)
 
 
 def _fingerprint(obj) -> str:

@@ -20,7 +20,7 @@ from evals.plots import REFERENCE_ROWS
 from evals.report import contender
 from methods import METHODS, STOP, stop_after
 from unlearnbench.cache import UnitStore
-from unlearnbench.config import ExperimentConfig, tuned_args
+from unlearnbench.config import ExperimentConfig, read_tuned
 from unlearnbench.tasks import TaskData
 
 NO_RETAIN = ("no retain model: the target is the given model itself and model.retain names no checkpoint, so "
@@ -70,8 +70,8 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
             row.attack_cost = row.attack_cost or other.attack_cost
             row.seed_columns = row.seed_columns or other.seed_columns
 
-    chosen = {**(tuned_args(cfg.tuned) if cfg.tuned else {}),      # tune.py's settings, read once: the
-              **(tuned_args(task.cfg.tuned) if task.cfg.tuned else {})}   # experiment's, this task's on top
+    chosen = {**(read_tuned(cfg.tuned)[0] if cfg.tuned else {}),      # tune.py's settings, read once: the
+              **(read_tuned(task.cfg.tuned)[0] if task.cfg.tuned else {})}   # experiment's, this task's on top
     records = [row_record(pipe, models, row, chosen, tests) for row in rows]
     gate_utility(records, task.utility, cfg.utility_floor)
     if cfg.seeds > 1:

@@ -76,15 +76,20 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
         raise ConfigError("tuning fine-tunes its own validation target and retain models, without the test forget "
                           "authors; a given model.target / model.retain has seen them: drop them for tune.py")
     require(task, "validation", "the tuning protocol (a validation split: the synthetic TOFU-, WMDP- and MUSE-style "
-                                "worlds and real TOFU have one)")
+                                "worlds, real TOFU and real WMDP's local copies have one)")
     base = Pipeline(cfg, task, data, store, accelerator).base()       # the test run's own base model
     vtask, vdata = task.validation(cfg.tuning.validation_authors)
     vpipe = Pipeline(cfg, vtask, vdata, store, accelerator)
     target, retain = vpipe.finetuned(base, "target"), vpipe.finetuned(base, "retain")
-    retain_stats = vpipe.evaluated(retain, "validation retain")["stats"]
-    retain_utility = vtask.metrics(retain_stats, retain_stats)[vtask.utility]
-    reference = {"validation_retain_utility": retain_utility}
-    if cfg.tuning.floor_of == "lower":          # a target below the retain model: no run starting there meets it
+    floor_of = cfg.tuning.floor_of
+    if retain is None and floor_of != "target":         # real WMDP: the given model is the target, nothing retrained
+        raise ConfigError(f"tuning.floor_of={floor_of}: {vtask.label} has no retain model (the given model is its "
+                          f"target); set tuning.floor_of=target, a floor under the target's own utility")
+    retain_stats = vpipe.evaluated(retain, "validation retain")["stats"] if retain else None
+    reference = {}
+    if floor_of in ("retain", "lower"):
+        reference["validation_retain_utility"] = vtask.metrics(retain_stats, retain_stats)[vtask.utility]
+    if floor_of in ("lower", "target"):     # lower: a target below the retain model, where no run would meet it
         target_stats = vpipe.evaluated(target, "validation target")["stats"]
         reference["validation_target_utility"] = vtask.metrics(target_stats, retain_stats)[vtask.utility]
     floor = cfg.utility_floor * min(reference.values())
@@ -118,7 +123,8 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
 RULE = ("per method, the configuration{where} with {best} among those whose mean model utility is at least {floor} x "
         "{of}; if none is, the one with the highest utility")
 FLOOR_OF = {"retain": "the validation retain model's",
-            "lower": "the lower of the validation target's and retain model's"}
+            "lower": "the lower of the validation target's and retain model's",
+            "target": "the validation target's (a task without a retain model: real WMDP)"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ import pytest
 from orchestration import pipeline  # noqa: F401  (registers the task families, as a run does)
 from methods import METHODS, method_config
 from unlearnbench.config import (CONFIG_ROOT, ConfigError, ExperimentConfig, from_dict, load_config, read_yaml,
-                                 tuned_args)
+                                 read_tuned)
 from unlearnbench.tasks import build_task
 
 
@@ -91,7 +91,7 @@ def test_every_yaml_under_configs_loads():
             assert path.stem in METHODS, f"{path} names no registered method"
             method_config(path.stem, {})
         elif group == "tuned":           # tune.py's choices: registered methods, valid hyperparameters
-            for name, args in tuned_args(f"tuned/{path.stem}").items():
+            for name, args in read_tuned(f"tuned/{path.stem}")[0].items():
                 method_config(name, args)
         else:
             read_yaml(path)

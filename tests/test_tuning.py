@@ -72,8 +72,8 @@ def test_every_method_gets_the_same_budget():
     cfg.tuning.grid["GradDif"] = cfg.tuning.grid.pop("GradDiff")
     with pytest.raises(ConfigError, match="tuning.grid names GradDif, which is no method"):
         grids(cfg)
-    with pytest.raises(ConfigError, match="tuning.floor_of='target'"):
-        grids(load_config(["experiment=tune_smoke", "tuning.floor_of=target"]))
+    with pytest.raises(ConfigError, match="tuning.floor_of='test'"):
+        grids(load_config(["experiment=tune_smoke", "tuning.floor_of=test"]))
     cfg = load_config(["experiment=tune_smoke"])
     cfg.tuning.grid["GradAscent"] = {"alhpa": [1.0, 2.0]}
     with pytest.raises(ConfigError, match="unknown config key 'method_args.GradAscent.alhpa'"):
@@ -139,10 +139,11 @@ def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp
                          ids=["wmdp", "muse"])
 def test_every_family_tunes_on_a_validation_split_without_its_test_forget_set(tmp_path, task):
     """The WMDP- and MUSE-style validation splits (their own worlds' target and retain models): no test forget row
-    reaches a tuning run, and the rule minimises the gap to the validation retain model (the task's tuning score)."""
+    reaches a tuning run, and the rule minimises the gap to the validation retain model (the task's tuning score)
+    over configurations x points of the unlearning curve (every 2 updates)."""
     cache, tuned = tmp_path / "cache", tmp_path / "tuned.yaml"
     args = ["experiment=tune_smoke", *task, f"cache_dir={cache}", f"output_dir={tmp_path / 'tune'}",
-            f"tuning.output={tuned}"]
+            f"tuning.output={tuned}", "tuning.curve_every=2"]
     result = tune.main(args)
     cfg = load_config(args)
     label, section = next(iter(cfg.tasks.items()))
@@ -165,10 +166,13 @@ def test_every_family_tunes_on_a_validation_split_without_its_test_forget_set(tm
         assert "validation_target_utility" not in result
     assert result["floor"] == pytest.approx(cfg.utility_floor * min(references))
     for name, m in result["methods"].items():
-        ok = [r for r in m["configurations"] if r["utility"] >= result["floor"]]
-        best = (min(ok, key=lambda r: r["forget_score"]) if ok else
-                max(m["configurations"], key=lambda r: r["utility"]))
-        assert m["chosen"] == best["args"], name
+        points = [(c["args"], p) for c in m["configurations"] for p in c["curve"]]
+        assert all(len(c["curve"]) > 1 for c in m["configurations"])      # a point before the end, at least
+        ok = [(a, p) for a, p in points if p["utility"] >= result["floor"]]
+        args, best = (min(ok, key=lambda x: x[1]["forget_score"]) if ok else
+                      max(points, key=lambda x: x[1]["utility"]))
+        assert m["chosen"] == {**args, **({"stop_after": best["updates"]} if best["updates"] < m["stop"]["of"]
+                                          else {})}, name
         per_seed = [s["forget_gap_to_retain"] for s in best["per_seed"]]
         assert best["forget_score"] == pytest.approx(sum(per_seed) / len(per_seed))
     assert "forget gap to retain ↓ (mean)" in (tmp_path / "tune" / "tuning.md").read_text()

@@ -1,16 +1,20 @@
 """The WMDP-style task: the generated world, lm-eval scoring checked against a direct computation, real mode on
 local fixtures in the public schemas (never the network)."""
+import dataclasses
 import json
 
 import pytest
 import torch
+import yaml
 
 import run_benchmark
+import tune
 from benchmarks.synthetic_wmdp import SyntheticWmdpConfig, generate
 from benchmarks.wmdp import WmdpConfig, WmdpTask, read_corpus
 from evals import lm_eval_bridge as bridge
-from unlearnbench.config import EmbeddedModelConfig
+from unlearnbench.config import ConfigError, EmbeddedModelConfig, load_config
 from unlearnbench.models import build_embedded_model, save_model, train_tokenizer
+from unlearnbench.tasks import build_task
 
 
 @pytest.fixture(scope="module")
@@ -120,34 +124,41 @@ def write_mc(path, rows):
     return str(path)
 
 
-def test_real_mode_runs_lm_eval_letter_tasks_on_local_copies(tiny, tmp_path):
-    """wmdp_real on a given model: lm-eval's own wmdp_bio / MMLU prompts over local files in their schemas; the
-    target is the model itself and, without model.retain, the results say there is no retain model."""
-    _, _, folder = tiny
+def real_copies(folder, tmp_path, n: int) -> list[str]:
+    """wmdp_real on model `folder` with local copies of n questions in the cais/wmdp and MMLU schemas."""
     q = [{"question": f"Which colour are the spores of species {i}?", "choices": ["amber", "violet", "teal", "ivory"],
-          "answer": i % 4} for i in range(6)]
+          "answer": i % 4} for i in range(n)]
     mmlu = [{**r, "subject": "anatomy"} for r in q]
     files = {"wmdp_bio": write_mc(tmp_path / "bio.jsonl", q),
              "mmlu_anatomy": write_mc(tmp_path / "anatomy.jsonl", mmlu),
              "mmlu_virology": write_mc(tmp_path / "virology.jsonl", mmlu)}
     corpus = write_mc(tmp_path / "forget.jsonl", [{"text": "The Velkran mould grows on old thatch."}] * 4)
     retain = write_mc(tmp_path / "retain.jsonl", [{"text": "The Ashbel lily blooms in May."}] * 4)
-    args = [f"model={folder}", "task=wmdp_real", f"task.forget_corpus={corpus}", f"task.retain_corpus={retain}",
+    return [f"model={folder}", "task=wmdp_real", f"task.forget_corpus={corpus}", f"task.retain_corpus={retain}",
             "task.neighbour_tasks=mmlu_virology", "task.general_tasks=mmlu_anatomy", "methods=GradAscent",
-            "unlearn.epochs=1", "unlearn.batch_size=2", "method_args.GradAscent.lr=1e-4",
-            # relearning without a retain model; NF4 needs layers of at least 64 weights, this model's have 16
-            "robustness.relearn_steps=2", "robustness.quant_bits=",
-            f"output_dir={tmp_path / 'out'}", f"cache_dir={tmp_path / 'cache'}"] + \
+            "unlearn.epochs=1", "unlearn.batch_size=2", f"cache_dir={tmp_path / 'cache'}"] + \
         [f"task.local_files.{k}={v}" for k, v in files.items()]
+
+
+def test_real_mode_runs_lm_eval_letter_tasks_on_local_copies(tiny, tmp_path):
+    """wmdp_real on a given model: lm-eval's own wmdp_bio / MMLU prompts over local files in their schemas; the
+    target is the model itself and, without model.retain, the results say there is no retain model."""
+    _, _, folder = tiny
+    args = real_copies(folder, tmp_path, 6) + [
+        "method_args.GradAscent.lr=1e-4", f"output_dir={tmp_path / 'out'}",
+        # relearning without a retain model; NF4 needs layers of at least 64 weights, this model's have 16
+        "robustness.relearn_steps=2", "robustness.quant_bits="]
     payload = run_benchmark.main(args)
     rows = {r["model"]: r for r in payload["results"]}
     assert rows["retain"]["status"] == "absent" and "no retain model" in rows["retain"]["error"]
     for name in ("target", "GradAscent"):
         m = rows[name]["metrics"]
-        # no invented gap to retain, and the relearned accuracy without a recovery against retraining
-        assert set(m) == {"forget_acc", "neighbour_acc", "general_acc", "model_utility", "relearn_forget_acc",
-                          "relearn_model_utility"}
+        # no invented gap to retain (to a random guess's instead), and the relearned accuracy without a recovery
+        # against retraining
+        assert set(m) == {"forget_acc", "neighbour_acc", "general_acc", "model_utility", "forget_gap_to_chance",
+                          "relearn_forget_acc", "relearn_model_utility"}
         assert all(0.0 <= v <= 1.0 for v in m.values())
+        assert m["forget_gap_to_chance"] == pytest.approx(abs(m["forget_acc"] - 0.25))
     assert rows["target"]["task"] == "wmdp_bio" and rows["GradAscent"]["cost"]["relative_cost"] is None
     stats = payload["per_item"]["wmdp_bio"]["target"]["forget"]
     assert len(stats["acc"]) == 6 and stats["task"] == ["wmdp_bio"] * 6
@@ -159,3 +170,50 @@ def test_real_mode_needs_its_corpora():
         WmdpTask(WmdpConfig(source="real")).load(None)
     with pytest.raises(ValueError, match="task.source must be synthetic or real"):
         WmdpTask(WmdpConfig(source="hub"))
+
+
+def test_real_mode_tunes_on_held_out_questions_its_test_runs_never_score(tiny, tmp_path):
+    """Real WMDP has no retain model and one question set: tune.py scores the validation_fraction of the local copy's
+    questions held out by their digests, minimising the gap to a random guess under a floor from the given model's
+    own utility; the tuned file carries the fraction, so a test run with it scores only the rest."""
+    _, _, folder = tiny
+    tuned = tmp_path / "tuned.yaml"
+    args = ["experiment=tune_smoke", *real_copies(folder, tmp_path, 10), "task.validation_fraction=0.3",
+            "tuning.floor_of=target", f"tuning.output={tuned}", f"output_dir={tmp_path / 'tune'}", "probes=none"]
+    result = tune.main(args)
+    assert result["objective"]["metric"] == "forget_gap_to_chance" and "validation_retain_utility" not in result
+    assert result["floor"] == pytest.approx(0.9 * result["validation_target_utility"])
+    m = result["methods"]["GradAscent"]
+    ok = [r for r in m["configurations"] if r["utility"] >= result["floor"]]
+    best = min(ok, key=lambda r: r["forget_score"]) if ok else max(m["configurations"], key=lambda r: r["utility"])
+    assert m["chosen"] == best["args"]                          # the declared rule, recomputed
+    assert yaml.safe_load(tuned.read_text())["task_args"] == {"validation_fraction": 0.3}
+
+    cfg = load_config(args)
+    test = build_task(*next(iter(cfg.tasks.items())))
+    test.load(tmp_path / "cache")
+    split, _ = test.validation()
+    held, scored = ({c for c, _ in t.questions["forget"]} for t in (split, test))
+    assert len(held) == 3 and len(scored) == 7 and not held & scored
+    whole = WmdpTask(dataclasses.replace(test.cfg, validation_fraction=0.0))
+    whole.load(None)
+    assert held | scored == {c for c, _ in whole.questions["forget"]}
+    # the parts are the questions' own: the file in another order holds out the same ones
+    bio = tmp_path / "bio.jsonl"
+    bio.write_text("".join(reversed(bio.read_text().splitlines(keepends=True))))
+    again = build_task(*next(iter(load_config(args).tasks.items())))
+    again.load(tmp_path / "cache2")
+    assert {c for c, _ in again.validation()[0].questions["forget"]} == held
+    with pytest.raises(ConfigError, match="no retain model .* tuning.floor_of=target"):
+        tune.main([a for a in args if not a.startswith("tuning.floor_of")])
+    with pytest.raises(ValueError, match="set task.validation_fraction"):
+        whole.validation()
+
+    # the test run reads the fraction from the tuned file: its rows are tuned and score the other 7 questions
+    run = [*real_copies(folder, tmp_path, 10), f"tuned={tuned}", f"output_dir={tmp_path / 'run'}", "probes=none",
+           "robustness.relearn_steps=0", "robustness.quant_bits="]
+    payload = run_benchmark.main(run)
+    assert len(payload["per_item"]["wmdp_bio"]["target"]["forget"]["acc"]) == 7
+    assert next(r for r in payload["results"] if r["model"] == "GradAscent")["settings"] == "tuned"
+    with pytest.raises(ConfigError, match="validation_fraction=0.5: the settings in tuned=.* were chosen on questions"):
+        load_config([*run, "task.validation_fraction=0.5"])

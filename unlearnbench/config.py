@@ -348,12 +348,27 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
             _set(tree, f"tasks.{next(iter(tasks))}.{key[5:]}", value)
         else:
             _set(tree, key, value)
-    for section in [tree, *(tree.get("tasks") or {}).values()]:    # the experiment's and each task's tuned file
+    tasks = tree.get("tasks") or {}
+    for section in [tree, *tasks.values()]:    # the experiment's and each task's tuned file
         if isinstance(section, dict) and section.get("tuned"):
-            chosen, own = tuned_args(str(section["tuned"])), section.get("method_args") or {}
+            chosen, held = read_tuned(str(section["tuned"]))
+            own = section.get("method_args") or {}
             section["method_args"] = {name: {**chosen.get(name, {}), **(own.get(name) or {})}
                                       for name in {*chosen, *own}}
+            for label, task in (tasks.items() if section is tree else [(None, section)]):
+                _share(task, held, label, str(section["tuned"]))
     return from_dict(ExperimentConfig, tree)
+
+
+def _share(task: dict, held: dict, label: str | None, tuned: str) -> None:
+    """The task settings a tuned file's sweep held its validation questions out with (real WMDP's
+    validation_fraction): a test run takes them, so that it scores none of those questions."""
+    for key, value in held.items():
+        if task.get(key, value) != value:
+            raise ConfigError(f"task{'s.' + label if label else ''}.{key}={task[key]}: the settings in tuned={tuned} "
+                              f"were chosen on questions held out with {key}={value}, which this run would score; "
+                              f"drop the setting (the tuned file sets it) or retune")
+        task[key] = value
 
 
 def tuned_path(name: str) -> Path:
@@ -361,17 +376,18 @@ def tuned_path(name: str) -> Path:
     return Path(name).expanduser() if name.endswith(".yaml") else CONFIG_ROOT / f"{name}.yaml"
 
 
-def tuned_args(name: str) -> dict:
-    """{method: settings} of a file tune.py wrote (tuned_path)."""
+def read_tuned(name: str) -> tuple[dict, dict]:
+    """({method: settings}, {task setting: value} its test runs share) of a file tune.py wrote (tuned_path)."""
     path = tuned_path(name)
     if not path.is_file():
         raise ConfigError(f"tuned={name!r}: no file {path}; run `python tune.py experiment=<its tuning experiment>` "
                           f"to write it, or drop tuned=")
-    args = read_yaml(path).get("method_args")
-    if not isinstance(args, dict) or not all(isinstance(v, dict) for v in args.values()):
-        raise ConfigError(f"{path}: needs a `method_args:` mapping {{method: {{hyperparameter: value}}}} (tune.py "
-                          f"writes one)")
-    return args
+    tree = read_yaml(path)
+    args, held = tree.get("method_args"), tree.get("task_args") or {}
+    if not isinstance(args, dict) or not all(isinstance(v, dict) for v in args.values()) or not isinstance(held, dict):
+        raise ConfigError(f"{path}: needs a `method_args:` mapping {{method: {{hyperparameter: value}}}} and at most a "
+                          f"`task_args:` mapping (tune.py writes them)")
+    return args, held
 
 
 def to_dict(cfg) -> dict:

@@ -52,9 +52,13 @@ is an input error before anything trains:
     validation(n) -> (task, TaskData)  optional, after load: the tuning protocol's split (tune.py), a task and
                                       its data sharing no forget row with the test forget set, whose forget set is
                                       n authors / species / articles (0: as many as the test's); the synthetic
-                                      worlds and real TOFU have it
+                                      worlds, real TOFU and real WMDP's local copies have it
+    held_out() -> dict                optional, with validation: task settings that the test runs of the chosen
+                                      settings must share with the sweep (real WMDP: the share of its questions
+                                      held out for validation); tune.py writes them, load_config applies them
     tuning_score: str                 optional: the metric tune.py's rule optimises, in its direction (default:
-                                      forget_score; WMDP- and MUSE-style: forget_gap_to_retain)
+                                      forget_score; WMDP- and MUSE-style: forget_gap_to_retain; real WMDP:
+                                      forget_gap_to_chance)
     offered_probes() -> tuple[str]    optional, after load: the probes (docs/probes.md) this data can serve; a task
     probe_pairs(probes) -> {name: items}                   that offers probes also defines the three below
     evaluate(..., probes=(...))       the probes' statistics beside the evaluation's (`stats["probes"]`), and
@@ -98,8 +102,8 @@ class Task(Protocol):
 REQUIRED_ATTRIBUTES = ("version", "forget_score", "utility", "forget_measure", "higher_is_better", "headline",
                        "log_scale", "prompted")
 REQUIRED_HOOKS = ("load", "scored_pairs", "evaluate", "metrics")
-OPTIONAL_HOOKS = ("relearn_split", "request_folds", "train_units", "pack", "validation", "offered_probes",
-                  "probe_pairs", "probe_scores")
+OPTIONAL_HOOKS = ("relearn_split", "request_folds", "train_units", "pack", "validation", "held_out",
+                  "offered_probes", "probe_pairs", "probe_scores")
 PROBE_HOOKS = ("offered_probes", "probe_pairs", "probe_scores")
 
 
