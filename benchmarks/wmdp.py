@@ -308,25 +308,33 @@ class WmdpTask:
 def _letter_items(path: str) -> list[tuple[str, list[str]]]:
     """A local copy's questions in the cais/wmdp schema as lm-eval's letter prompt writes them
     ("question\nA. c0\n...\nAnswer:", continuations " A" ...)."""
+    return [_letter_item(r) for r in _mc_rows(path)]
+
+
+def _mc_rows(path: str) -> list[dict]:
+    """The rows of a local question copy, each checked for a question and a list of choices."""
     rows = read_records(Path(path).expanduser())
     usable = lambda r: "question" in r and not isinstance(r.get("choices"), (str, type(None)))  # noqa: E731
     bad = next((i for i, r in enumerate(rows) if not usable(r)), None)      # (parquet gives choices as an array)
     if bad is not None:
         raise ValueError(f"{path}: row {bad} lacks 'question' or a 'choices' list; a local copy needs the cais/wmdp "
                          f"schema (question, choices, answer)")
+    return rows
+
+
+def _letter_item(r: dict) -> tuple[str, list[str]]:
     letters = "ABCDEFGHIJ"
-    return [("\n".join([r["question"], *(f"{letters[i]}. {c}" for i, c in enumerate(r["choices"]))]) + "\nAnswer:",
-             [" " + letters[i] for i in range(len(r["choices"]))]) for r in rows]
+    return ("\n".join([r["question"], *(f"{letters[i]}. {c}" for i, c in enumerate(r["choices"]))]) + "\nAnswer:",
+            [" " + letters[i] for i in range(len(r["choices"]))])
 
 
 def held_out(path: str, fraction: float, part: str, folder: Path) -> str:
     """One part of a local question file, written to `folder`: `validation` holds the round(fraction x n) questions
-    whose SHA-256 digests (of question and choices) come first, `test` the others; neither the file's order nor its
-    other rows move a question between the parts. Returns the part's file (JSON Lines, the rows as given)."""
-    rows = read_records(Path(path).expanduser())
-    digest = [hashlib.sha256(json.dumps([r.get("question"), list(r.get("choices") if r.get("choices") is not None
-                                                                 else [])], default=str).encode()).hexdigest()
-              for r in rows]
+    whose SHA-256 digests (of the question and its choices as the prompt writes them) come first, `test` the
+    others; neither the file's order nor its other rows move a question between the parts. Returns the part's file
+    (JSON Lines, the rows as given)."""
+    rows = _mc_rows(path)
+    digest = [hashlib.sha256(_letter_item(r)[0].encode()).hexdigest() for r in rows]     # question and choices
     first = set(sorted(digest)[:round(fraction * len(rows))])
     if not first or len(first) == len(set(digest)):
         raise ValueError(f"task.validation_fraction={fraction} of {path}'s {len(rows)} questions leaves a part "

@@ -217,3 +217,5 @@ def test_real_mode_tunes_on_held_out_questions_its_test_runs_never_score(tiny, t
     assert next(r for r in payload["results"] if r["model"] == "GradAscent")["settings"] == "tuned"
     with pytest.raises(ConfigError, match="validation_fraction=0.5: the settings in tuned=.* were chosen on questions"):
         load_config([*run, "task.validation_fraction=0.5"])
+    # the same fraction given on the command line (a string there) is no conflict
+    assert next(iter(load_config([*run, "task.validation_fraction=0.3"]).tasks.values()))["validation_fraction"] == 0.3

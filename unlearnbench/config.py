@@ -14,7 +14,8 @@ import yaml
 
 from unlearnbench.protocols import (DPSettings, PrivacySettings, RequestSettings, RobustnessSettings, SisaSettings,
                                     TuningSettings)
-from unlearnbench.strict import ConfigError, FieldError, deep_merge, from_dict, read_yaml  # noqa: F401 (re-exported)
+from unlearnbench.strict import (ConfigError, FieldError, coerce, deep_merge, from_dict,  # noqa: F401 (re-exported)
+                                 read_yaml)
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 
@@ -363,8 +364,8 @@ def load_config(overrides: list[str]) -> ExperimentConfig:
 def _share(task: dict, held: dict, label: str | None, tuned: str) -> None:
     """The task settings a tuned file's sweep held its validation questions out with (real WMDP's
     validation_fraction): a test run takes them, so that it scores none of those questions."""
-    for key, value in held.items():
-        if task.get(key, value) != value:
+    for key, value in held.items():       # a command line's value is a string until the config is built
+        if coerce(task.get(key, value), type(value), f"task.{key}") != value:
             raise ConfigError(f"task{'s.' + label if label else ''}.{key}={task[key]}: the settings in tuned={tuned} "
                               f"were chosen on questions held out with {key}={value}, which this run would score; "
                               f"drop the setting (the tuned file sets it) or retune")

@@ -19,7 +19,7 @@ class FieldError(ConfigError):
     """A field's value is out of range: raised by a dataclass's __post_init__ as "<field>=<value>: <fix>"."""
 
 
-def _coerce(value, tp, key: str):
+def coerce(value, tp, key: str):
     """Value of type `tp`, accepting the strings a command line gives; anything else is a ConfigError."""
     origin = typing.get_origin(tp)
     bad = ConfigError(f"config key {key!r}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
@@ -30,7 +30,7 @@ def _coerce(value, tp, key: str):
                     return None
                 continue
             try:
-                return _coerce(value, option, key)
+                return coerce(value, option, key)
             except ConfigError:
                 continue
         raise bad
@@ -44,7 +44,7 @@ def _coerce(value, tp, key: str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise bad
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise bad
@@ -90,7 +90,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
             # a partial section overrides the defaults of that section
             base = dataclasses.asdict(getattr(cls(), key)) if _has_defaults(cls) else {}
             value = deep_merge(base, value)
-        kwargs[key] = _coerce(value, tp, full)
+        kwargs[key] = coerce(value, tp, full)
     try:
         return cls(**kwargs)
     except FieldError as err:
