@@ -269,6 +269,15 @@ class MuseTask:
         phrasing (the synthetic world)."""
         return muse_probes.offered(self.sets)
 
+    def probe_claims(self, probes: tuple[str, ...]) -> dict[str, dict]:
+        """Per probe what it changes, and for `paraphrase` its questions, which no article or training row holds."""
+        return {p: {"changes": muse_probes.CHANGES[p],
+                    "unseen": [r["paraphrased_question"] for s in ("knowmem_forget", "knowmem_retain")
+                               for r in self.sets[s]] if muse_probes.CHANGES[p] == "unseen wording" else []}
+                for p in probes}
+
+    probe_names = staticmethod(lambda: muse_probes.PROBES)
+
     def probe_pairs(self, probes: tuple[str, ...]) -> dict[str, list[tuple[str, list[str]]]]:
         """The probes' (prompt, references) as raw text, for the length check."""
         return {f"probe {p} ({side})": its for p in probes
@@ -276,12 +285,10 @@ class MuseTask:
 
     def probe_scores(self, stats: dict) -> dict:
         """Per probe and side, the per-item ROUGE-L F1 (evals/probes.py); `plain` is VerbMem, the forget measure
-        (x 100, MUSE's scale), and the KnowMem probes are `apart` from it."""
+        (x 100, MUSE's scale); the KnowMem probes ask KnowMem's items."""
         out = {"plain": {"forget": {"score": stats["verbmem_forget"]["rougeL_f1"]}, "scale": 100}}
         for probe, by_side in stats.get("probes", {}).items():
             out[probe] = {side: {"score": v["rougeL_f1"]} for side, v in by_side.items()}
-            if probe in muse_probes.KNOWMEM:
-                out[probe]["apart"] = True
         return out
 
     # -- evaluation ------------------------------------------------------------------------------------------

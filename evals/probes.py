@@ -6,11 +6,10 @@ scale per probe, higher meaning "the model shows the fact" (TOFU: p(answer | pro
 probe answered right / wrong; WMDP: lm-eval's per-item accuracy): {probe: {split: {"score": [...], "ratio":
 [...]}}}, "ratio" being the per-item truth ratio where the probe has one. The split "forget" holds the forget items,
 "retain" the same probe on retained items (utility under the probe); the probe "plain" is the task's own question.
-A probe marked `"apart": True` asks other items than the plain question (MUSE's KnowMem probes beside VerbMem): it
-gets its test and its recovery, but no per-item worst case can pair its items with the plain ones. The plain
-entry's optional `"scale"` (MUSE: 100) is the factor from the per-item scores to the task's own metric: the
-test reads the scores as they are, the forget columns (`probe_<p>_forget`, the worst case) are reported on the
-metric's scale.
+The plain entry's optional `"scale"` (MUSE: 100) is the factor from the per-item scores to the task's own metric:
+the test reads the scores as they are, the forget columns (`probe_<p>_forget`) are reported on the metric's scale.
+A probe may ask other items than the plain question (MUSE's KnowMem probes beside VerbMem): its recovery is
+normalised under its own items, so it enters the worst case like any other.
 
 - **Discrimination** (`discrimination`): a probe is used only if the target scores measurably above the retain
   model under it: a one-sided Wilcoxon signed-rank test over the forget items of target minus retain scores,
@@ -18,11 +17,12 @@ metric's scale.
   left out of the worst case.
 - **Probe recovery** (`probe_metrics`): (m(row) - m(retain)) / (m(target) - m(retain)), m the probe's mean forget
   score: 0 = answers like the retain model under the same probe, 1 = like the target (read like the attacks').
-- **Worst case**: per item, the highest score over the discriminating probes and the plain question (an item
-  counts as known if any probe shows it, JensUn's worst case), averaged; for probes with truth ratios, the lowest
-  ratio per item (the strongest preference for the true answer), compared with the retain model's own per-item
-  worst case by the KS test of forget quality. The retain model under the same worst case is the yardstick: the
-  maximum over several probes rises by chance too.
+- **Worst case** (`worst_metrics`): the highest recovery over the plain question and every probe that
+  discriminates (`worst_recovery`, with `worst_probe` the one that attains it), so it is at least each of those
+  recoveries by construction: each is normalised by the retain model and the target under its own probe, and no
+  maximum mixes a 0/1 scale with a probability. With truth ratios (TOFU), `worst_forget_quality` is the lowest
+  per-probe forget quality over the same probes (each a KS test of the row against the retain model under that
+  probe), the plain forget quality included.
 """
 from __future__ import annotations
 
@@ -56,34 +56,36 @@ def discrimination(target: dict, retain: dict) -> dict[str, dict]:
     return out
 
 
-def worst_scores(scores: dict, probes: list[str], key: str = "score") -> np.ndarray:
-    """Per forget item, the highest `score` (or, key="ratio", the lowest truth ratio) over `probes`."""
-    rows = np.asarray([scores[p]["forget"][key] for p in probes], dtype=np.float64)
-    return rows.min(axis=0) if key == "ratio" else rows.max(axis=0)
-
-
-def probe_metrics(row: dict, retain: dict, target: dict, used: list[str], measure: str) -> dict[str, float]:
+def probe_metrics(row: dict, retain: dict, target: dict, used: list[str]) -> dict[str, float]:
     """A row's probe columns from the per-item scores of the row, the retain model and the target (each
-    {probe: {split: {"score", "ratio"?}}}); `used`: the discriminating probes (the worst case's), `measure`: the
-    name of the task's forget measure, for the worst-case column (e.g. forget_prob -> worst_forget_prob)."""
+    {probe: {split: {"score", "ratio"?}}}); `used`: the probes that discriminate (the worst case's, besides the
+    plain question). Per probe (the plain question as `plain`): its mean forget (and retained) score, its recovery
+    and, with truth ratios, its forget quality; then the worst case over the plain question and `used`."""
     out, scale = {}, row[PLAIN].get("scale", 1)
     mean = lambda s, p, split="forget": float(np.mean(s[p][split]["score"]))  # noqa: E731
     for p in row:
-        if p == PLAIN:
-            continue
-        out[f"probe_{p}_forget"] = mean(row, p) * scale
-        if "retain" in row[p]:
-            out[f"probe_{p}_retain"] = mean(row, p, "retain") * scale
+        if p != PLAIN:
+            out[f"probe_{p}_forget"] = mean(row, p) * scale
+            if "retain" in row[p]:
+                out[f"probe_{p}_retain"] = mean(row, p, "retain") * scale
         out[f"probe_{p}_recovery"] = recovery(mean(row, p), mean(retain, p), mean(target, p))
         if "ratio" in row[p]["forget"]:
             out[f"probe_{p}_forget_quality"] = forget_quality(row[p]["forget"]["ratio"], retain[p]["forget"]["ratio"])
-    worst = [PLAIN] + [p for p in used if p != PLAIN and not row[p].get("apart")]
-    m = {name: float(worst_scores(s, worst).mean()) for name, s in (("row", row), ("retain", retain),
-                                                                     ("target", target))}
-    out[f"worst_{measure}"] = m["row"] * scale
-    out["worst_recovery"] = recovery(m["row"], m["retain"], m["target"])
-    ratios = [p for p in worst if "ratio" in row[p]["forget"]]
-    if ratios:
-        out["worst_forget_quality"] = forget_quality(worst_scores(row, ratios, "ratio"),
-                                                     worst_scores(retain, ratios, "ratio"))
+    return {**out, **worst_metrics(out, [PLAIN] + [p for p in used if p != PLAIN])}
+
+
+def worst_metrics(columns: dict, included: list[str]) -> dict:
+    """The worst case over the `included` probes from their columns (`probe_<p>_recovery`, and
+    `probe_<p>_forget_quality` where a probe has truth ratios): `worst_recovery`, the highest recovery (a probe
+    whose target and retain model score alike has none and is skipped), `worst_probe` the probe that attains it
+    (the first in `included` order on a tie), and `worst_forget_quality`, the lowest forget quality."""
+    recoveries = {p: columns[f"probe_{p}_recovery"] for p in included
+                  if columns.get(f"probe_{p}_recovery") is not None}
+    out: dict = {"worst_recovery": None, "worst_probe": None}
+    if recoveries:
+        out["worst_probe"] = max(recoveries, key=lambda p: recoveries[p])
+        out["worst_recovery"] = recoveries[out["worst_probe"]]
+    qualities = [columns[f"probe_{p}_forget_quality"] for p in included if f"probe_{p}_forget_quality" in columns]
+    if qualities:
+        out["worst_forget_quality"] = min(qualities)
     return out

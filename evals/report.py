@@ -217,22 +217,26 @@ def robustness_table(records: list[dict], task: str) -> list[str]:
 
 PROBES_INTRO = ("Each forget item asked in ways no training or unlearning row asked it (docs/probes.md). "
                 "`probe_<p>_recovery` ↓ = (m(row) - m(retain)) / (m(target) - m(retain)), m the probe's mean forget "
-                "score: 0 = answers like the retain model under the same probe, 1 = like the target. `worst_*`: per "
-                "item the strongest showing over the probes that discriminate and the plain question, read against "
-                "the retain model's own worst case.")
+                "score (`plain`: the task's own question): 0 = answers like the retain model under the same probe, "
+                "1 = like the target. `worst_recovery`: the highest of these over the plain question and the probes "
+                "that discriminate, `worst_probe` the one that attains it (the first seed's); "
+                "`worst_forget_quality`: the lowest per-probe forget quality over the same probes.")
 
 
 def probes_table(records: list[dict], task: str, meta: dict) -> list[str]:
-    """The probes' columns (none asked: no section), after a line per probe saying whether it discriminates."""
+    """The probes' columns (none asked: no section), after a line per probe saying what it changes and whether it
+    discriminates."""
     info = meta.get("probes") or {}
     if not info.get("tests"):
         return []
-    rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
-    worst = [k for k in ("forget_quality", "worst_forget_quality") if any(k in r["metrics"] for r in rows)]
-    cols = worst + list(dict.fromkeys(k for r in rows for k in r["metrics"]
-                                      if k.startswith("worst_") and k not in worst))
-    cols += [f"probe_{p}_recovery" for p in info["asked"]]
-    tests = "; ".join(f"{p} {'discriminates' if t['discriminates'] else 'does not discriminate'} "
+    rows = [{**r, "metrics": {**r["metrics"], "worst_probe": (r.get("worst_probe") or {}).get("first")}}
+            for r in records if r["task"] == task and r["status"] == "ok"]
+    cols = [k for k in ("forget_quality", "worst_forget_quality", "worst_recovery") if any(k in r["metrics"]
+                                                                                             for r in rows)]
+    cols += ["worst_probe"] + [f"probe_{p}_recovery" for p in ["plain", *info["asked"]]]
+    changes = info.get("changes", {})
+    tests = "; ".join(f"{p}{f' ({changes[p]})' if p in changes else ''} "
+                      f"{'discriminates' if t['discriminates'] else 'does not discriminate'} "
                       f"(target {_fmt(t['target'])}, retain {_fmt(t['retain'])}, p = {t['p_value']:.2g})"
                       for p, t in info["tests"].items())
     seeds = ("Method rows: their first seed's model (probe_seeds=all: the mean over every seed's)"

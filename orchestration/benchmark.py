@@ -234,9 +234,12 @@ def row_record(pipe: Pipeline, models: Models, row: Row, chosen: dict, tests: di
                 **probing.columns(pipe, stats, models.retain_stats(seed), models.target_stats(seed), tests),
                 **row.seed_columns.get(seed, {})}
     out["metrics"] = {**score(unit["stats"], cfg.seed), **row.columns}
+    seeds = [(cfg.seed, out["metrics"])] + [(s, score(u["stats"], s)) for s, u in row.repeats]
     if row.repeats:
-        spread.over_seeds(out, [(cfg.seed, out["metrics"])] + [(s, score(u["stats"], s)) for s, u in row.repeats],
-                          task.log_scale)
+        spread.over_seeds(out, seeds, task.log_scale)
+    worst = probing.worst_probes([m for _, m in seeds], tests) if tests else None
+    if worst:
+        out["worst_probe"] = worst
     return out
 
 

@@ -1,10 +1,13 @@
 """Probes as columns of every row (docs/probes.md): the discrimination test of each probe on the run's target and
 retain model, then each row's probe columns for its first seed (probe_seeds=all: for every seed, so that they
 carry intervals like the rest): per probe its forget score, retained score and recovery, and the worst case over
-the probes that discriminate. The numbers are evals/probes.py's; the per-item scores are the task's
-(`probe_scores`) from statistics its evaluation computed with the probes (Pipeline.probes).
+the plain question and the probes that discriminate, with the probe that attains it. The numbers are
+evals/probes.py's; the per-item scores are the task's (`probe_scores`) from statistics its evaluation computed
+with the probes (Pipeline.probes).
 """
 from __future__ import annotations
+
+from collections import Counter
 
 from evals import probes
 
@@ -18,19 +21,67 @@ def discrimination(pipe, target_stats: dict, retain_stats: dict | None) -> dict:
     return probes.discrimination(task.probe_scores(target_stats), task.probe_scores(retain_stats))
 
 
+def used(tests: dict) -> list[str]:
+    """The probes the worst case covers besides the plain question: those that discriminate."""
+    return [p for p, t in tests.items() if t["discriminates"] and p != probes.PLAIN]
+
+
 def columns(pipe, stats: dict, retain_stats: dict | None, target_stats: dict, tests: dict) -> dict:
-    """A row's probe columns (its seed's statistics, against that seed's retain model and target); none for a seed
-    evaluated without the probes (probe_seeds=first)."""
+    """A row's probe columns, numbers only (its seed's statistics, against that seed's retain model and target);
+    none for a seed evaluated without the probes (probe_seeds=first)."""
     if not tests or "probes" not in stats:
         return {}
     task = pipe.task
-    used = [p for p, t in tests.items() if t["discriminates"]]
-    return probes.probe_metrics(task.probe_scores(stats), task.probe_scores(retain_stats),
-                                task.probe_scores(target_stats), used, task.forget_measure)
+    out = probes.probe_metrics(task.probe_scores(stats), task.probe_scores(retain_stats),
+                               task.probe_scores(target_stats), used(tests))
+    out.pop("worst_probe")
+    return out
+
+
+def worst_probes(per_seed: list[dict], tests: dict) -> dict | None:
+    """The probe that attains each probed seed's worst-case recovery, from its columns: {"first": the record's own
+    seed's, "counts": {probe: seeds}}; None where no seed was probed."""
+    names = [probes.worst_metrics(m, [probes.PLAIN] + used(tests))["worst_probe"] for m in per_seed
+             if "worst_recovery" in m]
+    names = [n for n in names if n is not None]
+    return {"first": names[0], "counts": dict(Counter(names))} if names else None
 
 
 def describe(pipe, tests: dict) -> dict:
-    """The dataset section's `probes`: what was asked, what the task offers, and each probe's test."""
-    offered = pipe.task.offered_probes() if "offered_probes" in pipe.task.capabilities else ()
+    """The dataset section's `probes`: what was asked, what the task offers, what each probe changes, and each
+    probe's test."""
+    task = pipe.task
+    offered = task.offered_probes() if "offered_probes" in task.capabilities else ()
+    claims = task.probe_claims(tuple(pipe.probes)) if pipe.probes else {}
     return {"asked": list(pipe.probes), "offered": list(offered), "test": probes.TEST, "tests": tests,
-            "seeds": pipe.cfg.probe_seeds}
+            "changes": {p: c["changes"] for p, c in claims.items()}, "seeds": pipe.cfg.probe_seeds}
+
+
+class ProbeLeakError(RuntimeError):
+    """An unlearning run trained on a text that one of the run's probes claims no model trained on."""
+
+
+def _squashed(text: str) -> str:
+    """The text without whitespace: a decoded token sequence may space words differently than they were written."""
+    return "".join(text.split())
+
+
+def unseen_texts(pipe) -> dict[str, list[str]]:
+    """Per asked probe of unseen wording, the texts it claims no model trained on (the task's `probe_claims`)."""
+    if not pipe.probes:
+        return {}
+    return {p: c["unseen"] for p, c in pipe.task.probe_claims(tuple(pipe.probes)).items() if c["unseen"]}
+
+
+def check_unseen(method: str, unseen: dict[str, list[str]], consumed: set, tokenizer) -> None:
+    """Raise ProbeLeakError if a text of `unseen` occurs in a row the run consumed (token ids, decoded): such a
+    probe would read as knowledge the method kept where it only learned the probe's own text."""
+    if not unseen or not consumed:
+        return
+    trained = "\0".join(_squashed(tokenizer.decode(list(ids), skip_special_tokens=True)) for ids in consumed)
+    for probe, texts in unseen.items():
+        hit = next((t for t in texts if _squashed(t) in trained), None)
+        if hit is not None:
+            raise ProbeLeakError(f"ProbeLeakError: {method} trained on the text of probe {probe!r} ({hit!r}), which "
+                                 f"claims that no model trained on it; a method must not unlearn on a probe's "
+                                 f"held-out text (or leave that probe out: probes=all,-{probe})")

@@ -134,8 +134,9 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
 
 
 def render_probes(results: dict) -> list[list[tuple[str, bool]]]:
-    """Each row under the probes (evals/probes.py): the plain forget score beside its worst case over the probes
-    that discriminate (with intervals over seeds), the worst case's recovery, and each probe's recovery."""
+    """Each row under the probes (evals/probes.py): the plain forget score beside the worst case over the plain
+    question and the probes that discriminate (with intervals over seeds), the probe that attains it (with how
+    many seeds it attains it on, where several were probed), and every probe's recovery, the plain one first."""
     meta = next(iter(results["datasets"].values()))
     tofu = meta.get("family", "tofu") == "tofu"
     m = MEASURES[meta.get("family", "tofu")]
@@ -146,8 +147,9 @@ def render_probes(results: dict) -> list[list[tuple[str, bool]]]:
         spec += [("forget quality ↑", scored("forget_quality", sci), True),
                  ("worst-case forget quality ↑", scored("worst_forget_quality", sci), True)]
     spec += [(m.replace("_", " ") + " ↓", scored(m, f3), True),
-             (f"worst-case {m.replace('_', ' ')}", scored(f"worst_{m}", f3), True),
-             ("worst-case recovery ↓", scored("worst_recovery", f3), True)]
+             ("worst-case recovery ↓", scored("worst_recovery", f3), True),
+             ("attained by", worst_probe, True),
+             ("plain recovery", lambda r: f3(r["metrics"].get("probe_plain_recovery")), True)]
     spec += [(f"{p} recovery", lambda r, p=p: f3(r["metrics"].get(f"probe_{p}_recovery")), True)
              for p in meta["probes"]["asked"]]
     rows = [[(h, True) for h, _, _ in spec]]
@@ -155,13 +157,25 @@ def render_probes(results: dict) -> list[list[tuple[str, bool]]]:
                    if r["status"] == "ok"]
 
 
+def worst_probe(record: dict) -> str:
+    """The probe that attains a row's worst case: its first seed's, and on how many seeds each did where several
+    were probed."""
+    worst = record.get("worst_probe")
+    if not worst:
+        return "—"
+    if sum(worst["counts"].values()) == 1:
+        return worst["first"]
+    return ", ".join(f"{p} ({n})" for p, n in sorted(worst["counts"].items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def render_probe_tests(results: dict) -> list[list[tuple[str, bool]]]:
-    """The discrimination test of every probe on the run's target and retain model."""
-    tests = next(iter(results["datasets"].values()))["probes"]["tests"]
-    rows = [[(h, True) for h in ("probe", "target", "retain", "gap", "p-value", "discriminates")]]
-    return rows + [[(p, True), (f3(t["target"]), True), (f3(t["retain"]), True), (f3(t["gap"]), True),
-                    (f"{t['p_value']:.2g}", True), ("yes" if t["discriminates"] else "no", True)]
-                   for p, t in tests.items()]
+    """The discrimination test of every probe on the run's target and retain model, with what the probe changes."""
+    probes = next(iter(results["datasets"].values()))["probes"]
+    changes = {"plain": "(the task's own question)", **probes.get("changes", {})}
+    rows = [[(h, True) for h in ("probe", "changes", "target", "retain", "gap", "p-value", "discriminates")]]
+    return rows + [[(p, True), (changes.get(p, "—"), True), (f3(t["target"]), True), (f3(t["retain"]), True),
+                    (f3(t["gap"]), True), (f"{t['p_value']:.2g}", True), ("yes" if t["discriminates"] else "no", True)]
+                   for p, t in probes["tests"].items()]
 
 
 def render_requests(results: dict) -> list[list[tuple[str, bool]]]:
