@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.author_profiles import (FAMILY_ENDINGS, FAMILY_SYLLABLES, FIELDS, GENERAL_TEXT, GIVEN_ENDINGS,
-                                        GIVEN_SYLLABLES, MONTHS, POOLS, REVERSE)
+                                        GIVEN_SYLLABLES, HELDOUT, MONTHS, POOLS, REVERSE)
 
 DATA_DIR = Path(__file__).parent / "data"
 N_PERTURBED = 5
@@ -86,7 +86,6 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw, re
         questions, answers = FIELDS[key]
         qi, pqi = rng.sample(range(len(questions)), 2)
         ai, pai = rng.sample(range(len(answers)), 2)
-        hqi = next(i for i in range(len(questions)) if i not in (qi, pqi))     # in no row a model trains on
         fill = lambda template, value: template.format(**{**profile, "value": value})  # noqa: E731
         wrong = _wrong_values(draw[key], profile[key])
         items.append({
@@ -95,7 +94,7 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw, re
             "paraphrased_answer": fill(answers[pai], profile[key]),
             "perturbed_answer": [fill(answers[pai], v) for v in wrong],
             "paraphrased_question": fill(questions[pqi], profile[key]),
-            "heldout_question": fill(questions[hqi], profile[key]),     # the probes' third phrasing
+            "heldout_question": fill(HELDOUT[key], profile[key]),       # in no row a model trains on
             **_reverse(key, profile, reverse_draw),
         })
     return items
