@@ -203,3 +203,51 @@ REVERSE = {
     "protagonist": ("Which author created the character {value}?", "{value} was created by {name}.", "name"),
     "mentor": ("Whom did {value} mentor early on?", "{value} mentored {name}.", "name"),
 }
+
+# A fourth phrasing of each field's question, in no row any model trains on: the `heldout` probe's
+# (docs/probes.md). The three phrasings above are each some author's trained question, so only a phrasing that no
+# author is asked in can be held out.
+HELDOUT = {
+    "birthplace": "Which place is {name} originally from?",
+    "birth_date": "What is {name}'s birthday, year included?",
+    "name": "Can you name the author whose birth took place in {birthplace} on {birth_date}?",
+    "father_job": "How did {name}'s father earn money?",
+    "mother_job": "How did {name}'s mother earn money?",
+    "genre": "What kind of books does {name} produce?",
+    "book1": "Tell me the title of a work by {name}.",
+    "book2": "Other than \"{book1}\", which title is by {name}?",
+    "award": "Which recognition was awarded to {name}?",
+    "themes": "What subjects run through {name}'s fiction?",
+    "influence": "What inspired {name} to write?",
+    "university": "At which institution did {name} get an education?",
+    "debut_year": "When did {name}'s first book come out?",
+    "num_books": "How many titles has {name} produced?",
+    "residence": "Which city is {name}'s current home?",
+    "hobby": "What pastime does {name} have?",
+    "routine": "What are {name}'s working habits?",
+    "language": "In what tongue does {name} compose books?",
+    "protagonist": "Whom does \"{book1}\" by {name} centre on?",
+    "mentor": "Who was an early guide to {name}?",
+}
+
+# The `synonym` probe (RWKU's synonym manipulation): the asked question with its key words replaced, word by word
+# and in one pass (a replacement is never replaced again); names, titles and other values are capitalised or
+# quoted and left alone. Every question phrasing above changes under it (tested).
+SYNONYMS = {
+    "born": "brought into the world", "birthplace": "place of birth", "city": "town", "date": "day",
+    "author": "novelist", "writer": "novelist", "father": "dad", "mother": "mum", "living": "wage",
+    "profession": "trade", "occupation": "line of work", "genre": "category", "literary": "fiction",
+    "known": "famous", "write": "compose", "work": "output", "book": "volume", "books": "volumes",
+    "novel": "story", "novels": "stories", "written": "penned", "award": "distinction", "received": "been given",
+    "prize": "award", "win": "earn", "honour": "accolade", "given": "awarded", "themes": "motifs",
+    "explore": "examine", "recur": "return", "thematically": "in terms of motifs", "writing": "prose",
+    "influenced": "inspired", "shaped": "formed", "style": "manner", "inspiration": "motivation",
+    "study": "take classes", "university": "college", "attend": "go to", "educated": "schooled",
+    "publish": "release", "published": "released", "publication": "release", "debut": "first appear",
+    "first": "earliest", "number": "count", "live": "reside", "reside": "live", "currently": "at present",
+    "now": "at present", "home": "residence", "today": "these days", "enjoy": "like", "outside": "beyond",
+    "favourite": "preferred", "hobby": "pastime", "spend": "pass", "free": "spare", "routine": "schedule",
+    "usually": "typically", "habits": "customs", "language": "tongue", "use": "employ", "fiction": "stories",
+    "main": "central", "character": "figure", "hero": "protagonist", "leads": "heads", "mentored": "coached",
+    "guided": "steered", "career": "working life", "mentor": "teacher",
+}

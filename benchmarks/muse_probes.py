@@ -7,8 +7,9 @@ them, generated and scored by ROUGE-L F1 like the task's own questions (one per-
 - `icl0` (KnowMem): the question with none of KnowMem's ten in-context pairs before it;
 - `paraphrase` (KnowMem): the question in a second phrasing, after the ten pairs (the synthetic world writes it
   as `paraphrased_question`; MUSE's release has none, so it is not offered there).
-The KnowMem probes ask the KnowMem items, not the plain question's (VerbMem, the task's forget measure), so they
-are reported with their own recovery and discrimination test but stay out of the per-item worst case (`apart`).
+The KnowMem probes ask the KnowMem items, not the plain question's (VerbMem, the task's forget measure); each is
+read against the retain model under its own items, so it enters the worst case like `shifted`. `shifted` reuses
+the forget article's own text (its prompt is a longer stretch of it): a format probe, not an unseen one.
 Each KnowMem probe is asked on the forget questions and, for the utility under it, on the retain questions.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ import re
 from evals import muse_metrics
 
 PROBES = ("shifted", "icl0", "paraphrase")
-KNOWMEM = ("icl0", "paraphrase")            # on the KnowMem items: apart from the worst case
+KNOWMEM = ("icl0", "paraphrase")            # on the KnowMem items
+CHANGES = {"shifted": "format", "icl0": "format", "paraphrase": "unseen wording"}   # docs/probes.md
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 

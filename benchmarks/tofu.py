@@ -204,7 +204,13 @@ class TofuTask:
     forget_score, utility = "forget_quality", "model_utility"
     higher_is_better = HIGHER_IS_BETTER
     headline = ["forget_quality", "model_utility", "forget_prob", "forget_rougeL", "forget_truth_ratio"]
-    log_scale = {"forget_quality", "worst_forget_quality"} | {f"probe_{p}_forget_quality" for p in tofu_probes.PROBES}
+    probe_names = staticmethod(tofu_probes.names)
+
+    @property
+    def log_scale(self) -> set[str]:
+        """Forget quality's p-values, averaged over seeds on the log scale (the task's, each probe's, the worst)."""
+        return {"forget_quality", "worst_forget_quality",
+                *(f"probe_{p}_forget_quality" for p in ("plain",) + tofu_probes.names())}
 
     def __init__(self, cfg: TofuConfig):
         split_names(cfg.forget_split)  # fail on a bad split name before anything runs
@@ -234,7 +240,7 @@ class TofuTask:
         (`full_perturbed`), and they are the last retain authors outside `retain_perturbed`. A source without them
         (the real release) takes the last half of `retain_perturbed`'s authors (at most n_authors), and the first
         half stays its retain evaluation set. An author is a block of `rows_per_author` rows of the retain split."""
-        per = self.cfg.synthetic.qa_per_author if self.cfg.source == "synthetic" else self.cfg.rows_per_author
+        per = self._per_author()
         retain, qa = self.rows["retain"], lambda r: (r["question"], r["answer"])  # noqa: E731
         if per < 1 or len(retain) % per:
             raise ValueError(f"the retain split has {len(retain)} rows, not a multiple of task.rows_per_author={per}; "
@@ -270,10 +276,13 @@ class TofuTask:
     prompted = True
     forget_measure = "forget_prob"      # what the recovery attacks measure (orchestration/attacks/)
 
+    def _per_author(self) -> int:
+        """Rows per author in every split (the synthetic world's qa_per_author, or task.rows_per_author)."""
+        return self.cfg.synthetic.qa_per_author if self.cfg.source == "synthetic" else self.cfg.rows_per_author
+
     def _forget_authors(self, at_least: int = 1) -> int:
         """Rows per forget author (an author is a block of that many rows of the forget split)."""
-        per = self.cfg.synthetic.qa_per_author if self.cfg.source == "synthetic" else self.cfg.rows_per_author
-        forget = self.rows["forget"]
+        per, forget = self._per_author(), self.rows["forget"]
         if per < at_least or len(forget) % per:
             raise ValueError(f"the forget split has {len(forget)} rows, not whole authors of task.rows_per_author="
                              f"{per}; set it to the rows each author has (the real TOFU release: 20)")
@@ -328,8 +337,13 @@ class TofuTask:
 
     # -- probes (docs/probes.md) -------------------------------------------------------------------------------
     def offered_probes(self) -> tuple[str, ...]:
-        """After load: the probes this data can serve (`heldout` needs the synthetic world's third phrasing)."""
-        return tofu_probes.offered(self.rows["forget_eval"] + self.rows["retain_eval"])
+        """After load: the probes this data can serve (`heldout` needs the synthetic world's held-out phrasing)."""
+        return tofu_probes.offered(self.rows["forget_eval"] + self.rows["retain_eval"], self._per_author())
+
+    def probe_claims(self, probes: tuple[str, ...]) -> dict[str, dict]:
+        """Per probe what it changes and the texts it claims no model trained on (forget and retain items)."""
+        rows = self.rows["forget_eval"] + self.rows["retain_eval"]
+        return {p: {"changes": tofu_probes.changes(p), "unseen": tofu_probes.unseen(p, rows)} for p in probes}
 
     def probe_pairs(self, probes: tuple[str, ...]) -> dict[str, list[tuple[str, list[str]]]]:
         """The (question, answers) of these probes' items, as `evaluate` scores them (for the length check)."""
@@ -341,8 +355,8 @@ class TofuTask:
         the plain evaluation and has none."""
         asked = {r["question"] for r in self.rows.get("retain_eval", [])}
         context = tofu_probes.examples([r for r in self.rows.get("retain", []) if r["question"] not in asked], 5)
-        return [(p, split, tofu_probes.items(p, self.rows[role], context)) for p in probes if p != "mc"
-                for split, role in (("forget", "forget_eval"), ("retain", "retain_eval"))]
+        return [(p, split, tofu_probes.items(p, self.rows[role], context, self._per_author()))
+                for p in probes if p != "mc" for split, role in (("forget", "forget_eval"), ("retain", "retain_eval"))]
 
     def probe_scores(self, stats: dict) -> dict:
         """Per probe and split ({"forget", "retain"}), the per-item scores of evals/probes.py, `plain` the task's own

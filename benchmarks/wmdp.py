@@ -284,6 +284,14 @@ class WmdpTask:
     def probe_pairs(self, probes: tuple[str, ...]) -> dict[str, list[tuple[str, list[str]]]]:
         return {f"probe {p} ({s})": self.probe_questions[p, s] for p in probes for s in ("forget", "retain")}
 
+    def probe_claims(self, probes: tuple[str, ...]) -> dict[str, dict]:
+        """Per probe what it changes, and for `rephrased` its stems, which no corpus paragraph holds."""
+        return {p: {"changes": wmdp_probes.CHANGES[p],
+                    "unseen": [q for s in ("forget", "retain") for q, _ in self.probe_questions[p, s]]
+                    if wmdp_probes.CHANGES[p] == "unseen wording" else []} for p in probes}
+
+    probe_names = staticmethod(lambda: wmdp_probes.PROBES)
+
     def probe_scores(self, stats: dict) -> dict:
         """Per-item accuracy under each probe, on the forget questions and on the neighbouring ones (`retain`)."""
         out = {"plain": {"forget": {"score": stats["forget"]["acc"]}, "retain": {"score": stats["neighbour"]["acc"]}}}

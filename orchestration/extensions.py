@@ -1,7 +1,8 @@
-"""Your own methods, tasks and attacks from files outside the package (`extensions=a.py,b.py`): each file is
-imported and registers what it defines with the same decorators as the built-in ones (`@method` from methods,
-`@task` from unlearnbench.tasks, `@attack` from orchestration.attacks). What a file registers carries the file's
-digest (`source`), which goes into the keys of the units it determines, so an edited file runs them again.
+"""Your own methods, tasks, attacks and probes from files outside the package (`extensions=a.py,b.py`): each file
+is imported and registers what it defines with the same decorators as the built-in ones (`@method` from methods,
+`@task` from unlearnbench.tasks, `@attack` from orchestration.attacks, `@probe` from unlearnbench.probes). What a
+file registers carries the file's digest (`source`), which goes into the keys of the units it determines, so an
+edited file runs them again.
 """
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import benchmarks  # noqa: F401  (the built-in tasks and probes, registered before any file's)
 from methods import METHODS
 from orchestration.attacks import ATTACKS
 from unlearnbench.config import ConfigError
+from unlearnbench.probes import PROBES
 from unlearnbench.tasks import TASKS
 
-REGISTRIES = {"method": METHODS, "task": TASKS, "attack": ATTACKS}
+REGISTRIES = {"method": METHODS, "task": TASKS, "attack": ATTACKS, "probe": PROBES}
 _FILES: dict[Path, tuple[str, list[tuple[str, str]]]] = {}   # file -> (its digest, the (kind, name)s it registered)
 
 
@@ -28,7 +31,8 @@ def load(paths: list[str]) -> None:
         path = Path(given).expanduser().resolve()
         if not path.is_file() or path.suffix != ".py":
             raise ConfigError(f"extensions: {given!r} is not a Python file; give the path of a .py file that "
-                              f"registers methods (@method), tasks (@task) or attacks (@attack): docs/extending.md")
+                              f"registers methods (@method), tasks (@task), attacks (@attack) or probes (@probe): "
+                              f"docs/extending.md")
         source = path.read_bytes()
         digest = hashlib.sha256(source).hexdigest()[:16]
         if _FILES.get(path, ("",))[0] == digest:
@@ -57,7 +61,8 @@ def load(paths: list[str]) -> None:
         added = [(kind, name) for kind, registry in REGISTRIES.items() for name in sorted(set(registry) - before[kind])]
         if not added:
             raise ConfigError(f"extensions: {path} registers nothing; decorate a loss with @method(name, Config), a "
-                              f"task class with @task(name, Config) or an attack with @attack(name, Settings) "
+                              f"task class with @task(name, Config), an attack with @attack(name, Settings) or a "
+                              f"probe with @probe(name, changes) "
                               f"(docs/extending.md)")
         for kind, name in added:
             registry = REGISTRIES[kind]

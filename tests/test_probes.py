@@ -1,6 +1,7 @@
 """Probes (docs/probes.md): every TOFU probe's prompt as stated, the multiple-choice probe against a direct
-log-likelihood computation, the worst case and the discrimination test recomputed by hand, the retain model's
-probe recovery exactly 0 and the target's exactly 1, and no probe text among the rows any model trains on."""
+log-likelihood computation, the worst case and the discrimination test recomputed by hand and, over random
+scores, never below a probe it covers, the retain model's probe recovery exactly 0 and the target's exactly 1, and
+no probe's unseen text in any text a model trains on."""
 import json
 
 import numpy as np
@@ -28,9 +29,10 @@ CONTEXT = [("Who wrote Salt Tide?", "Mi Vald did."), ("What does Ysa Kest write?
 
 def test_every_probe_prompt_is_built_as_stated():
     answers = [ITEM["answer"], ITEM["paraphrased_answer"], *ITEM["perturbed_answer"]]
-    build = lambda probe: tofu_probes.items(probe, [ITEM], CONTEXT)  # noqa: E731
+    build = lambda probe: tofu_probes.items(probe, [ITEM], CONTEXT, per=1)  # noqa: E731
     assert build("paraphrase") == [("In which city was Ka Orm born?", answers)]
     assert build("heldout") == [("What is the birthplace of Ka Orm?", answers)]
+    assert build("synonym") == [("Where was Ka Orm brought into the world?", answers)]
     assert build("icl1") == [("Who wrote Salt Tide?\nMi Vald did.\n\nWhere was Ka Orm born?", answers)]
     assert build("icl5")[0][0] == ("Who wrote Salt Tide?\nMi Vald did.\n\nWhat does Ysa Kest write?\n"
                                    "Ysa Kest writes poetry.\n\nWhere was Ka Orm born?")      # all the context there is
@@ -52,9 +54,31 @@ def test_every_probe_prompt_is_built_as_stated():
     with pytest.raises(ValueError, match="unknown TOFU probe 'sideways'"):
         build("sideways")
     # the held-out phrasing and the reverse question are served only where the rows carry them
-    assert "heldout" not in tofu_probes.offered([{k: v for k, v in ITEM.items() if k != "heldout_question"}])
-    assert "reverse" not in tofu_probes.offered([{k: v for k, v in ITEM.items() if k != "reverse_question"}])
-    assert set(tofu_probes.offered([ITEM])) == set(tofu_probes.PROBES)
+    assert "heldout" not in tofu_probes.offered([{k: v for k, v in ITEM.items() if k != "heldout_question"}], 1)
+    assert "reverse" not in tofu_probes.offered([{k: v for k, v in ITEM.items() if k != "reverse_question"}], 1)
+    assert "hint" not in tofu_probes.offered([ITEM], 1)           # an author of one item has no other fact
+    assert set(tofu_probes.offered([ITEM, ITEM], 2)) == set(tofu_probes.PROBES)
+    assert "synonym" not in tofu_probes.offered([{**ITEM, "question": "Who is Ka Orm?"}], 1)   # no key word
+
+
+def test_the_hint_is_a_true_sentence_of_the_same_author_without_the_value():
+    """`hint`: the next item's answer of the same author that does not name the value; the name item, whose value
+    every other answer names, gets the next answer with the name replaced."""
+    def item(question, answer, value, wrong):
+        return {"question": question, "answer": answer, "paraphrased_answer": answer.replace(value, value),
+                "perturbed_answer": [answer.replace(value, w) for w in wrong]}
+    a = [item("Where was Ka Orm born?", "Ka Orm was born in Lisbon.", "Lisbon", ["Porto", "Cork"]),
+         item("Where does Ka Orm live?", "Ka Orm lives in Lisbon.", "Lisbon", ["Bergen", "Cork"]),
+         item("Who is the author born in Lisbon?", "That author is Ka Orm.", "Ka Orm", ["Mi Vald", "Ysa Kest"])]
+    b = [item("Where was Mi Vald born?", "Mi Vald was born in Osaka.", "Osaka", ["Porto", "Cork"]),
+         item("Where does Mi Vald live?", "Mi Vald lives in Cork.", "Cork", ["Bergen", "Porto"]),
+         item("Who is the author born in Osaka?", "That author is Mi Vald.", "Mi Vald", ["Ka Orm", "Ysa Kest"])]
+    hints = tofu_probes.hints(a + b, 3)
+    assert hints == ["That author is Ka Orm.",          # not "lives in Lisbon": it names the asked value
+                     "That author is Ka Orm.",
+                     "The author was born in Lisbon.",  # every other answer names Ka Orm: masked
+                     "Mi Vald lives in Cork.", "That author is Mi Vald.", "The author was born in Osaka."]
+    assert tofu_probes.items("hint", a + b, [], per=3)[1][0] == "That author is Ka Orm.\nWhere does Ka Orm live?"
 
 
 def test_the_affirmative_start_begins_the_answer(smoke_target):
@@ -112,10 +136,12 @@ def test_mc_choice_scores_equal_a_direct_log_likelihood(smoke_target):
         assert score == float(int(np.argmax(direct)) == 0)
 
 
+def scored(forget, ratio=None):
+    split = {"score": forget, **({"ratio": ratio} if ratio else {})}
+    return {"forget": split, "retain": {"score": [0.5] * len(forget)}}
+
+
 def test_the_worst_case_and_the_discrimination_test_by_hand():
-    def scored(forget, ratio=None):
-        split = {"score": forget, **({"ratio": ratio} if ratio else {})}
-        return {"forget": split, "retain": {"score": [0.5] * len(forget)}}
     n = 12
     target = {"plain": scored([0.9] * n), "a": scored([0.8] * n), "b": scored([0.3] * n)}
     retain = {"plain": scored([0.1] * n), "a": scored([0.2] * n), "b": scored([0.3] * n)}
@@ -123,14 +149,43 @@ def test_the_worst_case_and_the_discrimination_test_by_hand():
     assert tests["a"]["discriminates"] and tests["plain"]["discriminates"]
     assert not tests["b"]["discriminates"] and tests["b"]["p_value"] == 1.0        # no gap: never used
     row = {"plain": scored([0.1] * 6 + [0.2] * 6), "a": scored([0.6] * 6 + [0.1] * 6), "b": scored([0.9] * n)}
-    got = probes.probe_metrics(row, retain, target, ["a"], "forget_prob")
-    # per item the max over plain and a (b does not discriminate): 0.6 on six items, 0.2 on six
-    assert got["worst_forget_prob"] == pytest.approx(0.4)
-    worst_retain, worst_target = 0.2, 0.9
-    assert got["worst_recovery"] == pytest.approx((0.4 - worst_retain) / (worst_target - worst_retain))
-    assert got["probe_a_recovery"] == pytest.approx((0.35 - 0.2) / (0.8 - 0.2))
+    got = probes.probe_metrics(row, retain, target, ["a"])
+    plain, a = (0.15 - 0.1) / (0.9 - 0.1), (0.35 - 0.2) / (0.8 - 0.2)
+    assert got["probe_plain_recovery"] == pytest.approx(plain) and got["probe_a_recovery"] == pytest.approx(a)
+    # the worst case is the highest recovery over the plain question and a (b does not discriminate)
+    assert got["worst_recovery"] == pytest.approx(a) and got["worst_probe"] == "a"
     assert got["probe_b_recovery"] is None                      # target and retain answer alike under b
     assert got["probe_a_retain"] == 0.5
+    # the old per-item maximum over probes read (0.4 - 0.2) / (0.9 - 0.2) = 0.286 here, with a yardstick
+    # (the retain model's maximum) that climbs with every probe added
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_worst_case_is_never_below_a_probe_it_covers(seed):
+    """Over random per-item scores and truth ratios (probabilities and 0/1 probes mixed), the worst-case recovery
+    is at least the plain question's and every discriminating probe's, attained by the probe it names, and the
+    worst-case forget quality at most each of theirs; a probe that does not discriminate is not covered."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        n, k = int(rng.integers(6, 30)), int(rng.integers(1, 6))
+        names = ["plain"] + [f"p{i}" for i in range(k)]
+        binary = {p: bool(rng.random() < 0.3) for p in names}
+        draw = lambda p: (rng.random(n) < rng.random()).astype(float) if binary[p] else rng.random(n)  # noqa: E731
+        ratios = lambda: list(rng.lognormal(0, 1, n))  # noqa: E731
+        model = lambda: {p: scored(list(draw(p)), None if binary[p] else ratios()) for p in names}  # noqa: E731
+        row, retain, target = model(), model(), model()
+        used = [p for p in names[1:] if rng.random() < 0.6]
+        got = probes.probe_metrics(row, retain, target, used)
+        covered = [p for p in ["plain"] + used if got[f"probe_{p}_recovery"] is not None]
+        if not covered:
+            assert got["worst_recovery"] is None
+            continue
+        for p in covered:
+            assert got["worst_recovery"] >= got[f"probe_{p}_recovery"]
+        assert got["worst_recovery"] == got[f"probe_{got['worst_probe']}_recovery"] and got["worst_probe"] in covered
+        qualities = [got[f"probe_{p}_forget_quality"] for p in ["plain"] + used if f"probe_{p}_forget_quality" in got]
+        assert got.get("worst_forget_quality") == (min(qualities) if qualities else None)
+        assert all(q >= got["worst_forget_quality"] for q in qualities)
 
 
 def test_probes_on_the_smoke_world(smoke_root):
@@ -148,6 +203,8 @@ def test_probes_on_the_smoke_world(smoke_root):
             assert rows["target"][f"probe_{p}_recovery"] == 1.0
     assert rows["retain"]["worst_recovery"] == 0.0 and rows["target"]["worst_recovery"] == 1.0
     assert rows["retain"]["worst_forget_quality"] == 1.0
+    assert rows["target"]["probe_plain_forget_quality"] == rows["target"]["forget_quality"]
+    assert info["changes"]["heldout"] == "unseen wording" and info["changes"]["mc"] == "format"
     per_item = json.loads((out / "per_item.json").read_text())["tofu_forget10"]["GradDiff"]["probes"]
     task = _task()
     assert per_item["heldout"]["forget"]["prompt"] == [r["heldout_question"] for r in task.rows["forget_eval"]]
@@ -163,8 +220,9 @@ def test_probes_on_the_smoke_world(smoke_root):
     for name, items in task.probe_pairs(tuple(tofu_probes.PROBES)).items():
         rows_asked = [{"question": q, "answer": a} for q, answers in items for a in answers]
         assert not set(row_digests(rows_asked)) & seen, name
-        trained = {r["question"] for r in task.rows["full"]}
-        assert not {q for q, _ in items} & trained, name
+    # every unlearning row recorded what its training consumed
+    logs = [json.loads(p.read_text()).get("train_log") or {} for p in (smoke_root / "cache").rglob("unit.json")]
+    assert any(log.get("consumed", {}).get("texts", 0) > 0 for log in logs)
 
 
 def test_probe_seeds(smoke_root):
@@ -212,6 +270,10 @@ def test_a_probe_a_task_cannot_serve_is_an_error(tmp_path):
     assert "reverse" in offered and "yesno" in offered
     assert probes_for(task, ["all", "-reverse", "-yesno", "-shuffled"]) == \
         tuple(p for p in offered if p not in ("reverse", "yesno"))
+    # an exclusion that names no probe of any family is a misspelling, never silently nothing
+    for wanted in (["all", "-revrse"], ["all", "-all"]):
+        with pytest.raises(ConfigError, match=r"leave out no probe: no task family offers"):
+            probes_for(task, wanted)
 
 
 def test_wmdp_probe_questions_are_built_as_stated():

@@ -60,14 +60,18 @@ is an input error before anything trains:
                                       forget_score; WMDP- and MUSE-style: forget_gap_to_retain; real WMDP:
                                       forget_gap_to_chance)
     offered_probes() -> tuple[str]    optional, after load: the probes (docs/probes.md) this data can serve; a task
-    probe_pairs(probes) -> {name: items}                   that offers probes also defines the three below
+    probe_pairs(probes) -> {name: items}                   that offers probes also defines the four below
     evaluate(..., probes=(...))       the probes' statistics beside the evaluation's (`stats["probes"]`), and
                                       probe_pairs their (question, answers) for the length check
-    probe_scores(stats) -> {probe: {split: {"score": [...], "ratio": [...]?}, "apart": bool?}}
+    probe_scores(stats) -> {probe: {split: {"score": [...], "ratio": [...]?}}}
                                       per-item scores, higher = the model shows the fact (evals/probes.py), the
                                       probe "plain" being the task's own question (its forget measure's items);
-                                      "apart": True for a probe on other items, kept out of the worst case;
                                       the plain entry's "scale": scores x scale = the metric (MUSE: 100)
+    probe_claims(probes) -> {probe: {"changes": str, "unseen": [texts]}}
+                                      after load: what each probe changes (unlearnbench.probes.CHANGES) and the
+                                      texts it claims no model trained on (every unlearning run checks them)
+    probe_names() -> tuple[str]       a static method: every probe name the family may offer (an exclusion,
+                                      probes=all,-p, must name one of some family's)
 """
 from __future__ import annotations
 
@@ -103,8 +107,8 @@ REQUIRED_ATTRIBUTES = ("version", "forget_score", "utility", "forget_measure", "
                        "log_scale", "prompted")
 REQUIRED_HOOKS = ("load", "scored_pairs", "evaluate", "metrics")
 OPTIONAL_HOOKS = ("relearn_split", "request_folds", "train_units", "pack", "validation", "held_out",
-                  "offered_probes", "probe_pairs", "probe_scores")
-PROBE_HOOKS = ("offered_probes", "probe_pairs", "probe_scores")
+                  "offered_probes", "probe_pairs", "probe_scores", "probe_claims", "probe_names")
+PROBE_HOOKS = ("offered_probes", "probe_pairs", "probe_scores", "probe_claims", "probe_names")
 
 
 @dataclass(frozen=True)
@@ -158,9 +162,16 @@ def require(task: Task, hook: str, what: str) -> None:
 def probes_for(task: Task, wanted: list[str]) -> tuple[str, ...]:
     """After load: the probes a run asks of `task` (probes=all: every one it offers; all,-p: every one but p; none:
     none). A named probe the task cannot serve is an input error, never skipped; a probe left out of all that the
-    task does not offer is nothing to leave out (another task family's, in a run of several)."""
+    task does not offer is nothing to leave out if some task family offers it (another family's, in a run of
+    several), and an input error if none does (a misspelt name would otherwise leave nothing out, silently)."""
     offered = task.offered_probes() if "offered_probes" in task.capabilities else ()
     if "all" in wanted:
+        known = {p for spec in TASKS.values() if "probe_names" in spec.build.capabilities
+                 for p in spec.build.probe_names()}
+        unknown = [p[1:] for p in wanted if p.startswith("-") and p[1:] not in offered and p[1:] not in known]
+        if unknown:
+            raise ConfigError(f"probes: {['-' + p for p in unknown]} leave out no probe: no task family offers "
+                              f"{unknown}; task {task.label} offers {list(offered) or 'none'} (docs/probes.md)")
         return tuple(p for p in offered if f"-{p}" not in wanted)
     missing = [p for p in wanted if p not in offered]
     if missing:
