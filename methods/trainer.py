@@ -94,7 +94,7 @@ def total_micro_batches(n: int, cfg: TrainConfig) -> int:
 
 def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: float, seed: int, accelerator,
           pad_id: int, lead: str = "main", desc: str = "train", checkpointing: bool = False, stop_after: int = 0,
-          every: int = 0, on_point=None, track: str = "") -> dict:
+          every: int = 0, on_point=None, track: str = "", consumed: set | None = None) -> dict:
     """Optimise `loss_fn(model, batch) -> (loss, logs)` over micro-batches led by `roles[lead]`.
 
     Only parameters with requires_grad are optimised. Raises DivergenceError on a NaN/inf loss. `checkpointing`
@@ -105,6 +105,8 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
     unlearning curve: every `every` updates before the last, `on_point(updates, model)` sees the model in eval
     mode (it must leave the weights and the random state as they are); training then resumes. `track`: each
     update's loss (and the loss's logs) go to the accelerator's trackers under that name, if it has any.
+    `consumed`: a set that receives the token ids of every row this process trained on (every role's), whose
+    count and digest the log records too.
 
     Process-count invariance: an update is `grad_accum` micro-batches of `batch_size` rows, taken in one sequence
     whatever the number of processes; with N processes, process r runs micro-batches r, r + N, ... of each update
@@ -136,13 +138,14 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
     # the scheduler stays outside accelerate, which would step it once per process at every update
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     wrapped.train()
-    history, seen = [], []
+    history, seen, fed = [], [], set()
     bar = tqdm(total=run // world, desc=desc, leave=False, disable=not accelerator.is_main_process)
     try:
         for step, (idx, rows) in enumerate(_batches(roles, lead, cfg.batch_size, run, seed)):
             if step % world != rank:        # another process's micro-batch (drawn anyway: one sequence for all)
                 continue
             seen.append((step, idx))
+            fed.update(tuple(v) for r in rows.values() for row in r for k, v in row.items() if k.endswith("input_ids"))
             batch = {role: {k: v.to(accelerator.device) for k, v in collate(r, pad_id).items()}
                      for role, r in rows.items()}
             sync = step % cfg.grad_accum >= cfg.grad_accum - world         # this process's last of the update
@@ -176,10 +179,13 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
             model.gradient_checkpointing_disable()
     model.eval()
     order = sorted(p for part in (accelerate_utils.gather_object([seen]) if world > 1 else [seen]) for p in part)
+    if consumed is not None:
+        consumed |= fed
     return {"micro_batches": micro, "updates": updates, **({"stopped_after": stop_after} if stop_after else {}),
             "final_loss": history[-1]["loss"],
             "first_loss": history[0]["loss"], "processes": world,
-            "examples": stable_hash([i for _, i in order])}
+            "examples": stable_hash([i for _, i in order]),
+            "consumed": {"texts": len(fed), "digest": stable_hash(sorted(fed))}}
 
 
 def finetune(model, rows: list[dict], cfg: TrainConfig, seed: int, accelerator, pad_id: int, desc: str,

@@ -19,12 +19,15 @@ from evals.engine import ENGINE_VERSION
 from methods import METHODS, STOP, method_config, run_loss, stop_after
 from methods.private import dp_finetune
 from methods.trainer import DivergenceError, finetune, prepare, total_micro_batches, train, with_adapter
+from orchestration import probing
+from orchestration.probing import ProbeLeakError
 from orchestration.units import ModelRef, Units
 from unlearnbench.cache import UnitStore, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig
 from unlearnbench.heavy import accelerate_utils
 from unlearnbench.models import (TOKENIZER_FILES, PromptFormat, build_embedded_model, load_tokenizer, resolve_name,
                                  save_model, train_tokenizer)
+from unlearnbench.probes import PROBES
 from unlearnbench.tasks import TASKS, TaskData, probes_for
 
 
@@ -68,6 +71,7 @@ class Pipeline:
         self.units = units or Units(cfg, store, accelerator)
         self.store, self.acc = self.units.store, self.units.acc
         self.probes = probes_for(task, cfg.probes) if cfg.probes else ()     # after load (docs/probes.md)
+        self.unseen = probing.unseen_texts(self)      # what no unlearning run may train on
         self.prompt_key = [cfg.model.prompt_format, cfg.model.template]
         # the experiment's unlearning schedule and method settings, with this task's overrides on top
         self.unlearn = cfg.unlearn_schedule(task.label, task.cfg)
@@ -200,7 +204,8 @@ class Pipeline:
         """What determines an evaluation besides the model: the task, its data, the engine, and the probes asked
         (probes=False: an evaluation without them, e.g. an attacked model's)."""
         source = TASKS[self.task.cfg.name].source        # a task from a user's file: its digest
-        asked = ["probes", list(self.probes)] if probes and self.probes else []
+        asked = ["probes", list(self.probes), *[PROBES[p].source for p in self.probes
+                                                if p in PROBES and PROBES[p].source]] if probes and self.probes else []
         return [model_key, dataclasses.asdict(self.task.cfg.eval), self.prompt_key, self.data.fingerprint,
                 self.task.version, ENGINE_VERSION, *([source] if source else []), *asked]
 
@@ -318,16 +323,19 @@ class Pipeline:
                 accelerate_utils.set_seed(seed)      # a LoRA adapter's initial weights: the same whatever ran before
                 model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
                 loss_fn, state = run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), self.unlearn))
+                consumed = set()
                 try:
                     log = train(model, roles, loss_fn, self.unlearn, hp.lr,
                                 seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name,
                                 checkpointing=self.cfg.gradient_checkpointing, stop_after=stop,
-                                every=curve_every if evaluate else 0, on_point=on_point, track=track)
+                                every=curve_every if evaluate else 0, on_point=on_point, track=track,
+                                consumed=consumed)
                     if state is not None:
                         log["state"] = state.record()
-                except DivergenceError as err:
+                    probing.check_unseen(spec.name, self.unseen, consumed, tokenizer)
+                except (DivergenceError, ProbeLeakError) as err:
                     log = err
-        if isinstance(log, DivergenceError):
+        if isinstance(log, (DivergenceError, ProbeLeakError)):
             return {"status": "failed", "error": str(log), "cost": meter.record()}
         if keep is not None:
             keep(model, tokenizer)
