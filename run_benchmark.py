@@ -58,11 +58,12 @@ leaderboard.md and plots/.
                         attack: relearning on part of the forget set, bitsandbytes quantization on load
                         (the default and wmdp experiments run them); robustness.attacks=<name> runs an
                         attack registered from a file, robustness.attack_args.<name>.<k>=v its settings
-  probes=all|none|a,b   probe every row with questions it never trained or unlearned on (a rephrasing,
-                        in-context examples, another format, an adversarial frame), against the retain
-                        model under the same probe, and the worst case over the probes that discriminate;
+  probes=all|none|a,b   probe every row: the forget items in words no model trained on, in another format,
+                        with added context or in an adversarial frame, each against the retain
+                        model under the same probe, and the worst case: the highest recovery over the
+                        plain question and the probes that discriminate, with the probe that attains it;
                         all,-reverse: all but reverse (the default leaves out the four that never
-                        discriminate on its world; docs/probes.md)
+                        discriminate on its world; docs/probes.md); extensions=<file> adds @probe ones
   probe_seeds=first|all probe each method row's first seed's model (the default), or every seed's
   requests.folds=4 requests.mode=sequential|cumulative|both
                         the forget set as 4 requests, one after another (each from the previous

@@ -1,6 +1,6 @@
 """Forgotten, or only hidden? The numbers of the probes (docs/probes.md) as pure functions of per-item scores.
 
-A probe asks a forget item in a way no training or unlearning row did (a rephrased question, in-context
+A probe asks a forget item in another way than the task's own question (in words no model trained on, in-context
 examples, another format, an adversarial frame). A task turns each probe's statistics into per-item scores on one
 scale per probe, higher meaning "the model shows the fact" (TOFU: p(answer | probe prompt), or 1 / 0 for a choice
 probe answered right / wrong; WMDP: lm-eval's per-item accuracy): {probe: {split: {"score": [...], "ratio":

@@ -215,7 +215,7 @@ def robustness_table(records: list[dict], task: str) -> list[str]:
                          list(dict.fromkeys(k for r in rows for k in r["metrics"] if k.startswith(attacks))))
 
 
-PROBES_INTRO = ("Each forget item asked in ways no training or unlearning row asked it (docs/probes.md). "
+PROBES_INTRO = ("Each forget item asked in other words, formats, contexts or frames (docs/probes.md). "
                 "`probe_<p>_recovery` ↓ = (m(row) - m(retain)) / (m(target) - m(retain)), m the probe's mean forget "
                 "score (`plain`: the task's own question): 0 = answers like the retain model under the same probe, "
                 "1 = like the target. `worst_recovery`: the highest of these over the plain question and the probes "

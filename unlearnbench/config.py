@@ -183,8 +183,8 @@ class ExperimentConfig:
     extensions: list[str] = field(default_factory=list)     # Python files registering methods, tasks or attacks
     # true: every row's model to <output_dir>/models/<row>/ (LoRA rows: the adapter); merged: LoRA rows merged
     save_models: bool | str = False
-    # probes of every row with questions it never trained or unlearned on (docs/probes.md): all (every probe a
-    # task offers), none, a list, or all but some (all,-reverse: those a task offers, but reverse)
+    # probes of every row, the forget items in unseen words, formats, contexts, frames (docs/probes.md): all (every
+    # probe a task offers), none, a list, or all but some (all,-reverse: those a task offers, but reverse)
     probes: list[str] = field(default_factory=list)
     # first: probe each method row's first seed's model, as the recovery attacks do; all: every seed's (intervals)
     probe_seeds: str = "first"
