@@ -251,7 +251,8 @@ def test_muse_probes_on_a_micro_world(tmp_path):
     for row in ("target", "retain", "GradDiff"):
         stats = per_item[row]
         covered = [rows[row][f"probe_{p}_recovery"] for p in used if rows[row][f"probe_{p}_recovery"] is not None]
-        assert rows[row]["worst_recovery"] == max(covered)
+        # (None where the target and the retain model score alike under every covered prompt: nothing to recover)
+        assert rows[row]["worst_recovery"] == (max(covered) if covered else None)
         # each probe's forget column on VerbMem's own scale (x 100), like the plain column
         assert rows[row]["probe_shifted_forget"] == pytest.approx(
             100 * float(np.mean(stats["probes"]["shifted"]["forget"]["rougeL_f1"])))
