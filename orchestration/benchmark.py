@@ -235,11 +235,11 @@ def row_record(pipe: Pipeline, models: Models, row: Row, chosen: dict, tests: di
                 **row.seed_columns.get(seed, {})}
     out["metrics"] = {**score(unit["stats"], cfg.seed), **row.columns}
     seeds = [(cfg.seed, out["metrics"])] + [(s, score(u["stats"], s)) for s, u in row.repeats]
-    if row.repeats:
-        spread.over_seeds(out, seeds, task.log_scale)
-    worst = probing.worst_probes([m for _, m in seeds], tests) if tests else None
+    worst = probing.worst_probes([m for _, m in seeds])        # a name per probed seed, beside the metrics
     if worst:
         out["worst_probe"] = worst
+    if row.repeats:
+        spread.over_seeds(out, seeds, task.log_scale)
     return out
 
 

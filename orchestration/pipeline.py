@@ -71,7 +71,8 @@ class Pipeline:
         self.units = units or Units(cfg, store, accelerator)
         self.store, self.acc = self.units.store, self.units.acc
         self.probes = probes_for(task, cfg.probes) if cfg.probes else ()     # after load (docs/probes.md)
-        self.unseen = probing.unseen_texts(self)      # what no unlearning run may train on
+        # what each asked probe changes, and the texts no unlearning run may train on
+        self.claims = task.probe_claims(self.probes) if self.probes else {}
         self.prompt_key = [cfg.model.prompt_format, cfg.model.template]
         # the experiment's unlearning schedule and method settings, with this task's overrides on top
         self.unlearn = cfg.unlearn_schedule(task.label, task.cfg)
@@ -332,7 +333,7 @@ class Pipeline:
                                 consumed=consumed)
                     if state is not None:
                         log["state"] = state.record()
-                    probing.check_unseen(spec.name, self.unseen, consumed, tokenizer)
+                    probing.check_unseen(spec.name, self.claims, consumed, tokenizer)
                 except (DivergenceError, ProbeLeakError) as err:
                     log = err
         if isinstance(log, (DivergenceError, ProbeLeakError)):

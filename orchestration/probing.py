@@ -27,34 +27,28 @@ def used(tests: dict) -> list[str]:
 
 
 def columns(pipe, stats: dict, retain_stats: dict | None, target_stats: dict, tests: dict) -> dict:
-    """A row's probe columns, numbers only (its seed's statistics, against that seed's retain model and target);
-    none for a seed evaluated without the probes (probe_seeds=first)."""
+    """A row's probe columns (its seed's statistics, against that seed's retain model and target), `worst_probe`
+    among them; none for a seed evaluated without the probes (probe_seeds=first)."""
     if not tests or "probes" not in stats:
         return {}
     task = pipe.task
-    out = probes.probe_metrics(task.probe_scores(stats), task.probe_scores(retain_stats),
-                               task.probe_scores(target_stats), used(tests))
-    out.pop("worst_probe")
-    return out
+    return probes.probe_metrics(task.probe_scores(stats), task.probe_scores(retain_stats),
+                                task.probe_scores(target_stats), used(tests))
 
 
-def worst_probes(per_seed: list[dict], tests: dict) -> dict | None:
-    """The probe that attains each probed seed's worst-case recovery, from its columns: {"first": the record's own
-    seed's, "counts": {probe: seeds}}; None where no seed was probed."""
-    names = [probes.worst_metrics(m, [probes.PLAIN] + used(tests))["worst_probe"] for m in per_seed
-             if "worst_recovery" in m]
-    names = [n for n in names if n is not None]
+def worst_probes(per_seed: list[dict]) -> dict | None:
+    """Take `worst_probe` (a name, not a number) out of each seed's columns: {"first": the record's own seed's,
+    "counts": {probe: seeds}}; None where no seed was probed."""
+    names = [n for n in (m.pop("worst_probe", None) for m in per_seed) if n is not None]
     return {"first": names[0], "counts": dict(Counter(names))} if names else None
 
 
 def describe(pipe, tests: dict) -> dict:
     """The dataset section's `probes`: what was asked, what the task offers, what each probe changes, and each
     probe's test."""
-    task = pipe.task
-    offered = task.offered_probes() if "offered_probes" in task.capabilities else ()
-    claims = task.probe_claims(tuple(pipe.probes)) if pipe.probes else {}
+    offered = pipe.task.offered_probes() if "offered_probes" in pipe.task.capabilities else ()
     return {"asked": list(pipe.probes), "offered": list(offered), "test": probes.TEST, "tests": tests,
-            "changes": {p: c["changes"] for p, c in claims.items()}, "seeds": pipe.cfg.probe_seeds}
+            "changes": {p: c["changes"] for p, c in pipe.claims.items()}, "seeds": pipe.cfg.probe_seeds}
 
 
 class ProbeLeakError(RuntimeError):
@@ -66,16 +60,11 @@ def _squashed(text: str) -> str:
     return "".join(text.split())
 
 
-def unseen_texts(pipe) -> dict[str, list[str]]:
-    """Per asked probe of unseen wording, the texts it claims no model trained on (the task's `probe_claims`)."""
-    if not pipe.probes:
-        return {}
-    return {p: c["unseen"] for p, c in pipe.task.probe_claims(tuple(pipe.probes)).items() if c["unseen"]}
-
-
-def check_unseen(method: str, unseen: dict[str, list[str]], consumed: set, tokenizer) -> None:
-    """Raise ProbeLeakError if a text of `unseen` occurs in a row the run consumed (token ids, decoded): such a
-    probe would read as knowledge the method kept where it only learned the probe's own text."""
+def check_unseen(method: str, claims: dict[str, dict], consumed: set, tokenizer) -> None:
+    """Raise ProbeLeakError if a text an asked probe claims unseen (`claims`, the task's `probe_claims`) occurs in
+    a row the run consumed (token ids, decoded): such a probe would read as knowledge the method kept where it only
+    learned the probe's own text."""
+    unseen = {p: c["unseen"] for p, c in claims.items() if c["unseen"]}
     if not unseen or not consumed:
         return
     trained = "\0".join(_squashed(tokenizer.decode(list(ids), skip_special_tokens=True)) for ids in consumed)
