@@ -1,4 +1,4 @@
-"""Run an unlearning benchmark: config -> seed -> per task: data -> models -> methods -> evaluate -> results.
+"""Run an unlearning benchmark: config -> worlds -> per task: data -> models -> methods -> evaluate -> results.
 
     python run_benchmark.py [--fresh] [--debug] [experiment=<name>] [key=value ...]
     accelerate launch run_benchmark.py [...]
@@ -18,7 +18,7 @@ numerics.apply()     # before torch loads: the same CPU kernels on every machine
 # errors answer without them
 from evals.report import leaderboard, write_results
 from methods import METHODS, method_config
-from orchestration import attacks, extensions, guarantees
+from orchestration import attacks, extensions, guarantees, worlds
 from orchestration.benchmark import run_task
 from orchestration.requests import folds_of, run_requests
 from orchestration.pipeline import Pipeline
@@ -85,6 +85,10 @@ leaderboard.md and plots/.
   seeds=<n> seed=<s>    run every method row from seeds s .. s+n-1: means, 95 % intervals and a mark
                         for rows not significantly different from the best (default experiment: 5)
   seed_models=true      seeds also fine-tune target and retain (seed s's rows: seed s's models)
+  worlds=<k> first_world=<w>
+                        replicate the whole pipeline in k independently drawn worlds (w .. w+k-1: each
+                        its own synthetic world, base, target, retain and unlearning seeds): rows over
+                        worlds, marks paired within worlds, how stable the ranking is (experiment=worlds)
   utility_floor=<f>     rows with utility below f x the retain model's are flagged (†), never best (0.9)
   tuned=<name|file>     method settings written by tune.py (configs/tuned/<name>.yaml); the default
                         experiment reads tuned/default; method_args.* on top are marked "set by hand"
@@ -151,8 +155,10 @@ def main(argv: list[str] | None = None) -> dict:
             method_config(name, cfg.method_args_for(name, t.cfg))
     out = cfg.resolved_output_dir()
     check_output_dir(out, to_dict(cfg))
-    # every folder, checkpoint and task's data checked (and the data loaded) before anything is written
-    data = check_run(cfg, tasks)
+    # every folder, checkpoint and task's data of every world checked (and the data loaded) before anything is
+    # written; worlds=K: K replicates of the whole pipeline (orchestration/worlds.py)
+    runs = [(w, wcfg, {label: build_task(label, s) for label, s in wcfg.tasks.items()}) for w, wcfg in worlds.plan(cfg)]
+    data = {w: check_run(wcfg, wtasks) for w, wcfg, wtasks in runs}
 
     # 2. seed, threads, devices (the suite's own progress bars replace the library's per-file ones)
     transformers.utils.logging.disable_progress_bar()
@@ -160,8 +166,34 @@ def main(argv: list[str] | None = None) -> dict:
     accelerator = make_accelerator(cfg)      # with its trackers, if log_with names any
     accelerate_utils.set_seed(cfg.seed)
     store = UnitStore(cfg.resolved_cache_dir(), fresh=fresh)
-    # rows longer than the context: an error before any model trains or anything is written (counted with the
-    # run's tokenizer; the embedded model's is trained first)
+    for w, wcfg, wtasks in runs:
+        preflight(wcfg, wtasks, data[w], store, accelerator)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
+
+    # 3-5. per world and task: data, base -> target and retain, every method, metrics (orchestration/benchmark.py)
+    done = worlds.summarize(cfg, [(w, run_tasks(wcfg, wtasks, data[w], store, accelerator))
+                                  for w, wcfg, wtasks in runs])
+    records, datasets, per_item = done["records"], done["datasets"], done["per_item"]
+
+    # 6. results files
+    payload = {"experiment": cfg.name, "config": to_dict(cfg), "versions": environment.describe(),
+               "runtime": {"torch_threads": threads, "processes": accelerator.num_processes,
+                           "numerics": numerics.describe()},
+               "datasets": datasets, "results": records, "per_item": per_item,
+               **({"worlds": done["worlds"]} if done["worlds"] else {})}
+    if accelerator.is_main_process:
+        write_results(out, payload)
+        print(leaderboard(records, datasets))
+        print(f"\nresults written to {out}/")
+    accelerator.end_training()          # closes the trackers' files, if any
+    return payload
+
+
+def preflight(cfg, tasks: dict, data: dict, store: UnitStore, accelerator) -> None:
+    """Rows longer than the context (counted with the run's tokenizer; the embedded model's is trained first),
+    requests' folds, guarantees' shards, checkpoints' vocabularies: errors before any model trains or anything is
+    written; rows left untrained: a warning."""
     for label, task in tasks.items():
         pipe = Pipeline(cfg, task, data[label], store, accelerator)
         check_lengths(task.label, long_rows(pipe))
@@ -174,10 +206,10 @@ def main(argv: list[str] | None = None) -> dict:
             if pipe.untrained(name):
                 print(f"warning: task {task.label}: {name}'s rows are evaluated untrained, the target's weights "
                       f"({pipe.untrained(name)}); results mark them `untrained`", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump_yaml(cfg))
 
-    # 3-5. per task: data, base -> target and retain, every method, metrics (orchestration/benchmark.py)
+
+def run_tasks(cfg, tasks: dict, data: dict, store: UnitStore, accelerator) -> dict:
+    """Every task of one world: {"records", "datasets", "per_item"}."""
     records, datasets, per_item = [], {}, {}
     for label, task in tasks.items():
         done = (run_requests if cfg.requests.folds else run_task)(cfg, task, data[label], store, accelerator)
@@ -185,18 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
         task_label = done["records"][0]["task"]
         datasets[task_label] = done["dataset"]
         per_item[task_label] = done["per_item"]
-
-    # 6. results files
-    payload = {"experiment": cfg.name, "config": to_dict(cfg), "versions": environment.describe(),
-               "runtime": {"torch_threads": threads, "processes": accelerator.num_processes,
-                           "numerics": numerics.describe()},
-               "datasets": datasets, "results": records, "per_item": per_item}
-    if accelerator.is_main_process:
-        write_results(out, payload)
-        print(leaderboard(records, datasets))
-        print(f"\nresults written to {out}/")
-    accelerator.end_training()          # closes the trackers' files, if any
-    return payload
+    return {"records": records, "datasets": datasets, "per_item": per_item}
 
 
 # bad input: a config, a data file, a checkpoint or a folder (messages name the file, the field and the fix)

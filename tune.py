@@ -52,6 +52,9 @@ def run(cfg) -> dict:
         if tuned:
             raise ConfigError(f"{where}={tuned!r}: a tuning experiment starts from the methods' own settings, not "
                               f"from an earlier sweep's; set {where}= (empty) in it")
+    if cfg.worlds != 1 or cfg.first_world:
+        raise ConfigError(f"worlds={cfg.worlds} first_world={cfg.first_world}: settings are tuned once, on world 0's "
+                          f"validation split, and then applied in every world (docs/protocol.md, Worlds); unset them")
     if len(cfg.tasks) != 1:
         raise ConfigError(f"tune.py tunes on one task's validation split; this experiment has {len(cfg.tasks)}")
     grids(cfg)          # the sweep checked before the task's data is built

@@ -92,10 +92,15 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
                 cells.append(f"**{text}**" if best else f"{text} ≈" if tie else text)
             out.append(f"| {row_label(r)} | " + " | ".join(cells) + " |")
         seeded = [r for r in records if r["task"] == task and r.get("per_seed")]
-        if seeded:
+        if any(r.get("per_world") for r in records if r["task"] == task):
+            out += ["", worlds_note(meta)]
+        elif seeded:
             out += ["", f"Method rows: mean over {len(seeded[0]['per_seed'])} unlearning seeds [95 % t interval; "
                         f"log-scaled metrics: geometric mean, interval of log10]. ≈: forget score not significantly "
-                        f"different from the best row's (paired t-test over seeds, p ≥ 0.05; evals/spread.py)."]
+                        f"different from the best row's (paired t-test over seeds, p ≥ 0.05; evals/spread.py). One "
+                        f"world: the seeds vary the unlearning run on one synthetic world and one target, so the "
+                        f"marks hold for this draw; `worlds=5` replicates the whole pipeline (docs/protocol.md, "
+                        f"Worlds)."]
         rows = [r for r in records if r["task"] == task]
         if any(r.get("settings") or r.get("below_utility_floor") for r in rows):
             out += ["", f"(tuned): settings chosen by tune.py on a validation split; (set by hand), (paper defaults): "
@@ -114,6 +119,23 @@ def leaderboard(records: list[dict], datasets: dict | None = None) -> str:
     if len(single) > 1:
         out += cross_task_table(records, datasets, single)
     return "\n".join(out)
+
+
+def worlds_note(meta: dict) -> str:
+    """What a table over worlds shows, and how stable its ranking is (evals/worlds.py)."""
+    w = meta["worlds"]
+    seeds = f"{w['seeds']} unlearning seed{'s' if w['seeds'] > 1 else ''} per world"
+    last = w["first"] + w["count"] - 1
+    text = (f"Every row: mean over {w['count']} worlds (worlds {w['first']}-{last}: each its own "
+            f"synthetic world, base, target, retain and unlearning run; {seeds}) [95 % t interval over worlds; "
+            f"log-scaled metrics: geometric mean, interval of log10]. ≈: forget score not significantly different "
+            f"from the best row's (paired t-test over worlds, p ≥ 0.05; evals/worlds.py).")
+    if w.get("kendall_w") is not None:
+        leads = ", ".join(f"{row} {n}" for row, n in sorted(w["leads"].items(), key=lambda kv: -kv[1]) if n)
+        share = ", ".join(f"{row} {s:.2f}" for row, s in sorted(w["best_share"].items(), key=lambda kv: -kv[1]) if s)
+        text += (f" Rank stability: Kendall's W = {w['kendall_w']:.2f} over {w['rows']} rows; worlds led: {leads}; "
+                 f"share of bootstrap resamples of the worlds in which the row has the best mean: {share}.")
+    return text
 
 
 REQUESTS_INTRO = ("Requests one at a time (orchestration/requests.py). Request k: the row after answering requests "

@@ -21,7 +21,7 @@ ALPHA = 0.05
 FLOOR = 1e-300          # log10 of a p-value of 0 (a fully separated KS test): the smallest positive double
 
 
-def _values(values, log: bool) -> np.ndarray:
+def on_scale(values, log: bool) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     return np.log10(np.maximum(v, FLOOR)) if log else v
 
@@ -29,7 +29,7 @@ def _values(values, log: bool) -> np.ndarray:
 def summarize(values, log: bool = False) -> dict:
     """{"mean", "std", "ci95": [low, high], "n"} of one metric's per-seed values (std and interval of log10 where
     `log`; the mean then is the geometric mean)."""
-    v = _values(values, log)
+    v = on_scale(values, log)
     n = len(v)
     if n == 0:
         raise ValueError("no per-seed values to summarise")
@@ -44,7 +44,7 @@ def summarize(values, log: bool = False) -> dict:
 def paired_p(a, b, log: bool = False) -> float | None:
     """Two-sided paired t-test p-value of two rows' per-seed values (same seeds, same order); None with fewer than
     two seeds; 1.0 where the two are identical on every seed."""
-    x, y = _values(a, log), _values(b, log)
+    x, y = on_scale(a, log), on_scale(b, log)
     if len(x) != len(y):
         raise ValueError(f"paired test needs the same seeds on both rows, got {len(x)} and {len(y)} values")
     if len(x) < 2:
@@ -59,7 +59,7 @@ def paired_p(a, b, log: bool = False) -> float | None:
 
 def best_row(rows: dict[str, list[float]], higher_is_better: bool, log: bool = False) -> str:
     """The row with the best mean (on log10 where `log`)."""
-    means = {name: float(_values(v, log).mean()) for name, v in rows.items()}
+    means = {name: float(on_scale(v, log).mean()) for name, v in rows.items()}
     return (max if higher_is_better else min)(means, key=means.get)
 
 
@@ -86,11 +86,11 @@ def over_seeds(record: dict, per_seed: list[tuple[int, dict]], log_scale) -> Non
 
 def mark_rows(records: list[dict], forget_score: str, higher_is_better: bool, log: bool) -> None:
     """Set `tie_with_best` on every record that has per-seed values: whether its forget score is not
-    significantly different from the best such row's (mark_ties); the best row also gets `best_over_seeds`."""
+    significantly different from the best such row's (mark_ties); the best row also gets `best_mean`."""
     rows = {r["model"]: [s["metrics"][forget_score] for s in r["per_seed"]] for r in records if r.get("per_seed")}
     if len(rows) < 2:
         return
     ties, best = mark_ties(rows, higher_is_better, log), best_row(rows, higher_is_better, log)
     for r in records:
         if r["model"] in ties:
-            r["tie_with_best"], r["best_over_seeds"] = ties[r["model"]], r["model"] == best
+            r["tie_with_best"], r["best_mean"] = ties[r["model"]], r["model"] == best

@@ -250,6 +250,13 @@ CASES = [
      r"probes: task tofu_forget10 cannot serve \['shuffled'\]; it offers \['paraphrase'"),
     ("requests with attacks", lambda w, t: ["requests.folds=2", "robustness.relearn_steps=5"],
      r"requests\.folds=2 runs the requests protocol, which does not take robustness"),
+    # replicates of the whole pipeline
+    ("worlds of a real dataset", lambda w, t: ["worlds=2", "task=tofu_local", f"task.path={t}"],
+     r"worlds=2 first_world=0: task tofu_local does not draw a synthetic world .*seed_models=true"),
+    ("worlds of a given target", lambda w, t: ["first_world=3", f"model.target={t}"],
+     r"model\.target names a model trained in one world"),
+    ("worlds with requests", lambda w, t: ["worlds=2", "requests.folds=2"],
+     r"requests\.folds=2 runs the requests protocol, which does not take worlds"),
     # rows with a guarantee
     ("one SISA shard", lambda w, t: ["sisa.shards=1"], r"sisa\.shards=\[1\]: distinct numbers of shards, each at "
      r"least 2"),

@@ -150,6 +150,9 @@ class ExperimentConfig:
                                            # spread, 95 % interval and significance over them (evals/spread.py)
     seed_models: bool = False              # seeds also fine-tune target and retain: seed s's rows unlearn seed s's
                                            # target and are scored against seed s's retain model
+    worlds: int = 1                        # replicates of the whole pipeline (orchestration/worlds.py): world w
+                                           # draws its own synthetic world, base, target and retain; rows'
+    first_world: int = 0                   # statistics over worlds first_world .. first_world + worlds - 1
     utility_floor: float = 0.9             # a method row whose utility is below this fraction of the retain
                                            # model's is flagged and never marked best; tune.py's rule uses it too
     threads: int = 0                       # torch CPU threads; 0 = auto (OMP_NUM_THREADS, else usable CPUs / processes)
@@ -197,6 +200,9 @@ class ExperimentConfig:
                               f"processes)")
         if self.seeds < 1:
             raise ConfigError(f"seeds={self.seeds}: the number of unlearning seeds per method must be at least 1")
+        if self.worlds < 1 or self.first_world < 0:
+            raise ConfigError(f"worlds={self.worlds} first_world={self.first_world}: at least one world, from an index "
+                              f">= 0 (worlds=5: worlds 0-4; first_world=5 worlds=5: five others)")
         if not 0 <= self.utility_floor <= 1:
             raise ConfigError(f"utility_floor={self.utility_floor}: a fraction of the retain model's utility in [0, 1] "
                               f"(0.9: a row keeping less than 90 % of it is flagged; 0: no floor)")
@@ -228,6 +234,7 @@ class ExperimentConfig:
                                      ("checkpoints", self.checkpoints), ("save_models", self.save_models),
                                      ("sisa", self.sisa.shards), ("dp", self.dp.epsilon),
                                      ("seed_models", self.seed_models), ("probes", self.probes),
+                                     ("worlds", self.worlds > 1),
                                      ("model.retain", self.model.retain)) if on]
             if clash:
                 raise ConfigError(f"requests.folds={self.requests.folds} runs the requests protocol, which does not "
