@@ -3,17 +3,18 @@
     python scripts/readme_tables.py --check   # every marked table vs results/<experiment>/results.json; exit 1 if stale
     python scripts/readme_tables.py --write   # rewrite the marked tables from those results
     python scripts/readme_tables.py --print smollm2_tofu   # one experiment's table, for results CI does not rerun
-    python scripts/readme_tables.py --claims  # on another machine: do the README's claims over seeds still hold?
+    python scripts/readme_tables.py --claims  # on another machine: do the tables' claims over seeds / worlds hold?
     python scripts/readme_tables.py --check --only default wmdp   # only these experiments' tables (what CI reran)
 
 A table sits between `<!-- table:<experiment> cpu=<vendor> -->` and `<!-- /table -->` (`cpu=`, written by --write:
-the CPU vendor the table was computed on; the reproducible numerics hold within a vendor, not across vendors, so
---check skips a table whose results come from another vendor and says so). Metric, token and FLOP cells must match
-at the printed digits; wall-time, relative-cost and memory cells depend on the machine's load and are rendered
-but not compared. `--claims` checks what should hold on any machine instead of exact cells: every forget-quality
-mean the README shows with an interval lies within the new results' interval, and the README's best row is the
-new best or not significantly different from it. A tuning sweep (tune.py) sits between `<!-- tuning:<experiment> -->` and `<!-- /tuning -->`,
-from results/<experiment>/tuning.json; every cell but its wall time is compared. The recovery attacks of an
+the CPU vendor the table was computed on). Metric, token and FLOP cells must match at the printed digits; wall-time,
+relative-cost and memory cells depend on the machine's load and are rendered but not compared. The reproducible
+numerics hold within a vendor, not across vendors: with results of another vendor, --check checks what a table
+claims instead of its cells (evals/claims.py: every mean shown with an interval within the new interval, the best
+row still best or tied; a table without intervals fails), and lists other kinds of tables as not compared;
+`--claims` does that for every table. Each results.json checked records how (`checks`).
+A tuning sweep (tune.py) sits between `<!-- tuning:<experiment> -->` and `<!-- /tuning -->`, from
+results/<experiment>/tuning.json; every cell but its wall time is compared. The recovery attacks of an
 experiment (orchestration/attacks/) sit between `<!-- robustness:<experiment> -->` and `<!-- /robustness -->`,
 its requests over time (orchestration/requests.py) between `<!-- requests:<experiment> -->` and `<!-- /requests -->`
 (every cell but the last column's wall-time based cost; checked by `bash scripts/reproduce.sh`, not CI), and its
@@ -33,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from evals.claims import claims  # noqa: E402
 MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy|probes|probe-tests|across):"
                   r"(?P<exp>[\w.-]+)(?: cpu=(?P<cpu>\w+))? -->\n"
                   r"(?P<body>.*?)"
@@ -55,7 +57,7 @@ def interval(r, key, fmt):
 def mark(r):
     """The forget score's significance mark over seeds (best row, or not significantly different from it), or †:
     utility below the floor, so never best."""
-    return (" †" if r.get("below_utility_floor") else " (best)" if r.get("best_over_seeds") else
+    return (" †" if r.get("below_utility_floor") else " (best)" if r.get("best_mean") else
             " ≈" if r.get("tie_with_best") else "")
 
 
@@ -95,10 +97,18 @@ FAMILIES = {"tofu": TOFU, "wmdp": WMDP, "muse": MUSE}
 MEASURES = {"tofu": "forget_prob", "wmdp": "forget_acc", "muse": "verbmem_forget"}     # the recovery attacks'
 
 
+def led(r, t):
+    """In how many worlds a row leads (a table over worlds: evals/worlds.py); references lead nowhere."""
+    return f"{r['leads_in']} of {len(r['per_world'])}" if "leads_in" in r else ""
+
+
 def render(results: dict) -> list[list[tuple[str, bool]]]:
-    """Rows of (cell text, compared?) cells; the first row is the header."""
+    """Rows of (cell text, compared?) cells; the first row is the header. A table over worlds gains a column: the
+    worlds each row leads."""
     records = results["results"]
     spec = FAMILIES[next(iter(results["datasets"].values())).get("family", "tofu")]
+    if results.get("worlds"):
+        spec = spec[:3] + [("worlds led", led, True)] + spec[3:]
     target = next(r for r in records if r["model"] == "target")
     rows = [[(h, True) for h, _, _ in spec]]
     for r in records:
@@ -119,7 +129,7 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     spec = [("row", lambda r: r["model"], True),
             ("recovery without attack", lambda r: f3(r["metrics"].get("unattacked_recovery")), True),
             (f"relearned {m.replace('_', ' ')}", lambda r: f3(r["metrics"].get(f"relearn_{m}")), True),
-            ("relearn recovery ↓", lambda r: f3(r["metrics"].get("relearn_recovery")), True)]
+            ("relearn recovery ↓", lambda r: f3(r["metrics"].get("relearn_recovery")) + over_worlds(r), True)]
     if m == "forget_prob":
         spec.append(("relearned forget quality ↑", lambda r: sci(r["metrics"].get("relearn_forget_quality")), True))
     spec.append(("OU relearn score ↑", lambda r: f3(r["metrics"].get("relearn_ou_score")), True))
@@ -131,6 +141,11 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     rows = [[(h, True) for h, _, _ in spec]]
     attacked = [r for r in results["results"] if r["status"] == "ok" and "unattacked_recovery" in r["metrics"]]
     return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in attacked]
+
+
+def over_worlds(r, key="relearn_recovery"):
+    """A row's interval over worlds, where the results are a table over worlds (evals/worlds.py)."""
+    return interval(r, key, f3) if r.get("per_world") else ""
 
 
 def render_probes(results: dict) -> list[list[tuple[str, bool]]]:
@@ -249,31 +264,6 @@ def parse(body: str) -> list[list[str]]:
     return [[c.strip() for c in l.strip().strip("|").split("|")] for l in lines]
 
 
-def claims(experiment: str, shown: list[list[str]], records: list[dict]) -> list[str]:
-    """What a table over seeds claims, checked against results from another machine or run: each README mean with
-    an interval inside the new interval; the README's best row still best or not significantly different."""
-    header, by_name, out, checked = shown[0], {r["model"]: r for r in records}, [], 0
-    if "forget quality ↑" not in header:
-        return []
-    fq = header.index("forget quality ↑")
-    for row in shown[1:]:
-        match = re.match(r"([-+.\de]+) \[", row[fq])
-        r = by_name.get(row[0])
-        if not match or r is None or "forget_quality" not in (r.get("spread") or {}):
-            continue
-        low, high = r["spread"]["forget_quality"]["ci95"]
-        checked += 1
-        if not low <= float(match[1]) <= high:
-            out.append(f"{experiment}: {row[0]}'s README forget quality {match[1]} lies outside the new 95 % interval "
-                       f"[{low:.2e}, {high:.2e}]")
-        if "(best)" in row[fq] and not (r.get("best_over_seeds") or r.get("tie_with_best")):
-            out.append(f"{experiment}: the README's best row {row[0]} is significantly below the new best row")
-    if not checked and any(re.match(r"[-+.\de]+ \[", row[fq]) for row in shown[1:]):
-        out.append(f"{experiment}: the new results have no intervals to check the README's against (run it with the "
-                   f"README's seeds)")
-    return out
-
-
 def main(argv=None) -> int:
     import json
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -297,7 +287,7 @@ def main(argv=None) -> int:
     unknown = set(args.only or ()) - {m["exp"] for text in texts.values() for m in MARK.finditer(text)}
     if unknown:
         parser.error(f"--only {' '.join(sorted(unknown))}: no such table in {', '.join(map(str, args.readme))}")
-    problems, checked, skipped = [], 0, []
+    problems, checked, skipped, ran = [], 0, [], {}
     for page, text in texts.items():
         out, last, where = [], 0, page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
         for m in MARK.finditer(text):
@@ -314,8 +304,10 @@ def main(argv=None) -> int:
                     "requests": render_requests, "guarantees": render_guarantees, "privacy": render_privacy,
                     "probes": render_probes, "probe-tests": render_probe_tests, "across": render_across}[m["kind"]]
             data = json.loads(path.read_text(encoding="utf-8"))
-            rows, vendor = kind(data), cpu_vendor(data)
+            vendor = cpu_vendor(data)
             other = bool(m["cpu"] and vendor and m["cpu"] != vendor)    # a table of another vendor's results
+            exact = args.write or not (args.claims or other)           # else its claims, not its cells
+            rows = kind(data) if exact else None
             if args.write and other:
                 skipped.append(f"{where}: {m['kind']}:{m['exp']} (computed on {m['cpu']}, these results on {vendor})")
                 continue
@@ -325,23 +317,26 @@ def main(argv=None) -> int:
                 out += [text[last:m.start()], f"<!-- {m['kind']}:{m['exp']}{where_cpu} -->\n", body]
                 last = m.end("body")
                 continue
-            if other and not args.claims:
-                # the reproducible mode holds across CPUs of one vendor, not across vendors (docs/numerics.md)
-                skipped.append(f"{where}: {m['kind']}:{m['exp']} (computed on {m['cpu']}, these results on {vendor})")
-                continue
-            shown = parse(m["body"])
-            if args.claims:
+            shown, label, before = parse(m["body"]), f"{where}: {m['kind']}", len(problems)
+            if args.claims or other:
+                # across vendors the reproducible mode promises no equal cells (docs/numerics.md), but what a table
+                # claims over seeds or worlds must still hold
                 if m["kind"] == "table":
-                    problems += claims(m["exp"], shown, json.loads(path.read_text(encoding="utf-8"))["results"])
+                    problems += claims(m["exp"], shown, data["results"])
+                    ran.setdefault(m["exp"], []).append({"table": label, "as": "claims",
+                                                         "holds": len(problems) == before})
+                elif other:
+                    skipped.append(f"{where}: {m['kind']}:{m['exp']} (computed on {m['cpu']}, these results on "
+                                   f"{vendor}; only a table over seeds or worlds has claims to check)")
                 continue
             if len(shown) != len(rows):
                 problems.append(f"{where}: {m['exp']}: the page has {len(shown) - 1} rows, the results {len(rows) - 1}")
-                continue
-            for want, have in zip(rows, shown):
+            for want, have in zip(rows, shown) if len(shown) == len(rows) else ():
                 for (cell, compared), seen in zip(want, have):
                     if compared and cell != seen:
                         problems.append(f"{where}: {m['exp']}: row {want[0][0]!r}: the page says {seen!r}, the "
                                         f"results {cell!r}")
+            ran.setdefault(m["exp"], []).append({"table": label, "as": "exact", "holds": len(problems) == before})
         if args.write and out:
             page.write_text("".join(out) + text[last:], encoding="utf-8")
             print(f"rewrote the marked tables of {where}")
@@ -350,11 +345,25 @@ def main(argv=None) -> int:
               f"on that vendor):\n- " + "\n- ".join(skipped))
     if args.write:
         return 0
+    for exp, tables in ran.items():        # which tables each run's results were checked against, and how
+        record_checks(args.results / exp / "results.json", tables)
     if problems:
         print("Tables differ from the results:\n- " + "\n- ".join(problems))
         return 1
-    print(f"Tables {'claims hold for' if args.claims else 'match'} {args.results} ({checked - len(skipped)} tables)")
+    exact = sum(t["as"] == "exact" for tables in ran.values() for t in tables)
+    print(f"Tables match {args.results}: {exact} cell for cell, {checked - len(skipped) - exact} as claims (another "
+          f"CPU vendor, or --claims)")
     return 0
+
+
+def record_checks(path: Path, tables: list[dict]) -> None:
+    """results.json's `checks`: each page table its results were compared with, exactly (same CPU vendor) or as
+    claims (another vendor, or --claims), and whether it held."""
+    from unlearnbench.cache import write_json
+    import json
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["checks"] = tables
+    write_json(path, data)
 
 
 def cpu_vendor(results: dict) -> str:
