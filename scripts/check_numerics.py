@@ -1,8 +1,9 @@
 """How much the CPU's floating-point paths move the numbers: one experiment (default: smoke) run from an empty cache
 under each ATen CPU capability this machine supports (torch's vectorised kernels: default = none, avx2, avx512),
 at 1 and 2 threads, and with MKL's conditional numerical reproducibility (MKL_CBWR), in the native mode (each
-CPU's own kernels) and in the reproducible mode (unlearnbench/numerics.py, the default); prints, per setting, the
-largest metric difference from the first setting of its mode, and the time.
+CPU's own kernels), the reproducible mode (unlearnbench/numerics.py, the default) and the portable mode (MKL's
+branch for every CPU vendor); prints, per setting, the largest metric difference from the first setting of its
+mode, and the time, and each mode's first setting against the reproducible one's (time ratio, differences).
 
     python scripts/check_numerics.py [--settings NAME ...] [key=value ...]
 
@@ -23,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 NATIVE = {"UNLEARNBENCH_NUMERICS": "native"}
+PORTABLE = {"UNLEARNBENCH_NUMERICS": "portable", "threads": "1"}        # the mode computes on one thread
 # Native: each setting is what another CPU would pick. Reproducible (the default mode, unlearnbench/numerics.py):
 # the same settings must then give the same numbers, since the mode pins the kernels whatever the machine picks.
 SETTINGS = {
@@ -37,6 +39,9 @@ SETTINGS = {
     "reproducible, ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
     "reproducible, ATEN_CPU_CAPABILITY=avx512": {"ATEN_CPU_CAPABILITY": "avx512"},
     "reproducible, ATEN_CPU_CAPABILITY=avx512, 1 thread": {"ATEN_CPU_CAPABILITY": "avx512", "threads": "1"},
+    # portable: MKL's COMPATIBLE branch, documented to give the same results on Intel and non-Intel CPUs
+    "portable, 1 thread": PORTABLE,
+    "portable, ATEN_CPU_CAPABILITY=avx512": {**PORTABLE, "ATEN_CPU_CAPABILITY": "avx512"},
 }
 
 
@@ -71,8 +76,8 @@ def main() -> None:
     have = supported()
     names = [n for n in args.settings if SETTINGS[n].get("ATEN_CPU_CAPABILITY", "default") in have]
     print(f"{' '.join(overrides)}; this CPU supports ATEN_CPU_CAPABILITY {sorted(have)}")
-    print("each setting against the first of its mode (native: what this CPU picks itself; reproducible: the mode "
-          "must give the same numbers whatever is set)")
+    print("each setting against the first of its mode (native: what this CPU picks itself; reproducible and "
+          "portable: the mode must give the same numbers whatever is set)")
     references: dict[str, tuple[dict, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -83,10 +88,11 @@ def main() -> None:
                 print(f"{name:<52} {seconds:6.1f} s  (the {group} reference)")
                 continue
             print(f"{name:<52} {seconds:6.1f} s  {compare(references[group][0], got)}")
-        if len(references) == 2:
-            (native, t_native), (repro, t_repro) = references["native"], references["reproducible"]
-            print(f"{'reproducible against native (both 2 threads)':<52} {t_repro / t_native:6.2f} x time  "
-                  f"{compare(native, repro)}")
+        base = "reproducible" if "reproducible" in references else None
+        for group, (got, seconds) in references.items() if base else ():
+            if group != base:
+                print(f"{group + ' against reproducible (its first setting)':<52} {seconds / references[base][1]:6.2f} "
+                      f"x time  {compare(references[base][0], got)}")
 
 
 def compare(reference: dict, got: dict) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 
+from unlearnbench import numerics
 from unlearnbench.heavy import accelerate, accelerate_utils, torch
 from unlearnbench.strict import ConfigError
 
@@ -22,10 +23,17 @@ def configure_threads(requested: int) -> int:
 
     `requested` > 0 is used as given. 0 (auto) takes OMP_NUM_THREADS when the user set it, else the usable CPUs
     divided among the processes of this machine (accelerate sets LOCAL_WORLD_SIZE), so that two processes on a
-    2-core machine do not each start two threads that spin against each other. Thread count changes speed, not
-    the numbers: the default run's metrics are bit-identical at 1 and 2 threads (docs/options.md, "Threads")."""
+    2-core machine do not each start two threads that spin against each other. In the reproducible mode the thread
+    count changes speed, not the numbers: the default run's metrics are bit-identical at 1 and 2 threads
+    (docs/options.md, "Threads"); the portable mode computes on one thread (unlearnbench/numerics.py)."""
     if requested < 0:
         raise ValueError(f"threads must be 0 (auto) or a positive count, got {requested}")
+    fixed = numerics.THREADS.get(numerics.mode())
+    if fixed and requested not in (0, fixed):
+        raise ValueError(f"threads={requested}: the {numerics.mode()} numerics compute on {fixed} thread(s) (MKL's "
+                         f"branch for every CPU vendor gives other last bits at other thread counts); drop threads= "
+                         f"or use the reproducible mode (docs/numerics.md)")
+    requested = fixed or requested
     if requested == 0:
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
         if env.isdigit() and int(env) > 0:
