@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
     check_output_dir(out, to_dict(cfg))
     # every folder, checkpoint and task's data of every world checked (and the data loaded) before anything is
     # written; worlds=K: K replicates of the whole pipeline (orchestration/worlds.py)
-    runs = [(w, wcfg, {label: build_task(label, s) for label, s in wcfg.tasks.items()}) for w, wcfg in worlds.plan(cfg)]
+    runs = [(w, wcfg, tasks if wcfg is cfg else {label: build_task(label, s) for label, s in wcfg.tasks.items()})
+            for w, wcfg in worlds.plan(cfg)]
     data = {w: check_run(wcfg, wtasks) for w, wcfg, wtasks in runs}
 
     # 2. seed, threads, devices (the suite's own progress bars replace the library's per-file ones)

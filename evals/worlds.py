@@ -48,12 +48,10 @@ def _combine_row(per_world: list[tuple[int, dict]], log_scale) -> dict:
         out["metrics"] = {}
         return out
     metrics = [r["metrics"] for _, r in per_world]
-    keys = [k for k in metrics[0] if all(isinstance(m.get(k), (int, float)) and not isinstance(m.get(k), bool)
-                                         for m in metrics)]
+    keys = [k for k in metrics[0] if all(_numeric(m.get(k)) for m in metrics)]
     out["per_world"] = [{"world": w, "metrics": r["metrics"], "below_utility_floor": bool(r.get("below_utility_floor"))}
                         for w, r in per_world]
-    out["spread"] = {k: spread.summarize([m[k] for m in metrics], log=k in log_scale)
-                     for k in keys}
+    out["spread"] = {k: spread.summarize([m[k] for m in metrics], log=k in log_scale) for k in keys}
     out["metrics"] = {**first["metrics"], **{k: s["mean"] for k, s in out["spread"].items()}}
     out["cost"] = _mean_fields([r["cost"] for _, r in per_world])
     if first.get("eval_cost"):
@@ -67,12 +65,16 @@ def _combine_row(per_world: list[tuple[int, dict]], log_scale) -> dict:
     return out
 
 
+def _numeric(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def _mean_fields(dicts: list[dict]) -> dict:
     """Numeric fields averaged (integers stay integers, rounded), others the first's."""
     out = dict(dicts[0])
-    for k, v in dicts[0].items():
+    for k in dicts[0]:
         values = [d.get(k) for d in dicts]
-        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+        if all(_numeric(x) for x in values):
             mean = float(np.mean(values))
             out[k] = round(mean) if all(isinstance(x, int) for x in values) else mean
     return out
@@ -110,8 +112,8 @@ def stability(values: dict[str, list[float]], higher: bool, log: bool, excluded:
     s = float(((ranks.sum(axis=1) - m * (n + 1) / 2) ** 2).sum())
     denominator = m ** 2 * (n ** 3 - n) - m * ties
     kendall_w = 12 * s / denominator if m > 1 and denominator > 0 else None
-    allowed = np.array([[not (excluded or {}).get(name, [False] * m)[k] for k in range(m)] for name in names])
-    masked = np.where(allowed, x, np.inf)
+    barred = np.array([(excluded or {}).get(name, [False] * m) for name in names], dtype=bool)
+    masked = np.where(barred, np.inf, x)
     leaders = masked.argmin(axis=0)
     rng = np.random.default_rng(0)
     picks = rng.integers(0, m, size=(BOOTSTRAP, m))

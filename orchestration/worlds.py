@@ -43,8 +43,8 @@ def check(cfg: ExperimentConfig) -> None:
     if real:
         raise ConfigError(f"worlds={cfg.worlds} first_world={cfg.first_world}: task {real[0]} does not draw a "
                           f"synthetic world (task.source={cfg.tasks[real[0]].get('source')!r}); worlds replicate "
-                          f"synthetic tasks only; for a real dataset, seeds=<n> seed_models=true redraws the fine-tunes and the "
-                          f"unlearning runs")
+                          f"synthetic tasks only; for a real dataset, seeds=<n> seed_models=true redraws the "
+                          f"fine-tunes and the unlearning runs")
     given = [k for k, on in (("model.target", cfg.model.target), ("model.retain", cfg.model.retain),
                              ("checkpoints", cfg.checkpoints)) if on]
     if given:

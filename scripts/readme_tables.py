@@ -143,9 +143,9 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in attacked]
 
 
-def over_worlds(r, key="relearn_recovery"):
-    """A row's interval over worlds, where the results are a table over worlds (evals/worlds.py)."""
-    return interval(r, key, f3) if r.get("per_world") else ""
+def over_worlds(r):
+    """A row's relearn-recovery interval over worlds, where the results are a table over worlds (evals/worlds.py)."""
+    return interval(r, "relearn_recovery", f3) if r.get("per_world") else ""
 
 
 def render_probes(results: dict) -> list[list[tuple[str, bool]]]:
