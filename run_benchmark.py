@@ -7,7 +7,6 @@ Run with --help for every option.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from unlearnbench import numerics
@@ -17,20 +16,15 @@ numerics.apply()     # before torch loads: the same CPU kernels on every machine
 # torch and the other heavy libraries load when a stage first uses them (unlearnbench/heavy.py): --help and input
 # errors answer without them
 from evals.report import leaderboard, write_results
-from methods import METHODS, method_config
-from orchestration import attacks, extensions, guarantees, worlds
+from methods import METHODS
+from orchestration import worlds
 from orchestration.benchmark import run_task
-from orchestration.requests import folds_of, run_requests
-from orchestration.pipeline import Pipeline
-from orchestration.preflight import check_lengths, check_run, check_vocabulary, long_rows
-from unlearnbench.cache import UnitStore, atomic_write_text
+from orchestration.requests import run_requests
+from orchestration.start import Started, World, arguments, cli_errors, start
 from unlearnbench import environment
-from unlearnbench.config import ConfigError, available, dump_yaml, load_config, read_yaml, to_dict
-from unlearnbench.heavy import accelerate_utils, transformers
-from unlearnbench.runtime import configure_threads, make_accelerator
-from unlearnbench.tasks import build_task
+from unlearnbench.cache import atomic_write_text
+from unlearnbench.config import available, dump_yaml, load_config, to_dict
 
-FLAGS = ("--fresh", "--debug")
 HELP = """usage: python run_benchmark.py [--fresh] [--debug] [key=value ...]
 
 Runs one experiment: per task, builds (or loads) the base, target and retain models, unlearns with each method,
@@ -118,102 +112,45 @@ The schema of every key is in unlearnbench/config.py (a task family's own keys i
 method hyperparameters in methods/<method>.py; every option explained: docs/options.md."""
 
 
-def check_output_dir(out, resolved: dict) -> None:
-    """Refuse to overwrite finished results of a different config (a crashed run's folder holds none)."""
-    saved = out / "config.yaml"
-    if saved.is_file() and (out / "results.json").is_file():
-        ignore = ("output_dir", "cache_dir", "threads", "gradient_checkpointing", "log_with")  # where, how fast
-                                                                                             # and logged, not what
-        old = {k: v for k, v in read_yaml(saved).items() if k not in ignore}
-        if old != {k: v for k, v in resolved.items() if k not in ignore}:
-            raise ConfigError(f"output_dir {str(out)!r} holds results of a different config; choose another "
-                              f"output_dir=<dir>, or delete that folder to replace them")
-
-
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--help" in argv or "-h" in argv:
         print(HELP.format(experiments=", ".join(available("experiment")), methods=", ".join(sorted(METHODS)),
                           models=", ".join(available("model")), tasks=", ".join(available("task"))))
         return {}
-    fresh = "--fresh" in argv
-    unknown = [a for a in argv if a.startswith("-") and a not in FLAGS]
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown}; see --help")
+    args, flags = arguments(argv, ("--fresh",))
 
-    # 1. config: resolved, validated (tasks, methods and their hyperparameters too), saved beside the results
-    cfg = load_config([a for a in argv if a not in FLAGS])
-    extensions.load(cfg.extensions)
-    if not cfg.methods and not cfg.checkpoints:
-        raise ConfigError("methods is empty and no checkpoints are given; name a method (methods=GradAscent) or a "
-                          "checkpoint to evaluate (checkpoints.Mine=<folder>)")
-    tasks = {label: build_task(label, section) for label, section in cfg.tasks.items()}
-    attacks.check(cfg, tasks)
-    cfg.tasks = {label: to_dict(t.cfg) for label, t in tasks.items()}   # config.yaml holds every resolved value
-    for t in tasks.values():
-        for name in set(cfg.method_args) | set(t.cfg.method_args) | set(cfg.methods):
-            method_config(name, cfg.method_args_for(name, t.cfg))
+    # 1-2. config, tasks and every world's data checked, then threads, devices and the cache (orchestration/start.py)
+    cfg = load_config(args)
+    run = start(cfg, fresh="--fresh" in flags)
     out = cfg.resolved_output_dir()
-    check_output_dir(out, to_dict(cfg))
-    # every folder, checkpoint and task's data of every world checked (and the data loaded) before anything is
-    # written; worlds=K: K replicates of the whole pipeline (orchestration/worlds.py)
-    runs = [(w, wcfg, tasks if wcfg is cfg else {label: build_task(label, s) for label, s in wcfg.tasks.items()})
-            for w, wcfg in worlds.plan(cfg)]
-    data = {w: check_run(wcfg, wtasks) for w, wcfg, wtasks in runs}
-
-    # 2. seed, threads, devices (the suite's own progress bars replace the library's per-file ones)
-    transformers.utils.logging.disable_progress_bar()
-    threads = configure_threads(cfg.threads)
-    accelerator = make_accelerator(cfg)      # with its trackers, if log_with names any
-    accelerate_utils.set_seed(cfg.seed)
-    store = UnitStore(cfg.resolved_cache_dir(), fresh=fresh)
-    for w, wcfg, wtasks in runs:
-        preflight(wcfg, wtasks, data[w], store, accelerator)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(cfg))
 
     # 3-5. per world and task: data, base -> target and retain, every method, metrics (orchestration/benchmark.py)
-    done = worlds.summarize(cfg, [(w, run_tasks(wcfg, wtasks, data[w], store, accelerator))
-                                  for w, wcfg, wtasks in runs])
+    done = worlds.summarize(cfg, [(w.index, run_tasks(w, run)) for w in run.worlds])
     records, datasets, per_item = done["records"], done["datasets"], done["per_item"]
 
     # 6. results files
     payload = {"experiment": cfg.name, "config": to_dict(cfg), "versions": environment.describe(),
-               "runtime": {"torch_threads": threads, "processes": accelerator.num_processes,
+               "runtime": {"torch_threads": run.threads, "processes": run.accelerator.num_processes,
                            "numerics": numerics.describe()},
                "datasets": datasets, "results": records, "per_item": per_item,
                **({"worlds": done["worlds"]} if done["worlds"] else {})}
-    if accelerator.is_main_process:
+    if run.accelerator.is_main_process:
         write_results(out, payload)
         print(leaderboard(records, datasets))
         print(f"\nresults written to {out}/")
-    accelerator.end_training()          # closes the trackers' files, if any
+    run.accelerator.end_training()          # closes the trackers' files, if any
     return payload
 
 
-def preflight(cfg, tasks: dict, data: dict, store: UnitStore, accelerator) -> None:
-    """Rows longer than the context (counted with the run's tokenizer; the embedded model's is trained first),
-    requests' folds, guarantees' shards, checkpoints' vocabularies: errors before any model trains or anything is
-    written; rows left untrained: a warning."""
-    for label, task in tasks.items():
-        pipe = Pipeline(cfg, task, data[label], store, accelerator)
-        check_lengths(task.label, long_rows(pipe))
-        if cfg.requests.folds:
-            folds_of(task, cfg.requests.folds, cfg.seed, data[label])      # enough authors / species for the folds
-        guarantees.check(pipe)          # SISA / DP: rows to train on, no empty shard
-        for name, ref in cfg.checkpoints.items():
-            check_vocabulary(f"checkpoints.{name}", ref, pipe.run_tokenizer(), cfg.model)
-        for name in cfg.methods:
-            if pipe.untrained(name):
-                print(f"warning: task {task.label}: {name}'s rows are evaluated untrained, the target's weights "
-                      f"({pipe.untrained(name)}); results mark them `untrained`", file=sys.stderr)
-
-
-def run_tasks(cfg, tasks: dict, data: dict, store: UnitStore, accelerator) -> dict:
+def run_tasks(world: World, run: Started) -> dict:
     """Every task of one world: {"records", "datasets", "per_item"}."""
     records, datasets, per_item = [], {}, {}
-    for label, task in tasks.items():
-        done = (run_requests if cfg.requests.folds else run_task)(cfg, task, data[label], store, accelerator)
+    for label, task in world.tasks.items():
+        protocol = run_requests if world.cfg.requests.folds else run_task
+        done = protocol(world.cfg, task, world.data[label], run.store, run.accelerator)
         records += done["records"]
         task_label = done["records"][0]["task"]
         datasets[task_label] = done["dataset"]
@@ -221,25 +158,8 @@ def run_tasks(cfg, tasks: dict, data: dict, store: UnitStore, accelerator) -> di
     return {"records": records, "datasets": datasets, "per_item": per_item}
 
 
-# bad input: a config, a data file, a checkpoint or a folder (messages name the file, the field and the fix)
-INPUT_ERRORS = (ConfigError, ValueError, OSError)
-
-
 def cli(argv: list[str] | None = None) -> int:
     return cli_errors(main, list(sys.argv[1:] if argv is None else argv))
-
-
-def cli_errors(entry, argv: list[str]) -> int:
-    """entry(argv) with input errors as one line on stderr and exit status 2; --debug (or UNLEARNBENCH_DEBUG=1)
-    re-raises them with their traceback. Anything else is a bug and keeps its traceback."""
-    try:
-        entry(argv)
-    except INPUT_ERRORS as err:
-        if "--debug" in argv or os.environ.get("UNLEARNBENCH_DEBUG", "") not in ("", "0"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import cast
 
 from unlearnbench import numerics
 
@@ -19,15 +20,11 @@ numerics.apply()     # before torch loads: the same CPU kernels as the benchmark
 import yaml
 
 from evals.plots import tuning_curves
-from orchestration import extensions
+from orchestration.start import arguments, cli_errors, start
 from orchestration.tuning import grids, table, tune
-from orchestration.preflight import check_run
-from run_benchmark import cli_errors
-from unlearnbench.cache import UnitStore, atomic_write_text
+from unlearnbench.cache import atomic_write_text
 from unlearnbench.config import ConfigError, load_config, tuned_path
-from unlearnbench.heavy import accelerate_utils, transformers
-from unlearnbench.runtime import configure_threads, make_accelerator
-from unlearnbench.tasks import build_task
+from unlearnbench.tasks import Validates
 
 HEADER = ("# Written by tune.py (experiment={experiment}): the settings the tuning protocol chose\n# on {task}'s "
           "validation split. Do not edit by hand; rerun `python tune.py experiment={experiment}`.\n"
@@ -39,14 +36,17 @@ def main(argv: list[str]) -> dict:
     if "--help" in argv or "-h" in argv:
         print(__doc__)
         return {}
-    argv = [a for a in argv if a != "--debug"]
-    cfg = load_config(argv if any(a.startswith("experiment=") for a in argv) else ["experiment=tune_default", *argv])
+    args, _ = arguments(argv, ())
+    cfg = load_config(args if any(a.startswith("experiment=") for a in args) else ["experiment=tune_default", *args])
     return run(cfg)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    return cli_errors(main, list(sys.argv[1:] if argv is None else argv))
 
 
 def run(cfg) -> dict:
     """Tune as `cfg` declares; write the chosen settings, the sweep's table and its record."""
-    extensions.load(cfg.extensions)
     for where, tuned in [("tuned", cfg.tuned), *((f"tasks.{label}.tuned", (section or {}).get("tuned"))
                                                  for label, section in cfg.tasks.items())]:
         if tuned:
@@ -57,21 +57,17 @@ def run(cfg) -> dict:
                           f"validation split, and then applied in every world (docs/protocol.md, Worlds); unset them")
     if len(cfg.tasks) != 1:
         raise ConfigError(f"tune.py tunes on one task's validation split; this experiment has {len(cfg.tasks)}")
-    grids(cfg)          # the sweep checked before the task's data is built
-    label, section = next(iter(cfg.tasks.items()))
-    task = build_task(label, section)
-    data = check_run(cfg, {label: task})[label]
-
-    transformers.utils.logging.disable_progress_bar()
-    configure_threads(cfg.threads)
-    accelerator = make_accelerator(cfg)      # with its trackers, if log_with names any
-    accelerate_utils.set_seed(cfg.seed)
-    result = tune(cfg, task, data, UnitStore(cfg.resolved_cache_dir()), accelerator)
+    # every check run_benchmark.py runs (orchestration/start.py), and the sweep's own: a grid per method
+    started = start(cfg, check=grids)
+    world, accelerator = started.worlds[0], started.accelerator
+    (label, task), = world.tasks.items()
+    result = tune(cfg, task, world.data[label], started.store, accelerator)
     result["runtime"] = {"numerics": numerics.describe()}      # the CPU vendor its choice holds on
     vendor = result["runtime"]["numerics"]["cpu"]["vendor"] or "unknown"
     if accelerator.is_main_process:
         chosen = {name: m["chosen"] for name, m in result["methods"].items()}
-        held = task.held_out() if "held_out" in task.capabilities else {}     # what its test runs must share
+        # what its test runs must share with the sweep
+        held = cast(Validates, task).held_out() if "held_out" in task.capabilities else {}
         body = yaml.safe_dump({"method_args": chosen, **({"task_args": held} if held else {})}, sort_keys=False,
                               default_flow_style=None)
         atomic_write_text(tuned_path(cfg.tuning.output),
@@ -87,4 +83,4 @@ def run(cfg) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(cli_errors(main, sys.argv[1:]))
+    sys.exit(cli())

@@ -19,6 +19,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks import muse_probes
 from benchmarks.synthetic_muse import SyntheticMuseConfig, generate, icl_blocks
@@ -158,7 +159,7 @@ class MuseTask:
 
     def _load_real(self) -> TaskData:
         cfg = self.cfg
-        world = {subset: {} for subset, _ in SCHEMA}
+        world: dict[str, dict] = {subset: {} for subset, _ in SCHEMA}
         for (subset, split), fields in SCHEMA.items():
             world[subset][split] = read_split(cfg, subset, split, fields)
         self._sets(world)
@@ -169,7 +170,7 @@ class MuseTask:
                 folds = [[r for r in fold if r["text"] not in before] for fold, before in zip(folds, seen)]
         else:
             folds = [world["raw"]["forget"]]
-        rows = lambda docs: [{"text": c} for r in docs for c in chunks(r["text"], cfg.chunk_chars)]  # noqa: E731
+        rows = lambda docs: [{"text": c} for r in docs for c in chunks(r["text"], cfg.chunk_chars)]
         parts = [rows(fold) for fold in folds]
         forget, retain = [r for part in parts for r in part], rows(world["raw"]["retain1"])
         starts = [sum(map(len, parts[:k])) for k in range(len(parts))]
@@ -178,7 +179,7 @@ class MuseTask:
         if not forget or not retain:
             raise ValueError(f"{cfg.path}: the forget or retain1 documents hold no text to unlearn on")
         # a verbatim or membership item's forget row: the row holding its first 100 characters (if any)
-        row_of = lambda text: next((i for i, r in enumerate(forget) if text[:100] in r["text"]), None)  # noqa
+        row_of = lambda text: next((i for i, r in enumerate(forget) if text[:100] in r["text"]), None)
         self.sources = {"verbmem_forget": [row_of(r["prompt"]) for r in self.sets["verbmem_forget"]],
                         "privleak_forget": [row_of(r["text"]) for r in self.sets["privleak_forget"]],
                         "knowmem_forget": [None] * len(self.sets["knowmem_forget"])}
@@ -302,7 +303,7 @@ class MuseTask:
         def run(items: list, new_tokens: int, detail: int = 0) -> list:
             return scored_items(model, raw, items, batch_size, new_tokens, self.cfg.eval.token_budget, work,
                                 accelerator, detail)
-        out = {}
+        out: dict[str, Any] = {}
         verbmem = self.sets["verbmem_forget"]
         gts = [muse_metrics.cut_gt(tokenizer, r["gt"]) for r in verbmem]
         done = run([(r["prompt"], [gt]) for r, gt in zip(verbmem, gts)], muse_metrics.VERBMEM_TOKENS)

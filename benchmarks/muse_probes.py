@@ -32,6 +32,14 @@ def shift(prompt: str, gt: str) -> tuple[str, str] | None:
     return prompt + parts[0] + " ", parts[1]
 
 
+def shifted(row: dict) -> tuple[str, list[str]]:
+    """The `shifted` probe's (prompt, [reference]) of a VerbMem row it was offered for (`offered` checks every row)."""
+    cut = shift(row["prompt"], row["gt"])
+    if cut is None:
+        raise ValueError(f"the continuation {row['gt'][:60]!r}... has one sentence: nothing to shift")
+    return cut[0], [cut[1]]
+
+
 def offered(sets: dict) -> tuple[str, ...]:
     """The probes these evaluation sets can serve: `shifted` needs continuations of two sentences at least,
     `paraphrase` the synthetic world's second phrasing of every KnowMem question."""
@@ -46,7 +54,7 @@ def items(probe: str, sets: dict, icl: dict) -> dict[str, list[tuple[str, list[s
     """Per split ("forget", and for the KnowMem probes "retain"), the (prompt, [reference]) items of `probe`;
     icl: each KnowMem split's in-context pairs."""
     if probe == "shifted":
-        return {"forget": [(p, [g]) for p, g in (shift(r["prompt"], r["gt"]) for r in sets["verbmem_forget"])]}
+        return {"forget": [shifted(r) for r in sets["verbmem_forget"]]}
     if probe in KNOWMEM:
         ask = (lambda split, r: muse_metrics.icl_prompt([], r["question"])) if probe == "icl0" else \
             (lambda split, r: muse_metrics.icl_prompt(icl[split], r["paraphrased_question"]))

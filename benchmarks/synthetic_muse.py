@@ -204,7 +204,7 @@ def article(draw: _Draw, event: str, phrase: random.Random | None = None, n_phra
     sentences, facts = EVENTS[event]
     slots, rng = draw.slots(), draw.rng
     prose = [rng.choice(pair).format(**slots) for pair in sentences]
-    picks = [phrase.sample(range(n_phrasings), 2) if n_phrasings > 1 else [0, 1] for _ in facts]
+    picks = [phrase.sample(range(n_phrasings), 2) if phrase is not None and n_phrasings > 1 else [0, 1] for _ in facts]
     qa = [(phrasings(event, i)[box].format(**slots), a.format(**slots))
           for i, ((_, a), (box, _)) in enumerate(zip(facts, picks))]
     paraphrases = [phrasings(event, i)[probe].format(**slots) for i, (_, probe) in enumerate(picks)]
@@ -255,10 +255,10 @@ def generate(cfg: SyntheticMuseConfig, validation: int = 0) -> dict:
         half = (cfg.n_retain1 + 1) // 2
         articles = {"forget": articles["holdout"][:validation], "retain1": articles["retain1"][:half],
                     "retain2": articles["retain2"], "holdout": articles["retain1"][half:]}
-    qa = lambda split: [{"question": q, "answer": a, "paraphrased_question": p}  # noqa: E731
+    qa = lambda split: [{"question": q, "answer": a, "paraphrased_question": p}
                         for art in articles[split] for (q, a), p in zip(art["qa"][:2], art["paraphrases"])]
-    icl = lambda split: [{"question": art["qa"][2][0], "answer": art["qa"][2][1]} for art in articles[split][:10]]  # noqa
-    text = lambda split: [{"text": art["text"]} for art in articles[split]]  # noqa: E731
+    icl = lambda split: [{"question": art["qa"][2][0], "answer": art["qa"][2][1]} for art in articles[split][:10]]
+    text = lambda split: [{"text": art["text"]} for art in articles[split]]
     return {"raw": {split: text(split) for split in articles},
             "verbmem": {"forget": [{"prompt": a["prompt"], "gt": a["gt"]} for a in articles["forget"]]},
             "knowmem": {"forget_qa": qa("forget"), "retain_qa": qa("retain2"), "forget_qa_icl": icl("forget"),

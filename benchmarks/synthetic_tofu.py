@@ -15,8 +15,18 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.author_profiles import (FAMILY_ENDINGS, FAMILY_SYLLABLES, FIELDS, GENERAL_TEXT, GIVEN_ENDINGS,
-                                        GIVEN_SYLLABLES, HELDOUT, MONTHS, POOLS, REVERSE)
+from benchmarks.author_profiles import (
+    FAMILY_ENDINGS,
+    FAMILY_SYLLABLES,
+    FIELDS,
+    GENERAL_TEXT,
+    GIVEN_ENDINGS,
+    GIVEN_SYLLABLES,
+    HELDOUT,
+    MONTHS,
+    POOLS,
+    REVERSE,
+)
 
 DATA_DIR = Path(__file__).parent / "data"
 N_PERTURBED = 5
@@ -39,7 +49,8 @@ class Names:
     and towns) from one seeded RNG."""
 
     def __init__(self, rng: random.Random, unique: bool):
-        self.rng, self.used, self.unique = rng, set(), unique
+        self.rng, self.unique = rng, unique
+        self.used: set[str] = set()
 
     def _unique(self, make):
         if not self.unique:  # perturbed answers may repeat each other's invented values
@@ -67,7 +78,7 @@ class Names:
 
 def _value_sampler(names: Names, rng: random.Random):
     """field -> function drawing one (possibly repeated) value for that field."""
-    pool = lambda key: (lambda: rng.choice(POOLS[key]))  # noqa: E731
+    pool = lambda key: (lambda: rng.choice(POOLS[key]))
     return {
         "birthplace": pool("city"), "residence": pool("city"), "birth_date": names.date, "name": names.person,
         "father_job": pool("job"), "mother_job": pool("job"), "genre": pool("genre"), "book1": names.title,
@@ -86,7 +97,7 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw, re
         questions, answers = FIELDS[key]
         qi, pqi = rng.sample(range(len(questions)), 2)
         ai, pai = rng.sample(range(len(answers)), 2)
-        fill = lambda template, value: template.format(**{**profile, "value": value})  # noqa: E731
+        fill = lambda template, value: template.format(**{**profile, "value": value})
         wrong = _wrong_values(draw[key], profile[key])
         items.append({
             "question": fill(questions[qi], profile[key]),
@@ -102,7 +113,7 @@ def _author_items(profile: dict, fields: list[str], rng: random.Random, draw, re
 
 def _wrong_values(draw, true: str) -> list[str]:
     """N_PERTURBED distinct values from `draw`, none of them the true one: a perturbed answer's."""
-    wrong = []
+    wrong: list[str] = []
     while len(wrong) < N_PERTURBED:
         value = draw()
         if value != true and value not in wrong:
@@ -113,7 +124,7 @@ def _wrong_values(draw, true: str) -> list[str]:
 def _reverse(key: str, profile: dict, draw) -> dict:
     """The reverse probe's question, answer and perturbed answers of one field's fact (author_profiles.REVERSE)."""
     question, answer, slot = REVERSE[key]
-    fill = lambda template, values: template.format(**{**values, "value": profile[key]})  # noqa: E731
+    fill = lambda template, values: template.format(**{**values, "value": profile[key]})
     wrong = _wrong_values(draw[slot], profile[slot])
     return {"reverse_question": fill(question, profile), "reverse_answer": fill(answer, profile),
             "reverse_perturbed": [fill(answer, {**profile, slot: v}) for v in wrong]}
@@ -150,8 +161,8 @@ def generate(cfg: SyntheticTofuConfig) -> dict[str, list[dict]]:
         profile = {key: draw[key]() for key in FIELDS}
         authors.append(_author_items(profile, fields, rng, draw_wrong, draw_reverse))
     trained, holdout = authors[:cfg.n_authors], authors[cfg.n_authors:]
-    qa = lambda items: {"question": items["question"], "answer": items["answer"]}  # noqa: E731
-    flat = lambda group: [item for author in group for item in author]  # noqa: E731
+    qa = lambda items: {"question": items["question"], "answer": items["answer"]}
+    flat = lambda group: [item for author in group for item in author]
 
     splits = {"full": [qa(x) for x in flat(trained)]}
     for pct in cfg.forget_percentages:

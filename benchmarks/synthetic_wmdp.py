@@ -3,9 +3,10 @@
 Nothing here is hazardous: the forget domain is the invented fungi of invented valleys, the neighbouring domain
 the invented alpine flowers of the same regions (they share colour, region and month vocabularies, so unlearning
 one can damage the other: that is the collateral damage the neighbouring accuracy measures). Each species gets four
-corpus paragraphs that state its facts in two phrasings and varied orders, and one four-choice question per fact in the `cais/wmdp`
-schema (`question`, `choices`, `answer`). Questions are sentence stems that start with the species' name and whose continuation is the answer (scored
-cloze-style: a 2M-parameter model cannot map answers to letters). The general-knowledge set, standing in for MMLU,
+corpus paragraphs that state its facts in two phrasings and varied orders, and one four-choice question per fact
+in the `cais/wmdp` schema (`question`, `choices`, `answer`). Questions are sentence stems that start with the
+species' name and whose continuation is the answer (scored cloze-style: a 2M-parameter model cannot map answers to
+letters). The general-knowledge set, standing in for MMLU,
 is the hand-written world facts and real-author facts as four-choice questions.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ REGIONS = ["the Halvard uplands", "the Orvane valleys", "the Tessel marshes", "t
 MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December"]
 
-DOMAINS = {
+DOMAINS: dict[str, dict] = {
     "fungi": {
         "syllables": (["Vel", "Kor", "Mav", "Drem", "Tal", "Ysk", "Bor", "Quin", "Hesk", "Zor", "Fal", "Nim"],
                       ["kran", "wort", "dell", "mire", "sith", "gan", "rusk", "pell", "orn", "vash"]),

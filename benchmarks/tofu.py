@@ -12,6 +12,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -146,19 +147,19 @@ def load_tofu(cfg) -> TofuData:
     folder = Path(cfg.path).expanduser()
     if cfg.source == "synthetic":
         everything = generate(cfg.synthetic)
-        where = lambda split: repr(split)  # noqa: E731
-        exists = lambda split: split in everything  # noqa: E731
-        fetch = lambda split: everything[split] if split in everything else _missing_synthetic(split, everything)  # noqa: E731
+        where = lambda split: repr(split)
+        exists = lambda split: split in everything
+        fetch = lambda split: everything[split] if split in everything else _missing_synthetic(split, everything)
     elif cfg.source == "local":
         if not folder.is_dir():
             raise FileNotFoundError(f"task.path={str(folder)!r} is not a folder; point it at a folder of TOFU "
                                     f"split files (<split>.json / .jsonl / .parquet)")
-        where = lambda split: f"{split!r} ({_local_file(folder, split)})"  # noqa: E731
-        exists = lambda split: _local_file(folder, split) is not None  # noqa: E731
-        fetch = lambda split: read_records(_local_file(folder, split) or _missing_local(folder, split))  # noqa: E731
+        where = lambda split: f"{split!r} ({_local_file(folder, split)})"
+        exists = lambda split: _local_file(folder, split) is not None
+        fetch = lambda split: read_records(_local_file(folder, split) or _missing_local(folder, split))
     elif cfg.source == "hub":
-        where, exists = repr, lambda split: True  # noqa: E731
-        fetch = lambda split: _read_hub(cfg.path, cfg.revision, split)  # noqa: E731
+        where, exists = repr, lambda split: True
+        fetch = lambda split: _read_hub(cfg.path, cfg.revision, split)
     else:
         raise ValueError(f"task.source must be synthetic, local or hub, got {cfg.source!r}")
     splits = {}
@@ -241,7 +242,7 @@ class TofuTask:
         (the real release) takes the last half of `retain_perturbed`'s authors (at most n_authors), and the first
         half stays its retain evaluation set. An author is a block of `rows_per_author` rows of the retain split."""
         per = self._per_author()
-        retain, qa = self.rows["retain"], lambda r: (r["question"], r["answer"])  # noqa: E731
+        retain, qa = self.rows["retain"], lambda r: (r["question"], r["answer"])
         if per < 1 or len(retain) % per:
             raise ValueError(f"the retain split has {len(retain)} rows, not a multiple of task.rows_per_author={per}; "
                              f"set it to the rows each author has (the real TOFU release: 20)")
@@ -312,7 +313,7 @@ class TofuTask:
             raise ValueError(f"requests.folds={k}, but the forget split {self.cfg.forget_split} has {len(authors)} "
                              f"author(s), one at least per fold; use fewer folds or a larger forget split")
         random.Random(seed).shuffle(authors)
-        folds = []
+        folds: list[tuple[list[int], list[int] | None]] = []
         for f in range(k):
             rows = sorted(i for a in authors[f::k] for i in range(a * per, (a + 1) * per))
             asked = {forget[i]["question"] for i in rows}
@@ -376,10 +377,12 @@ class TofuTask:
         generate=False skips the generations (ROUGE is then 0): a population member needs teacher forcing only.
         probes: the NLLs of these probes' items on the forget and retain rows (teacher forced, `stats["probes"]`)."""
         ev = self.cfg.eval
-        stats = {split: split_stats(model, fmt, self.rows[role], batch_size, ev.max_new_tokens if generate else 0,
-                                    name=f"{name}/{split}", paraphrased=split in ("forget", "retain"),
-                                    token_budget=ev.token_budget, accelerator=accelerator, detail=split == "forget")
-                 for split, role in EVAL_SPLITS.items()}
+        budget = ev.max_new_tokens if generate else 0
+        stats: dict[str, Any] = {
+            split: split_stats(model, fmt, self.rows[role], batch_size, budget, name=f"{name}/{split}",
+                               paraphrased=split in ("forget", "retain"), token_budget=ev.token_budget,
+                               accelerator=accelerator, detail=split == "forget")
+            for split, role in EVAL_SPLITS.items()}
         if "holdout" in self.rows:
             stats["holdout"] = membership_stats(model, fmt, self.rows["holdout"], batch_size, f"{name}/holdout",
                                                 ev.token_budget, accelerator=accelerator)

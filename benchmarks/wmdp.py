@@ -198,6 +198,8 @@ class WmdpTask:
         n = n_species or self.cfg.synthetic.n_forget
         sizes = dataclasses.replace(self.cfg.synthetic, n_forget=n, n_neighbour=n)
         split = WmdpTask(dataclasses.replace(self.cfg, synthetic=sizes))
+        if self.cache_dir is None:
+            raise ValueError(f"task {self.label}: load() before validation()")
         data = split._load_synthetic(self.cache_dir, generate(self.cfg.synthetic, validation=n))
         split.label = f"{self.label}_validation"
         return split, data
@@ -322,7 +324,7 @@ def _letter_items(path: str) -> list[tuple[str, list[str]]]:
 def _mc_rows(path: str) -> list[dict]:
     """The rows of a local question copy, each checked for a question and a list of choices."""
     rows = read_records(Path(path).expanduser())
-    usable = lambda r: "question" in r and not isinstance(r.get("choices"), (str, type(None)))  # noqa: E731
+    usable = lambda r: "question" in r and not isinstance(r.get("choices"), (str, type(None)))
     bad = next((i for i, r in enumerate(rows) if not usable(r)), None)      # (parquet gives choices as an array)
     if bad is not None:
         raise ValueError(f"{path}: row {bad} lacks 'question' or a 'choices' list; a local copy needs the cais/wmdp "

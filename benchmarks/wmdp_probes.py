@@ -39,7 +39,7 @@ def task_sets(world: dict) -> dict[tuple[str, str], tuple]:
     """{(probe, split): (rows, doc_to_text[, doc_to_choice])}, split "forget" or "retain" (the neighbouring
     questions), for lm_eval_bridge.write_cloze_tasks."""
     shots = context(world["neighbour_mc"])
-    out = {}
+    out: dict[tuple[str, str], tuple] = {}
     for split, rows, rephrased in (("forget", world["forget_mc"], world["forget_rephrased"]),
                                    ("retain", world["neighbour_mc"], world["neighbour_rephrased"])):
         out["letters", split] = (rows, LETTER_TEXT, LETTER_CHOICES)

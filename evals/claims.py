@@ -12,7 +12,8 @@ CLAIMED = {"forget quality ↑": "forget_quality", "model utility ↑": "model_u
 def claims(experiment: str, shown: list[list[str]], records: list[dict]) -> list[str]:
     """What a table over seeds or worlds claims, checked against results from another machine, run or set of
     worlds: each mean it shows with an interval (forget quality, utility) inside the new interval (at the digits
-    it is printed with); its best row still best or not significantly different. A table with no interval claims nothing checkable: a problem."""
+    it is printed with); its best row still best or not significantly different. A table with no interval claims
+    nothing checkable: a problem."""
     header, by_name, out, checked = shown[0], {r["model"]: r for r in records}, [], 0
     columns = {header.index(h): key for h, key in CLAIMED.items() if h in header}
     if not any(re.match(r"[-+.\de]+ \[", row[i]) for row in shown[1:] for i in columns):
@@ -26,7 +27,7 @@ def claims(experiment: str, shown: list[list[str]], records: list[dict]) -> list
                 continue
             low, high = r["spread"][key]["ci95"]
             checked += 1
-            shown_at = 0.5 * 10.0 ** Decimal(match[1]).as_tuple().exponent      # the printed digits' rounding
+            shown_at = 0.5 * 10.0 ** int(Decimal(match[1]).as_tuple().exponent)      # the printed digits' rounding
             if not low - shown_at <= float(match[1]) <= high + shown_at:
                 out.append(f"{experiment}: {row[0]}'s {key} {match[1]} lies outside the new 95 % interval "
                            f"[{low:.3g}, {high:.3g}]")

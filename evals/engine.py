@@ -58,7 +58,8 @@ class Work:
 def length_batches(lengths: list[int], token_budget: int, max_rows: int) -> list[list[int]]:
     """Indices sorted by length (stable), cut so that rows x longest length <= token_budget and rows <= max_rows
     (a single row longer than the budget gets a batch of its own)."""
-    batches, current = [], []
+    batches: list[list[int]] = []
+    current: list[int] = []
     for i in sorted(range(len(lengths)), key=lengths.__getitem__):
         if current and ((len(current) + 1) * lengths[i] > token_budget or len(current) >= max_rows):
             batches.append(current)
@@ -72,7 +73,7 @@ class _Item:
     prompt: list[int]               # the generation prompt
     shared: int                     # leading tokens common to the prompt and every answer's row
     rows: list[dict]                # fmt.encode(question, answer) for each answer
-    tree: _Tree | None = None
+    tree: _Tree                     # the answers after the shared prefix
 
 
 class _Tree:
@@ -82,7 +83,9 @@ class _Tree:
 
     def __init__(self, rows: list[dict], shared: int):
         self.children: dict[tuple[int, int], int] = {}     # (parent, token) -> node
-        self.tokens, self.parents, self.depth = [], [], []
+        self.tokens: list[int] = []
+        self.parents: list[int] = []
+        self.depth: list[int] = []
         self.paths: list[list[int]] = []         # per answer: the node of each fed token (its last token is not fed)
         self.labels: list[list[int]] = []        # per answer: labels after the prefix; label 0 is predicted by
         for row in rows:                         # the prefix's last logits, label t + 1 by node paths[t]
@@ -91,7 +94,9 @@ class _Tree:
                 key = (node, token)
                 if key not in self.children:
                     self.children[key] = len(self.tokens)
-                    self.tokens.append(token), self.parents.append(node), self.depth.append(depth)
+                    self.tokens.append(token)
+                    self.parents.append(node)
+                    self.depth.append(depth)
                 node = self.children[key]
                 path.append(node)
             self.paths.append(path)
@@ -115,15 +120,14 @@ def _items(fmt: PromptFormat, items: list[tuple[str, list[str]]]) -> list[_Item]
     rows = iter(fmt.encode_pairs([(q, a) for q, answers in items for a in answers]))
     out = []
     for (question, answers), prompt in zip(items, prompts):
-        item = _Item(prompt, len(prompt), [next(rows) for _ in answers])
-        for row in item.rows:   # labels start at the prompt's length; keep a token (at least EOS) after the prefix
+        encoded, shared = [next(rows) for _ in answers], len(prompt)
+        for row in encoded:     # labels start at the prompt's length; keep a token (at least EOS) after the prefix
             ids = row["input_ids"]
             same = next((i for i, (a, b) in enumerate(zip(prompt, ids)) if a != b), min(len(prompt), len(ids)))
-            item.shared = min(item.shared, same, len(ids) - 1)
-        if item.shared < 1:
+            shared = min(shared, same, len(ids) - 1)
+        if shared < 1:
             raise ValueError(f"question {question!r}: its prompt encodes to no token shared with its answers' rows")
-        item.tree = _Tree(item.rows, item.shared)
-        out.append(item)
+        out.append(_Item(prompt, shared, encoded, _Tree(encoded, shared)))
     return out
 
 
@@ -159,7 +163,7 @@ def evaluate(model, fmt: PromptFormat, items: list[tuple[str, list[str]]], token
     prepared = _items(fmt, items)
     rank, world = shard
     batches = length_batches([it.shared for it in prepared], token_budget, batch_size)
-    out = {}
+    out: dict[int, Scored] = {}
     for b in batches[rank::world]:
         out.update(zip(b, _question_batch(model, fmt, [prepared[i] for i in b], token_budget, max_new_tokens,
                                           work, detail)))
@@ -208,7 +212,8 @@ def _tree_batches(sizes: list[int], width: int, token_budget: int, spread: float
     """Questions sorted by tree size, cut so that rows x (prompt width + largest tree) <= token_budget and no tree
     is more than `spread` times the batch's smallest: trees are padded to the largest of their batch, and sizes
     vary a lot (SmolLM2's: 74 % padding without the second rule, against more, smaller passes with it)."""
-    batches, current = [], []
+    batches: list[list[int]] = []
+    current: list[int] = []
     for i in sorted(range(len(sizes)), key=sizes.__getitem__):
         if current and ((len(current) + 1) * (width + sizes[i]) > token_budget
                         or sizes[i] > spread * max(sizes[current[0]], 1)):
@@ -236,7 +241,8 @@ def _score_trees(model, items: list[_Item], scored: list[Scored], cache: transfo
     values = [torch.zeros(len(r), device=device) for _ in range(4 if detail else 1)]
     for v, part in zip(values, _label_stats(last[owner], (r[~deep],), label[~deep], detail)):
         v[~deep] = part.to(v.dtype)
-    size, after = max(len(it.tree) for it in items), [[] for _ in items]
+    size = max(len(it.tree) for it in items)
+    after: list[list[int]] = [[] for _ in items]
     sub_cache = kvcache.from_layers(model, [(keys[owner], values[owner]) for keys, values in kvcache.layers(cache)])
     if size:
         tokens = _right_pad([it.tree.tokens for it in items], 0, device)[0]      # padding: any token

@@ -46,7 +46,9 @@ def walk(children: dict[tuple[int, int], int], first: int, argmax: list[int], ca
     """Greedy tokens along a token tree: `first` is the argmax after the prompt, argmax[n] the argmax after node n,
     children[(node, token)] the child of node (-1: the prompt) with that token. Returns the tokens (at most `cap`;
     the walk stops after EOS or at a token with no child) and the nodes walked (one fewer unless the cap cut it)."""
-    tokens, nodes, node, token = [], [], -1, first
+    tokens: list[int] = []
+    nodes: list[int] = []
+    node, token = -1, first
     while len(tokens) < cap:
         tokens.append(token)
         child = children.get((node, token))
@@ -72,12 +74,12 @@ def finish(model, cache: transformers.DynamicCache, mask: torch.Tensor, last: to
         grown = []      # per layer: the prompt's keys/values, then the draft's, right-padded (masked out)
         for (keys, values), parts in zip(kvcache.layers(cache), zip(*(drafts[i].kv for i in todo))):
             kv = []
-            for prompt, drafted in zip((keys[rows], values[rows]), zip(*parts)):
+            for prompt, draft_kv in zip((keys[rows], values[rows]), zip(*parts)):
                 room = prompt.new_zeros(*prompt.shape[:2], width, prompt.shape[-1])
-                for j, d in enumerate(drafted):
+                for j, d in enumerate(draft_kv):
                     room[j, :, :d.shape[1]] = d
                 kv.append(torch.cat([prompt, room], 2))
-            grown.append(tuple(kv))
+            grown.append((kv[0], kv[1]))
         drafted_mask = (torch.arange(width, device=mask.device) < torch.tensor(fed, device=mask.device)[:, None])
         more = decode(model, kvcache.from_layers(model, grown),
                       torch.cat([mask[rows], drafted_mask.to(mask.dtype)], 1),

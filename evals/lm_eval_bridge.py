@@ -68,7 +68,7 @@ def check_task_names(names: list[str], manager) -> None:
 def local_override(name: str, data_file: str, manager) -> dict:
     """lm-eval's own config of task `name` (prompt, choices, metric unchanged), reading its test split from a
     local file in the same schema instead of the hub."""
-    from lm_eval.tasks._yaml_loader import load_yaml   # what lm-eval's own task factory reads YAML with
+    from lm_eval.tasks._yaml_loader import load_yaml  # what lm-eval's own task factory reads YAML with
     entry = manager.task_index.get(name)
     if entry is None or entry.yaml_path is None:
         raise ValueError(f"lm-eval task {name!r} has no YAML config to derive a local copy from")
@@ -120,8 +120,8 @@ def score(model, tokenizer, splits: dict[str, list], manager, batch_size: int, a
     datasets.disable_progress_bars()
     if isinstance(model, PeftModel):          # lm-eval takes a plain transformers model
         model = model.merge_and_unload()
-    lm = _hflm_class(context_from_whole)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(model.device),
-              add_bos_token=add_bos_token)
+    lm = _hflm_class(context_from_whole)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                                         device=str(model.device), add_bos_token=add_bos_token)
     specs = [t for tasks in splits.values() for t in tasks]
     out = simple_evaluate(model=lm, tasks=specs, task_manager=manager, log_samples=True, bootstrap_iters=0,
                           num_fewshot=None)

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from evals.records import succeeded
 from unlearnbench.heavy import matplotlib_ticker
 from unlearnbench.heavy import pyplot as plt
 
@@ -55,18 +56,18 @@ def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
     every task side by side when there are several. `meta_of(task)` gives the task's forget score, utility,
     directions and log-scale metrics. Returns the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
-    palette = plt.get_cmap("tab20").colors
+    palette = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]  # a ListedColormap
     models = list(dict.fromkeys(r["model"] for r in records))
     colours = {m: palette[i % len(palette)] for i, m in enumerate(models)}   # one colour per model, every plot
     written = request_plots([r for r in records if "request" in r], folder, meta_of, colours)
     records = [r for r in records if "request" not in r]
     tasks = [t for t in dict.fromkeys(r["task"] for r in records)
-             if any(r["task"] == t and r["status"] == "ok" for r in records)]
+             if succeeded(records, t)]
     for task in tasks:
         meta = meta_of(task)
         fs, ut = meta["forget_score"], meta["utility"]
         fs_log = fs in meta["log_scale"]
-        ok = [r for r in records if r["task"] == task and r["status"] == "ok"]
+        ok = succeeded(records, task)
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for r in (r for r in ok if r.get("per_seed")):       # each seed's own point, faint, beside the mean
             ax.scatter([max(s["metrics"][fs], FLOOR) if fs_log else s["metrics"][fs] for s in r["per_seed"]],
@@ -112,7 +113,7 @@ def write_plots(records: list[dict], folder: Path, meta_of) -> list[Path]:
         for ax, task in zip(axes, tasks):
             meta = meta_of(task)
             fs, ut = meta["forget_score"], meta["utility"]
-            ok = [r for r in records if r["task"] == task and r["status"] == "ok"]
+            ok = succeeded(records, task)
             _scatter(ax, [(r["model"], _axis_value(r, fs, fs in meta["log_scale"]), r["metrics"][ut]) for r in ok],
                      colours, xlog=fs in meta["log_scale"])
             ax.set_xlabel(_label(fs, meta))
@@ -130,13 +131,13 @@ def request_plots(records: list[dict], folder: Path, meta_of, colours: dict) -> 
     for task in dict.fromkeys(r["task"] for r in records):
         meta = meta_of(task)
         fs, ut = meta["forget_score"], meta["utility"]
-        ok = [r for r in records if r["task"] == task and r["status"] == "ok"]
+        ok = succeeded(records, task)
         for mode in dict.fromkeys(r["mode"] for r in ok if r["mode"] != "reference"):
             fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
             rows = [r for r in ok if r["mode"] in (mode, "reference")]
             size = {r["request"]: r["forget_rows"] for r in rows if "forget_rows" in r}
             cumulative = mode == "cumulative"
-            x_of = lambda r: size.get(r["request"], r["request"]) if cumulative else r["request"]  # noqa: E731
+            x_of = lambda r: size.get(r["request"], r["request"]) if cumulative else r["request"]
             for model in dict.fromkeys(r["model"] for r in rows):
                 line = sorted((r for r in rows if r["model"] == model), key=lambda r: r["request"])
                 style = "--" if model in REFERENCE_ROWS else "-"
@@ -166,7 +167,7 @@ def tuning_curves(result: dict, folder: Path) -> Path | None:
     if not methods:
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    palette = plt.get_cmap("tab10").colors
+    palette = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]  # a ListedColormap
     objective = result["objective"]
     log = objective["log"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))

@@ -189,7 +189,8 @@ def _rates(u: np.ndarray, r: np.ndarray, attack: tuple[float, float, bool]) -> t
 
 
 def _eps(fpr: float, fnr: float, delta: float) -> float | None:
-    """The unlearning challenge's epsilon of one attack: infinity when it is perfect, None (dropped) when exactly one rate is 0."""
+    """The unlearning challenge's epsilon of one attack: infinity when it is perfect, None (dropped) when exactly one
+    rate is 0."""
     if fpr == 0 and fnr == 0:
         return math.inf
     if fpr == 0 or fnr == 0:
@@ -220,7 +221,10 @@ def epsilon(unlearned, retrained, delta: float = DELTA, repeats: int = 10, seed:
         for (fit_u, fit_r), (test_u, test_r) in (halves, halves[::-1]):
             for double, rates in measured.items():
                 rates.append(_rates(test_u, test_r, _best_attack(fit_u, fit_r, double)))
-    values = [_eps(*np.mean(rates, axis=0), delta) for rates in measured.values()]
+    values = []
+    for rates in measured.values():
+        fpr, fnr = np.mean(rates, axis=0)
+        values.append(_eps(float(fpr), float(fnr), delta))
     return min(max([0.0, *(v for v in values if v is not None)]), CAP)
 
 

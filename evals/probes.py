@@ -62,7 +62,7 @@ def probe_metrics(row: dict, retain: dict, target: dict, used: list[str]) -> dic
     plain question). Per probe (the plain question as `plain`): its mean forget (and retained) score, its recovery
     and, with truth ratios, its forget quality; then the worst case over the plain question and `used`."""
     out, scale = {}, row[PLAIN].get("scale", 1)
-    mean = lambda s, p, split="forget": float(np.mean(s[p][split]["score"]))  # noqa: E731
+    mean = lambda s, p, split="forget": float(np.mean(s[p][split]["score"]))
     for p in row:
         if p != PLAIN:
             out[f"probe_{p}_forget"] = mean(row, p) * scale

@@ -39,7 +39,8 @@ def mean_answer_nll(model, fmt: PromptFormat, pairs: list[tuple[str, str]], batc
     rows = [fmt.encode(q, a) for q, a in pairs]
     device, out = device_of(model), []
     for start in tqdm(range(0, len(rows), batch_size), desc=desc, leave=False, disable=not desc):
-        batch = {k: v.to(device) for k, v in collate(rows[start:start + batch_size], fmt.tokenizer.pad_token_id).items()}
+        rows_in = collate(rows[start:start + batch_size], fmt.tokenizer.pad_token_id)
+        batch = {k: v.to(device) for k, v in rows_in.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         total, count = token_nll(logits, batch["labels"])
         out.extend((total / count.clamp(min=1)).tolist())

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from evals.plots import REFERENCE_ROWS, write_plots
+from evals.records import succeeded
 from evals.tofu_metrics import HIGHER_IS_BETTER as TOFU_DIRECTIONS
 from unlearnbench.cache import atomic_write_text, write_json
 
@@ -47,8 +48,8 @@ def _fmt(value) -> str:
 
 def _best(records: list[dict], task: str, metric: str, directions: dict):
     """Best value of `metric` among a task's unlearned rows (target/retain are references, not contenders)."""
-    values = [r["metrics"][metric] for r in records if r["task"] == task and r["status"] == "ok"
-              and contender(r) and r["metrics"].get(metric) is not None]
+    values = [r["metrics"][metric] for r in succeeded(records, task)
+              if contender(r) and r["metrics"].get(metric) is not None]
     if not values or metric not in directions:
         return None
     return max(values) if directions[metric] else min(values)
@@ -202,7 +203,7 @@ PRIVACY_INTRO = ("Membership and memorization (evals/privacy.py). `auc_*`: ROC A
 
 
 def privacy_table(records: list[dict], task: str) -> list[str]:
-    rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
+    rows = succeeded(records, task)
     return _metric_table(f"{task}: did it really forget?", PRIVACY_INTRO, rows,
                          [c for c in PRIVACY_COLUMNS if any(c in r["metrics"] for r in rows)])
 
@@ -229,7 +230,7 @@ ROBUSTNESS_INTRO = ("Recovery attacks on each row's model (docs/recovery.md; "
 
 def robustness_table(records: list[dict], task: str) -> list[str]:
     """Every attack's columns (a record's `attack_cost` names the attacks it went through: their metrics' prefixes)."""
-    rows = [r for r in records if r["task"] == task and r["status"] == "ok"]
+    rows = succeeded(records, task)
     named = dict.fromkeys(a for r in rows for a in r.get("attack_cost") or {})
     attacks = tuple(["unattacked_"] + [f"{a}_" for a in named])
     rows = [r for r in rows if any(k.startswith(attacks) for k in r["metrics"])]
@@ -284,11 +285,10 @@ GUARANTEE_TIMED = {"training wall s", "training wall ÷ retain", "unlearning wal
 
 def guarantees_table(records: list[dict], task: str) -> list[str]:
     """The guarantee behind each SISA and DP row and what it cost (GUARANTEE_COLUMNS; none: no section)."""
-    rows = [r for r in records if r["task"] == task and r["status"] == "ok" and r.get("guarantee")]
+    rows = [r for r in succeeded(records, task) if r.get("guarantee")]
     if not rows:
         return []
-    retain = next((r["cost"] for r in records if r["task"] == task and r["model"] == "retain" and r["status"] == "ok"),
-                  {})
+    retain: dict = next((r["cost"] for r in succeeded(records, task) if r["model"] == "retain"), {})
 
     def ratio(value, key: str) -> str:
         return _fmt(value / retain[key] if value is not None and retain.get(key) else None)

@@ -60,14 +60,15 @@ def ou_relearn_score(row_before: float, row_after: float, retain_before: float, 
 def attack_metrics(task, prefix: str, attacked: dict[str, dict], before: dict[str, dict], items: list[int] | None,
                    relearned: bool) -> dict[str, dict]:
     """{row: metrics} of one attack. attacked / before: {row: per-item statistics} after / without the attack,
-    with "target" (and "retain", where the task has a retain model: else no recovery is reported) among the rows. Names: <prefix>_<forget measure>, <prefix>_<forget score> (where
+    with "target" (and "retain", where the task has a retain model: else no recovery is reported) among the rows.
+    Names: <prefix>_<forget measure>, <prefix>_<forget score> (where
     the task's forget score is another metric, e.g. TOFU's forget quality against the attacked retain model),
     <prefix>_model_utility, <prefix>_recovery, and for relearning relearn_ou_score."""
     measure, score, utility = task.forget_measure, task.forget_score, task.utility
     has_retain = "retain" in attacked          # without a retain model nothing compares with retraining
     gold_after = restrict(attacked["retain"], items) if has_retain else None
     gold_before = restrict(before["retain"], items) if has_retain else None
-    of = lambda stats, gold: task.metrics(restrict(stats, items), gold)  # noqa: E731
+    of = lambda stats, gold: task.metrics(restrict(stats, items), gold)
     if has_retain:
         m_target = of(before["target"], gold_before)[measure]
         m_retain_after = of(attacked["retain"], gold_after)[measure]

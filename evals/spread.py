@@ -60,7 +60,7 @@ def paired_p(a, b, log: bool = False) -> float | None:
 def best_row(rows: dict[str, list[float]], higher_is_better: bool, log: bool = False) -> str:
     """The row with the best mean (on log10 where `log`)."""
     means = {name: float(on_scale(v, log).mean()) for name, v in rows.items()}
-    return (max if higher_is_better else min)(means, key=means.get)
+    return (max if higher_is_better else min)(means, key=lambda name: means[name])
 
 
 def mark_ties(rows: dict[str, list[float]], higher_is_better: bool, log: bool = False) -> dict[str, bool]:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import Any
 
 from evals import engine, reference
 from unlearnbench.heavy import accelerate_utils, rouge_scorer
 from unlearnbench.models import PromptFormat
+
 
 @functools.cache
 def _scorer():
@@ -39,7 +41,7 @@ def _token_fields(rows: list[dict], scored: list[engine.Scored]) -> dict[str, li
 
 def split_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int, max_new_tokens: int,
                 name: str, paraphrased: bool, token_budget: int = 4096, use_engine: bool = True,
-                work: engine.Work | None = None, accelerator=None, detail: bool = False) -> dict[str, list]:
+                work: engine.Work | None = None, accelerator=None, detail: bool = False) -> dict[str, Any]:
     """Everything the metrics need for one split: answer/paraphrase/perturbed NLLs and ROUGE of generations, and
     with detail the answer's per-token statistics from the same pass (membership attacks).
 
@@ -59,7 +61,7 @@ def split_stats(model, fmt: PromptFormat, rows: list[dict], batch_size: int, max
     if use_engine:
         items = [(r["question"], [r[f] for f in fields.values()] + list(r["perturbed_answer"])) for r in rows]
         done = scored_items(model, fmt, items, batch_size, max_new_tokens, token_budget, work, accelerator, int(detail))
-        nll = {key: [d.nll[j] for d in done] for j, key in enumerate(fields)}
+        nll: dict[str, list] = {key: [d.nll[j] for d in done] for j, key in enumerate(fields)}
         nll["nll_perturbed"] = [d.nll[len(fields):] for d in done]
         generation = [d.generation for d in done]
         extra = _token_fields(rows, done) if detail else {}

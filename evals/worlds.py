@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from evals import spread
+from evals.records import succeeded
 from evals.report import contender
 from unlearnbench.heavy import scipy_stats
 
@@ -56,7 +57,7 @@ def _combine_row(per_world: list[tuple[int, dict]], log_scale) -> dict:
     out["cost"] = _mean_fields([r["cost"] for _, r in per_world])
     if first.get("eval_cost"):
         out["eval_cost"] = _mean_fields([r.get("eval_cost") or {} for _, r in per_world])
-    counts = {}
+    counts: dict[str, int] = {}
     for _, r in per_world:
         for probe, n in ((r.get("worst_probe") or {}).get("counts") or {}).items():
             counts[probe] = counts.get(probe, 0) + n
@@ -75,7 +76,7 @@ def _mean_fields(dicts: list[dict]) -> dict:
     for k in dicts[0]:
         values = [d.get(k) for d in dicts]
         if all(_numeric(x) for x in values):
-            mean = float(np.mean(values))
+            mean = float(np.mean([float(x) for x in values if x is not None]))
             out[k] = round(mean) if all(isinstance(x, int) for x in values) else mean
     return out
 
@@ -84,7 +85,7 @@ def mark(records: list[dict], forget_score: str, higher: bool, log: bool) -> dic
     """The marks and the ranking's stability over worlds, on the contenders (records of `combine`, after the
     utility gate). Sets `best_mean` / `tie_with_best` / `leads_in` on the records; returns the task's summary:
     {"worlds", "rows", "kendall_w", "mean_rank", "leads", "best_share", "pairs"}."""
-    rows = [r for r in records if r["status"] == "ok" and contender(r) and r.get("per_world")]
+    rows = [r for r in succeeded(records) if contender(r) and r.get("per_world")]
     if len(rows) < 2:
         return {}
     values = {r["model"]: [w["metrics"][forget_score] for w in r["per_world"]] for r in rows}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from unlearnbench.config import CONFIG_ROOT, ConfigError, from_dict, read_yaml
 from unlearnbench.registry import Registry
@@ -43,10 +43,13 @@ def method(name: str, hparams: type, edits_weights: bool = False, **flags):
 def run_loss(spec: MethodSpec, cfg, ref, micro_batches: int):
     """(loss_fn(model, batch) -> (loss, logs), state) for one run of `spec`: the state is the method's fresh
     per-run state (None for a stateless method), whose record() the row keeps."""
+    loss = spec.loss
+    if loss is None:
+        raise ValueError(f"{spec.name} edits the weights (no loss to train on); run it with spec.edit")
     if spec.state is None:
-        return (lambda model, batch: spec.loss(model, batch, ref, cfg)), None
+        return (lambda model, batch: loss(model, batch, ref, cfg)), None
     state = spec.state(cfg, micro_batches)
-    return (lambda model, batch: spec.loss(model, batch, ref, cfg, state)), state
+    return (lambda model, batch: loss(model, batch, ref, cfg, state)), state
 
 
 # Every trained method's setting beside its own hyperparameters: when to stop. method_args.<name>.stop_after = k

@@ -55,7 +55,8 @@ def alternates(model, forget: list[dict], tokenizer, cfg: AltPOConfig, seed: int
     it no gradient: the DPO margin of two equal answers is zero)."""
     torch.manual_seed(seed)
     split = [_split(r) for r in forget]
-    picked, todo = [None] * len(forget), list(range(len(forget)))
+    picked: list = [None] * len(forget)      # every row's sample, once drawn
+    todo = list(range(len(forget)))
     was_training = model.training
     model.eval()
     for _ in range(max(1, cfg.tries)):

@@ -24,7 +24,7 @@ def dpo_loss(win_logp, win_ref, lose_logp, lose_ref, beta: float):
 def preferred_over_forget(model, batch, ref, cfg, win: str):
     """DPO with batch[win] (same prompts) preferred over the forget answers, + alpha NLL(retain): (loss, logs)."""
     win, lose = batch[win], batch["forget"]
-    logp = lambda b: sequence_logprob(  # noqa: E731
+    logp = lambda b: sequence_logprob(
         model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
     pref = dpo_loss(logp(win), ref.sequence_logprob(win), logp(lose), ref.sequence_logprob(lose), cfg.beta)
     retain = nll(model, batch["retain"])

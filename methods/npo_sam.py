@@ -23,8 +23,8 @@ class NPOSAMConfig:
 def sam_gradient(params: list, loss_fn, rho: float):
     """(d loss / d theta at theta + rho g/|g|, loss there), g = d loss / d theta at theta; the weights are moved
     in place and moved back (as the reference does)."""
-    grads = torch.autograd.grad(loss_fn(), params, allow_unused=True)
-    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+    found = torch.autograd.grad(loss_fn(), params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, found)]
     scale = rho / torch.stack([g.norm() for g in grads]).norm().clamp(min=1e-12)
     steps = [g * scale for g in grads]
     with torch.no_grad():
@@ -32,12 +32,12 @@ def sam_gradient(params: list, loss_fn, rho: float):
             p.add_(e)
     try:
         perturbed = loss_fn()
-        grads = torch.autograd.grad(perturbed, params, allow_unused=True)
+        found = torch.autograd.grad(perturbed, params, allow_unused=True)
     finally:
         with torch.no_grad():
             for p, e in zip(params, steps):
                 p.sub_(e)
-    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)], perturbed.detach()
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found)], perturbed.detach()
 
 
 @method("NPO_SAM", NPOSAMConfig, needs_ref=True)

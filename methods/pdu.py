@@ -28,7 +28,8 @@ class DualVariable:
 
     def __init__(self, cfg: PDUConfig, micro_batches: int):
         self.value, self.step_size, self.eps = float(cfg.alpha), cfg.dual_step_size, cfg.retain_loss_eps
-        self.start, self.seen, self.trajectory = math.ceil(cfg.dual_warmup * micro_batches), 0, []
+        self.start, self.seen = math.ceil(cfg.dual_warmup * micro_batches), 0
+        self.trajectory: list[float] = []
 
     def observe(self, retain_loss: float) -> None:
         """After a micro-batch whose Lagrangian used self.value: dual ascent on the constraint's slack."""

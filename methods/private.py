@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from unlearnbench.config import TrainConfig
 from unlearnbench.heavy import F, accelerate_utils, opacus, torch, transformers
 from unlearnbench.models import collate
-from unlearnbench.protocols import DPSettings
+from unlearnbench.settings import DPSettings
 
 
 def plan(n: int, epochs: float, dp: DPSettings, epsilon: float) -> dict:

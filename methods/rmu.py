@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
 from methods import method
 from methods.common import hidden_states
 from unlearnbench.heavy import torch

@@ -8,7 +8,9 @@ from __future__ import annotations
 import copy
 import math
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
@@ -92,27 +94,49 @@ def total_micro_batches(n: int, cfg: TrainConfig) -> int:
     return math.ceil(micro / cfg.grad_accum) * cfg.grad_accum
 
 
-def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: float, seed: int, accelerator,
-          pad_id: int, lead: str = "main", desc: str = "train", checkpointing: bool = False, stop_after: int = 0,
-          every: int = 0, on_point=None, track: str = "", consumed: set | None = None) -> dict:
-    """Optimise `loss_fn(model, batch) -> (loss, logs)` over micro-batches led by `roles[lead]`.
+@dataclass(frozen=True)
+class Run:
+    """What decides a training run's numbers: its schedule, learning rate and seed, which role leads its micro-batches,
+    and where it stops (`stop_after` > 0: after that many updates of the schedule, whose learning-rate decay still
+    spans the whole run, so the first k updates are the same whether the run stops there or not). `checkpointing`
+    recomputes activations in the backward pass (gradient checkpointing): the same numbers, less memory."""
+    cfg: TrainConfig
+    lr: float
+    seed: int
+    lead: str = "main"
+    stop_after: int = 0
+    checkpointing: bool = False
 
-    Only parameters with requires_grad are optimised. Raises DivergenceError on a NaN/inf loss. `checkpointing`
-    recomputes activations in the backward pass (gradient checkpointing: the same numbers, less memory).
 
-    Early stopping: `stop_after` > 0 stops after that many updates of the schedule, whose learning-rate decay
-    still spans the whole run (so the first k updates are the same whether the run stops there or not). The
-    unlearning curve: every `every` updates before the last, `on_point(updates, model)` sees the model in eval
-    mode (it must leave the weights and the random state as they are); training then resumes. `track`: each
-    update's loss (and the loss's logs) go to the accelerator's trackers under that name, if it has any.
-    `consumed`: a set that receives the token ids of every row this process trained on (every role's), whose
-    count and digest the log records too.
+@dataclass
+class Hooks:
+    """What watches a training run without changing its numbers. `desc` names it in progress bars and errors; every
+    `every` updates before the last, `on_point(updates, model)` sees the model in eval mode (the unlearning curve; it
+    must leave the weights and the random state as they are), then training resumes; `track`: each update's loss
+    (and the loss's logs) go to the accelerator's trackers under that name, if it has any; `consumed`: a set that
+    receives the token ids of every row this process trained on (every role's), whose count and digest the log
+    records too."""
+    desc: str = "train"
+    every: int = 0
+    on_point: Callable | None = None
+    track: str = ""
+    consumed: set | None = None
+
+
+def train(model, roles: dict[str, list[dict]], loss_fn, run: Run, accelerator, pad_id: int,
+          hooks: Hooks | None = None) -> dict:
+    """Optimise `loss_fn(model, batch) -> (loss, logs)` over micro-batches led by `roles[run.lead]`, as `run` says,
+    watched by `hooks`.
+
+    Only parameters with requires_grad are optimised. Raises DivergenceError on a NaN/inf loss.
 
     Process-count invariance: an update is `grad_accum` micro-batches of `batch_size` rows, taken in one sequence
     whatever the number of processes; with N processes, process r runs micro-batches r, r + N, ... of each update
     and the gradients are averaged across processes. Every loss is a mean over its own micro-batch, so an update's
     gradient is the mean of the same grad_accum micro-batch gradients with 1 process or N (grad_accum must be a
     multiple of N); only the floating-point order of the sums differs."""
+    hooks = hooks or Hooks()
+    cfg, lr, seed, desc = run.cfg, run.lr, run.seed, hooks.desc
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.grad_accum % world:
         raise ValueError(f"{desc}: grad_accum={cfg.grad_accum} is not a multiple of the {world} processes; an update "
@@ -122,26 +146,29 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
         raise ValueError(f"{desc}: under DeepSpeed set grad_accum to the number of processes ({world}): DeepSpeed "
                          f"steps the optimizer at every backward, so no micro-batches may accumulate in a process")
     accelerate_utils.set_seed(seed)
-    if checkpointing:
+    if run.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{desc}: no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    micro = total_micro_batches(len(roles[lead]), cfg)
+    micro = total_micro_batches(len(roles[run.lead]), cfg)
     updates, local_accum = micro // cfg.grad_accum, cfg.grad_accum // world
+    stop_after = run.stop_after
     if not 0 <= stop_after <= updates:
         raise ValueError(f"{desc}: stop_after={stop_after} updates, but the schedule has {updates}; choose 0 (its "
                          f"end) to {updates}")
-    run = (stop_after or updates) * cfg.grad_accum          # the micro-batches this run takes of the schedule's
+    taken = (stop_after or updates) * cfg.grad_accum          # the micro-batches this run takes of the schedule's
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * updates), updates)
     # the scheduler stays outside accelerate, which would step it once per process at every update
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     wrapped.train()
-    history, seen, fed = [], [], set()
-    bar = tqdm(total=run // world, desc=desc, leave=False, disable=not accelerator.is_main_process)
+    history: list[dict] = []
+    seen: list[tuple[int, list[int]]] = []
+    fed: set[tuple] = set()
+    bar = tqdm(total=taken // world, desc=desc, leave=False, disable=not accelerator.is_main_process)
     try:
-        for step, (idx, rows) in enumerate(_batches(roles, lead, cfg.batch_size, run, seed)):
+        for step, (idx, rows) in enumerate(_batches(roles, run.lead, cfg.batch_size, taken, seed)):
             if step % world != rank:        # another process's micro-batch (drawn anyway: one sequence for all)
                 continue
             seen.append((step, idx))
@@ -165,22 +192,23 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             done = step // cfg.grad_accum + 1          # updates finished once this one steps (at `sync`)
-            if sync and track and accelerator.trackers:
-                accelerator.log({f"{track}/{k}": float(v) for k, v in history[-1].items()}, step=done)
-            if sync and every and on_point is not None and done % every == 0 and done * cfg.grad_accum < run:
+            if sync and hooks.track and accelerator.trackers:
+                accelerator.log({f"{hooks.track}/{k}": float(v) for k, v in history[-1].items()}, step=done)
+            if (sync and hooks.every and hooks.on_point is not None and done % hooks.every == 0
+                    and done * cfg.grad_accum < taken):
                 wrapped.eval()
-                on_point(done, accelerator.unwrap_model(wrapped))
+                hooks.on_point(done, accelerator.unwrap_model(wrapped))
                 wrapped.train()
     finally:
         bar.close()
         model = accelerator.unwrap_model(wrapped)
         accelerator.free_memory()
-        if checkpointing:
+        if run.checkpointing:
             model.gradient_checkpointing_disable()
     model.eval()
     order = sorted(p for part in (accelerate_utils.gather_object([seen]) if world > 1 else [seen]) for p in part)
-    if consumed is not None:
-        consumed |= fed
+    if hooks.consumed is not None:
+        hooks.consumed |= fed
     return {"micro_batches": micro, "updates": updates, **({"stopped_after": stop_after} if stop_after else {}),
             "final_loss": history[-1]["loss"],
             "first_loss": history[0]["loss"], "processes": world,
@@ -191,5 +219,5 @@ def train(model, roles: dict[str, list[dict]], loss_fn, cfg: TrainConfig, lr: fl
 def finetune(model, rows: list[dict], cfg: TrainConfig, seed: int, accelerator, pad_id: int, desc: str,
              checkpointing: bool = False) -> dict:
     """Supervised fine-tuning (next-token NLL on the label tokens)."""
-    return train(model, {"main": rows}, lambda m, b: (nll(m, b["main"]), {}), cfg, cfg.lr, seed, accelerator,
-                 pad_id, desc=desc, checkpointing=checkpointing)
+    return train(model, {"main": rows}, lambda m, b: (nll(m, b["main"]), {}), Run(cfg, cfg.lr, seed,
+                 checkpointing=checkpointing), accelerator, pad_id, Hooks(desc))

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evals import spread
+from evals.plots import REFERENCE_ROWS
+from evals.records import succeeded
+from evals.report import contender
+from methods import METHODS, STOP, stop_after
 from orchestration import attacks, guarantees, populations, probing
 from orchestration.export import export_models
 from orchestration.pipeline import Pipeline
 from orchestration.rows import Row, RowId, describe, record
-from orchestration.units import ModelRef
-from evals import spread
-from evals.plots import REFERENCE_ROWS
-from evals.report import contender
-from methods import METHODS, STOP, stop_after
+from orchestration.units import ModelRef, Unit
 from unlearnbench.cache import UnitStore
 from unlearnbench.config import ExperimentConfig, read_tuned
-from unlearnbench.tasks import TaskData
+from unlearnbench.tasks import Task, TaskData
 
 NO_RETAIN = ("no retain model: the target is the given model itself and model.retain names no checkpoint, so "
              "metrics that compare with retraining are not reported")
@@ -33,7 +34,7 @@ class Models:
     target and the retain model (None: no retain model) with their evaluated units."""
     base: ModelRef | None
     by_seed: dict               # seed -> (target ref, retain ref | None)
-    evaluated: dict             # seed -> (target unit, retain unit)
+    evaluated: dict             # seed -> (target Unit, retain Unit)
     seed: int                   # the record's own seed
 
     def target(self, seed: int | None = None) -> ModelRef:
@@ -44,13 +45,13 @@ class Models:
         return self.by_seed[self.seed][1]
 
     def retain_stats(self, seed: int) -> dict | None:
-        return self.evaluated.get(seed, self.evaluated[self.seed])[1].get("stats")
+        return self.evaluated.get(seed, self.evaluated[self.seed])[1].stats
 
     def target_stats(self, seed: int) -> dict:
-        return self.evaluated.get(seed, self.evaluated[self.seed])[0]["stats"]
+        return self.evaluated.get(seed, self.evaluated[self.seed])[0].stats
 
 
-def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator) -> dict:
+def run_task(cfg: ExperimentConfig, task: Task, data: TaskData, store: UnitStore, accelerator) -> dict:
     """One task end to end from its loaded (and checked: orchestration/preflight.py) data.
 
     Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
@@ -81,11 +82,12 @@ def run_task(cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, acce
     if cfg.save_models:
         retain = models.retain
         kept = {"target": models.target().path, "retain": retain.path if retain else None,
-                **{str(r.id): r.unit.get("model") for r in rows if r.unit.get("model")}}
+                **{str(r.id): r.unit.model.adapter or r.unit.model.path for r in rows
+                   if r.kind == "method" and r.same_as is None and r.unit.model}}
         export_models(cfg, task.label, kept, lora_rows=[str(r.id) for r in rows if r.id.lora],
                       main=accelerator.is_main_process)
     dataset = {**describe(task, data, cfg), **({"probes": probing.describe(pipe, tests)} if cfg.probes else {})}
-    return {"records": records, "dataset": dataset, "per_item": {str(r.id): r.unit.get("stats") for r in rows}}
+    return {"records": records, "dataset": dataset, "per_item": {str(r.id): r.unit.stats for r in rows}}
 
 
 # -- row sources ------------------------------------------------------------------------------------------------
@@ -97,11 +99,11 @@ def reference_models(pipe: Pipeline) -> Models:
     needs_base = privacy or guarantees.enabled(cfg) or not (cfg.model.target and cfg.model.retain)
     base = pipe.base() if needs_base else None
     seeds = cfg.seed_values() if cfg.seed_models else cfg.seed_values()[:1]
-    by_seed = {s: (pipe.finetuned(base, "target", given=cfg.model.target, seed=s),
-                   pipe.finetuned(base, "retain", given=cfg.model.retain, seed=s)) for s in seeds}
-    evaluated = {s: ({"status": "ok", **pipe.evaluated(t, "target"), "cost": t.cost},
-                     {"status": "ok", **pipe.evaluated(r, "retain"), "cost": r.cost} if r else
-                     {"status": "absent", "error": NO_RETAIN}) for s, (t, r) in by_seed.items()}
+    by_seed = {s: (pipe.target_model(base, given=cfg.model.target, seed=s),
+                   pipe.retain_model(base, given=cfg.model.retain, seed=s)) for s in seeds}
+    evaluated = {s: (pipe.evaluated(t, "target", cost=t.cost),
+                     pipe.evaluated(r, "retain", cost=r.cost) if r else Unit("absent", error=NO_RETAIN))
+                 for s, (t, r) in by_seed.items()}
     return Models(base, by_seed, evaluated, cfg.seed)
 
 
@@ -110,7 +112,7 @@ def reference_rows(pipe: Pipeline, models: Models) -> list[Row]:
     cfg, out = pipe.cfg, []
     base, target, retain = models.base, models.target(), models.retain
     if base is not None and cfg.model.name != "embedded" and not cfg.model.target and target is not base:
-        out.append(Row(RowId("base"), "reference", {"status": "ok", **pipe.evaluated(base, "base"), "cost": None}))
+        out.append(Row(RowId("base"), "reference", pipe.evaluated(base, "base")))
     others = cfg.seed_values()[1:] if cfg.seed_models else []
     for i, (name, ref) in enumerate((("target", target), ("retain", retain))):
         repeats = [(s, models.evaluated[s][i]) for s in others]
@@ -131,12 +133,11 @@ def method_rows(pipe: Pipeline, models: Models) -> list[Row]:
             out.append(Row(RowId(name), "method", retain, repeats, same_as=RowId("retain")))
             continue
         row = RowId(name, lora=bool(cfg.lora and spec.loss))
-        unit = pipe.unlearned(models.target(), name, keep_model=keep)
-        repeats = [(s, pipe.unlearned(models.target(s), name, seed=s, keep_model=every_seed,
-                                      probes=cfg.probe_seeds == "all")) for s in cfg.seed_values()[1:]]
-        kept = {s: attacks.row_ref(u["model"], models.target(s), lora=row.lora)
-                for s, u in [(cfg.seed, unit), *repeats] if u.get("model") and u["status"] == "ok"}
-        out.append(Row(row, "method", unit, repeats, model=kept.pop(cfg.seed, None), seed_models=kept))
+        unit = pipe.unlearned(pipe.plan(models.target(), name), keep_model=keep)
+        repeats = [(s, pipe.unlearned(pipe.plan(models.target(s), name, seed=s, probes=cfg.probe_seeds == "all"),
+                                      keep_model=every_seed)) for s in cfg.seed_values()[1:]]
+        kept = {s: u.model for s, u in repeats if u.model is not None}
+        out.append(Row(row, "method", unit, repeats, model=unit.model, seed_models=kept))
     return out
 
 
@@ -144,10 +145,11 @@ def guarantee_rows(pipe: Pipeline, models: Models) -> list[Row]:
     """SISA and DP rows, trained from the base, one set per seed (orchestration/guarantees.py)."""
     if not guarantees.enabled(pipe.cfg):
         return []
-    seeds = pipe.cfg.seed_values()
-    per_seed = {s: guarantees.guarantee_units(pipe, models.base, s) for s in seeds}
+    seeds, base = pipe.cfg.seed_values(), models.base
+    assert base is not None         # reference_models builds the base where guarantees train from it
+    per_seed = {s: guarantees.guarantee_units(pipe, base, s) for s in seeds}
     return [Row(RowId(name), "guarantee", unit, [(s, per_seed[s][name]) for s in seeds[1:]],
-                model=unit.get("model_ref"))
+                model=None if unit.model is None or unit.model.members else unit.model)    # an aggregate: no attack
             for name, unit in per_seed[seeds[0]].items()]
 
 
@@ -156,8 +158,7 @@ def checkpoint_rows(pipe: Pipeline, models: Models) -> list[Row]:
     out = []
     for name, given in pipe.cfg.checkpoints.items():
         ref = pipe.given(given, lambda: models.target())
-        out.append(Row(RowId(name), "checkpoint", {"status": "ok", **pipe.evaluated(ref, name), "cost": None},
-                       model=ref))
+        out.append(Row(RowId(name), "checkpoint", pipe.evaluated(ref, name), model=ref))
     return out
 
 
@@ -169,7 +170,7 @@ def privacy_columns(pipe: Pipeline, models: Models, rows: list[Row]) -> None:
         return
     units, by_id = {r.id: r.unit for r in rows}, {r.id: r for r in rows}
     populations.build_members(pipe, models.base, models.target(), units)
-    found = {}
+    found: dict[RowId, dict] = {}
     if pc.shadow_models:
         found = populations.lira_metrics(pipe, models.base, units)
     if pc.population:
@@ -183,10 +184,10 @@ def attack_columns(pipe: Pipeline, models: Models, rows: list[Row]) -> None:
     """Does the knowledge come back? Every attack on every row that has a model (attacks/)."""
     if not attacks.enabled(pipe.cfg):
         return
-    attacked = [r for r in rows if r.model is not None and r.unit["status"] == "ok" and r.same_as is None]
+    attacked = [r for r in rows if r.model is not None and r.unit.ok and r.same_as is None]
     attacked.sort(key=lambda r: r.id.name not in ("target", "retain"))     # the references first, as read
     values, costs = attacks.attack_all(pipe, {str(r.id): r.model for r in attacked},
-                                       {str(r.id): r.unit["stats"] for r in attacked})
+                                       {str(r.id): r.unit.stats for r in attacked})
     for r in attacked:
         r.columns.update(values[str(r.id)])
         r.attack_cost = costs[str(r.id)]
@@ -197,7 +198,7 @@ def attack_columns(pipe: Pipeline, models: Models, rows: list[Row]) -> None:
         before = {"target": models.target_stats(s), **({"retain": models.retain_stats(s)} if models.retain else {})}
         seeded = [r for r in rows if s in r.seed_models]
         refs = {**references, **{str(r.id): r.seed_models[s] for r in seeded}}
-        stats = {**before, **{str(r.id): dict(r.repeats)[s]["stats"] for r in seeded}}
+        stats = {**before, **{str(r.id): dict(r.repeats)[s].stats for r in seeded}}
         values, _ = attacks.attack_all(pipe, refs, stats)
         for r in seeded:
             r.seed_columns[s] = values[str(r.id)]
@@ -216,25 +217,27 @@ def row_record(pipe: Pipeline, models: Models, row: Row, chosen: dict, tests: di
     out.pop("error", None)                  # set below, where a further seed may have failed instead
     if row.attack_cost:
         out["attack_cost"] = row.attack_cost
-    out.update({k: unit[k] for k in ("training_cost", "guarantee", "reference") if k in unit})
+    out.update({k: v for k, v in [("training_cost", unit.training_cost), ("guarantee", unit.guarantee),
+                                   ("reference", unit.reference)] if v})
     if row.kind == "method" and not METHODS[row.id.name].is_retrain:
         out["settings"] = settings_origin(pipe, row.id.name, chosen.get(row.id.name))
-        if (unit.get("train_log") or {}).get("untrained"):
-            out["untrained"] = unit["train_log"]["untrained"]
-        if (unit.get("train_log") or {}).get("state"):      # a method's own state over the run (PDU's dual
-            out["method_state"] = unit["train_log"]["state"]   # variable at every micro-batch)
+        log = unit.train_log or {}
+        if log.get("untrained"):
+            out["untrained"] = log["untrained"]
+        if log.get("state"):      # a method's own state over the run (PDU's dual variable at every micro-batch)
+            out["method_state"] = log["state"]
     elif row.kind == "checkpoint":
         out["checkpoint"] = cfg.checkpoints[row.id.name]
-    failed = next((u for u in [unit] + [u for _, u in row.repeats] if u["status"] != "ok"), None)
+    failed = next((u for u in [unit] + [u for _, u in row.repeats] if not u.ok), None)
     if failed is not None:
-        out["status"], out["error"] = failed["status"], failed["error"]
+        out["status"], out["error"] = failed.status, failed.error
         return out
     def score(stats: dict, seed: int) -> dict:
         return {**task.metrics(stats, models.retain_stats(seed)),
                 **probing.columns(pipe, stats, models.retain_stats(seed), models.target_stats(seed), tests),
                 **row.seed_columns.get(seed, {})}
-    out["metrics"] = {**score(unit["stats"], cfg.seed), **row.columns}
-    seeds = [(cfg.seed, out["metrics"])] + [(s, score(u["stats"], s)) for s, u in row.repeats]
+    out["metrics"] = {**score(unit.measured(), cfg.seed), **row.columns}
+    seeds = [(cfg.seed, out["metrics"])] + [(s, score(u.measured(), s)) for s, u in row.repeats]
     worst = probing.worst_probes([m for _, m in seeds])        # a name per probed seed, beside the metrics
     if worst:
         out["worst_probe"] = worst
@@ -247,7 +250,7 @@ def gate_utility(records: list[dict], utility: str, floor: float) -> None:
     """Flag (`below_utility_floor`) every unlearned row whose mean utility is below `floor` x the retain model's: a
     collapsed model can score a perfect forget quality (a KS test cannot tell it from a retrained one), so such a
     row is never marked best (SemEval-2025's unlearning task gated on MMLU the same way)."""
-    retain = next((r for r in records if r["model"] == "retain" and r["status"] == "ok"), None)
+    retain = next((r for r in succeeded(records) if r["model"] == "retain"), None)
     if retain is None or retain["metrics"].get(utility) is None:
         return
     for r in records:

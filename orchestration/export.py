@@ -13,7 +13,6 @@ import json
 import shutil
 from pathlib import Path
 
-
 from unlearnbench.config import ExperimentConfig
 from unlearnbench.heavy import peft
 from unlearnbench.models import load_model, load_tokenizer, save_model
@@ -26,6 +25,8 @@ def export_models(cfg: ExperimentConfig, task: str, models: dict[str, str | None
     """Copy (or merge) each row's model folder from the cache to the results; returns {row: exported folder}."""
     root = cfg.resolved_output_dir() / "models" / (task if len(cfg.tasks) > 1 else "")
     cache = cfg.resolved_cache_dir().resolve()
+    target = models["target"]
+    assert target is not None       # the target's folder is always given
     out = {}
     for row, folder in models.items():
         # only what the suite built: a given checkpoint is already the user's, a hub id is not a folder
@@ -37,7 +38,7 @@ def export_models(cfg: ExperimentConfig, task: str, models: dict[str, str | None
         tmp = root / f".{row}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         if row in lora_rows and cfg.save_models == "merged":
-            model = peft.PeftModel.from_pretrained(load_model(models["target"], cfg.model), folder).merge_and_unload()
+            model = peft.PeftModel.from_pretrained(load_model(target, cfg.model), folder).merge_and_unload()
             save_model(model, load_tokenizer(folder, cfg.model), tmp, alone=True)
         else:
             tmp.mkdir(parents=True)
@@ -45,7 +46,7 @@ def export_models(cfg: ExperimentConfig, task: str, models: dict[str, str | None
                 if path.is_file() and path.name not in BOOKKEEPING:
                     shutil.copy2(path, tmp / path.name)
             if row in lora_rows:
-                base = out.get("target", Path(models["target"]))
+                base = out.get("target", Path(target))
                 config = json.loads((tmp / "adapter_config.json").read_text(encoding="utf-8"))
                 config["base_model_name_or_path"] = str(Path(base).resolve() if Path(base).exists() else base)
                 (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")

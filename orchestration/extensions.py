@@ -47,6 +47,8 @@ def load(paths: list[str]) -> None:
         before = {kind: set(registry) for kind, registry in REGISTRIES.items()}
         module_name = f"unlearnbench_extensions.{path.stem}_{digest}"
         spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"extensions: {path} cannot be imported as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module       # dataclasses and get_type_hints resolve the module's names here
         try:

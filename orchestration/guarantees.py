@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import cast
 
 from orchestration.pipeline import Pipeline, Recipe
-from orchestration.units import ModelRef
+from orchestration.units import ModelRef, Unit
 from unlearnbench.cache import kept, stable_hash
 from unlearnbench.cost import total
+from unlearnbench.tasks import Shards
 
 
 def sisa_row(shards: int) -> str:
@@ -54,7 +56,7 @@ def cell(label: str, seed: int, shards: int, slices: int) -> tuple[int, int]:
 
 def units(pipe: Pipeline, rows: list[dict]) -> list[str]:
     """The unit label of each of the target's fine-tuning rows (`rows`, in order)."""
-    labels = (pipe.task.train_units() if "train_units" in pipe.task.capabilities
+    labels = (cast(Shards, pipe.task).train_units() if "train_units" in pipe.task.capabilities
               else [stable_hash("row", r) for r in rows])
     if len(labels) != len(rows):
         raise ValueError(f"task {pipe.task.label}: train_units() gave {len(labels)} labels for {len(rows)} rows")
@@ -70,7 +72,7 @@ class Sisa:
 
 def partition(labels: list[str], seed: int, shards: int, slices: int, what: str) -> list[list[tuple[int, int]]]:
     """Per shard, its rows as (row index, slice); an empty shard is an error."""
-    out = [[] for _ in range(shards)]
+    out: list[list[tuple[int, int]]] = [[] for _ in range(shards)]
     for i, label in enumerate(labels):
         s, r = cell(label, seed, shards, slices)
         out[s].append((i, r))
@@ -130,7 +132,7 @@ def sisa_model(pipe: Pipeline, base: ModelRef, rows: list[dict], labels: list[st
     return Sisa(ModelRef(members[0].path, key, members=tuple(m.path for m in members)), steps, sizes)
 
 
-def sisa_units(pipe: Pipeline, base: ModelRef, shards: int, seed: int) -> dict[str, dict]:
+def sisa_units(pipe: Pipeline, base: ModelRef, shards: int, seed: int) -> dict[str, Unit]:
     """{SISA(S)-target: unit, SISA(S): unit} for one seed."""
     rows = target_rows(pipe, "sisa.shards")
     labels = units(pipe, rows)
@@ -145,30 +147,29 @@ def sisa_units(pipe: Pipeline, base: ModelRef, shards: int, seed: int) -> dict[s
     facts = {"shards": shards, "slices": pipe.cfg.sisa.slices, "slice_steps": len(before.steps),
              "rows_per_shard": before.rows_per_shard, "forget_rows": len(rows) - len(keep)}
     return {
-        f"{name}-target": {"status": "ok", **pipe.evaluated(before.model, f"{name}-target"), "cost": training,
-                           "reference": True, "guarantee": facts},
-        name: {"status": "ok", **pipe.evaluated(after.model, name),
-               "cost": total([m.cost for _, _, m in redone], pipe.acc.device.type), "training_cost": training,
-               "guarantee": {**facts, "retrained_steps": len(redone),
-                             "affected_shards": sorted({s + 1 for s, _, _ in redone}),
-                             "rows_per_shard": after.rows_per_shard}}}
+        f"{name}-target": pipe.evaluated(before.model, f"{name}-target", cost=training, reference=True,
+                                         guarantee=facts),
+        name: pipe.evaluated(after.model, name, cost=total([m.cost for _, _, m in redone], pipe.acc.device.type),
+                             training_cost=training,
+                             guarantee={**facts, "retrained_steps": len(redone),
+                                        "affected_shards": sorted({s + 1 for s, _, _ in redone}),
+                                        "rows_per_shard": after.rows_per_shard})}
 
 
-def dp_units(pipe: Pipeline, base: ModelRef, epsilon: float, seed: int) -> dict[str, dict]:
+def dp_units(pipe: Pipeline, base: ModelRef, epsilon: float, seed: int) -> dict[str, Unit]:
     """{DP(eps): unit} for one seed."""
     rows, dp = target_rows(pipe, "dp.epsilon"), pipe.cfg.dp
     ref = pipe.finetuned(base, f"DP (epsilon {epsilon:g})", seed=seed,
                          recipe=Recipe(rows=rows, lora_lr=dp.lora_lr, private=(dp, epsilon)))
-    log = ref.cost["train_log"]
-    training = {k: v for k, v in ref.cost.items() if k != "train_log"}
+    log = ref.training()["train_log"]
+    training = {k: v for k, v in ref.training().items() if k != "train_log"}
     guarantee = {k: log[k] for k in ("epsilon", "epsilon_spent", "delta", "noise_multiplier", "sample_rate", "steps",
                                      "clip", "expected_batch", "mean_batch")}
-    return {dp_row(epsilon): {"status": "ok", **pipe.evaluated(ref, dp_row(epsilon)), "model_ref": ref,
-                              "cost": total([], pipe.acc.device.type), "training_cost": training,
-                              "guarantee": guarantee}}
+    return {dp_row(epsilon): pipe.evaluated(ref, dp_row(epsilon), cost=total([], pipe.acc.device.type),
+                                            training_cost=training, guarantee=guarantee)}
 
 
-def guarantee_units(pipe: Pipeline, base: ModelRef, seed: int) -> dict[str, dict]:
+def guarantee_units(pipe: Pipeline, base: ModelRef, seed: int) -> dict[str, Unit]:
     """Every SISA and DP row of the experiment for one seed, in config order."""
     out = {}
     for shards in pipe.cfg.sisa.shards:

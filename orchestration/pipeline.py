@@ -12,23 +12,32 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import benchmarks  # noqa: F401  (registers every task family)
 from benchmarks.synthetic_tofu import general_corpus, general_qa, read_refusals
 from evals.engine import ENGINE_VERSION
-from methods import METHODS, STOP, method_config, run_loss, stop_after
+from methods import METHODS, method_config, run_loss, stop_after
 from methods.private import dp_finetune
-from methods.trainer import DivergenceError, finetune, prepare, total_micro_batches, train, with_adapter
+from methods.trainer import DivergenceError, Hooks, Run, finetune, prepare, total_micro_batches, train, with_adapter
 from orchestration import probing
 from orchestration.probing import ProbeLeakError
-from orchestration.units import ModelRef, Units
+from orchestration.rows import RowPlan
+from orchestration.units import ModelRef, Unit, Units
 from unlearnbench.cache import UnitStore, read_json, row_digests, stable_hash, write_json
 from unlearnbench.config import ExperimentConfig, TrainConfig
 from unlearnbench.heavy import accelerate_utils
-from unlearnbench.models import (TOKENIZER_FILES, PromptFormat, build_embedded_model, load_tokenizer, resolve_name,
-                                 save_model, train_tokenizer)
+from unlearnbench.models import (
+    TOKENIZER_FILES,
+    PromptFormat,
+    build_embedded_model,
+    load_tokenizer,
+    resolve_name,
+    save_model,
+    train_tokenizer,
+)
 from unlearnbench.probes import PROBES
-from unlearnbench.tasks import TASKS, TaskData, probes_for
+from unlearnbench.tasks import TASKS, Probes, Task, TaskData, probes_for
 
 
 @dataclass(frozen=True)
@@ -65,14 +74,14 @@ class Pipeline:
     """One task's stages, each a cached unit built with `units` (orchestration/units.py): the base, fine-tuned
     models (target, retain, and any other Recipe), evaluations, unlearning rows."""
 
-    def __init__(self, cfg: ExperimentConfig, task, data: TaskData, store: UnitStore, accelerator,
+    def __init__(self, cfg: ExperimentConfig, task: Task, data: TaskData, store: UnitStore, accelerator,
                  units: Units | None = None):
         self.cfg, self.task, self.data = cfg, task, data
         self.units = units or Units(cfg, store, accelerator)
         self.store, self.acc = self.units.store, self.units.acc
         self.probes = probes_for(task, cfg.probes) if cfg.probes else ()     # after load (docs/probes.md)
         # what each asked probe changes, and the texts no unlearning run may train on
-        self.claims = task.probe_claims(self.probes) if self.probes else {}
+        self.claims = cast(Probes, task).probe_claims(self.probes) if self.probes else {}
         self.prompt_key = [cfg.model.prompt_format, cfg.model.template]
         # the experiment's unlearning schedule and method settings, with this task's overrides on top
         self.unlearn = cfg.unlearn_schedule(task.label, task.cfg)
@@ -159,17 +168,32 @@ class Pipeline:
             return list(qa) + [{"text": t} for t in text] + list(self.data.pretrain)
         return list(replay or [])
 
-    def finetuned(self, base: ModelRef, role: str, *, given: str = "", seed: int | None = None,
-                  recipe: Recipe = Recipe()) -> ModelRef | None:
-        """The target or retain model: the `given` checkpoint, or base fine-tuned on the task's rows for that role
-        (or as `recipe` says: a shadow model's, a SISA slice's, a DP row's), with the experiment's seed or `seed`
-        (a population member). A task without rows for the role (e.g. WMDP on a real model) uses the base itself
-        as the target and has no retain model."""
+    def target_model(self, base: ModelRef | None, *, given: str = "", seed: int | None = None) -> ModelRef:
+        """The `given` checkpoint, or base fine-tuned on the task's target rows; a task without them (e.g. WMDP on a
+        real model) has the base itself as its target."""
         if given:
             return self.given(given)
+        if base is None:
+            raise ValueError(f"task {self.task.label}: no base model to fine-tune the target from")
+        return base if self.data.train.get("target") is None else self.finetuned(base, "target", seed=seed)
+
+    def retain_model(self, base: ModelRef | None, *, given: str = "", seed: int | None = None) -> ModelRef | None:
+        """The `given` checkpoint, or base fine-tuned on the task's retain rows; None for a task without them (e.g.
+        WMDP on a real model: no retain model)."""
+        if given:
+            return self.given(given)
+        if self.data.train.get("retain") is None:
+            return None
+        if base is None:
+            raise ValueError(f"task {self.task.label}: no base model to fine-tune the retain model from")
+        return self.finetuned(base, "retain", seed=seed)
+
+    def finetuned(self, base: ModelRef, role: str, *, seed: int | None = None, recipe: Recipe = Recipe()) -> ModelRef:
+        """`base` fine-tuned on the task's rows for `role` (target, retain), or as `recipe` says (a shadow
+        model's, a SISA slice's, a DP row's), with the experiment's seed or `seed` (a population member)."""
         rows = self.data.train.get(role) if recipe.rows is None else recipe.rows
         if rows is None:
-            return base if role == "target" else None
+            raise ValueError(f"task {self.task.label} has no {role} rows to fine-tune on")
         ft, seed = recipe.ft or self.task.cfg.finetune, self.cfg.seed if seed is None else seed
         replay = self._replay() if recipe.replay is None else recipe.replay
         lora_lr, private = recipe.lora_lr, recipe.private
@@ -214,7 +238,7 @@ class Pipeline:
         """Per-item statistics of the task's evaluation sets, and what computing them cost. generate=False (a
         population member: teacher-forced statistics only) needs a task that can skip generation (TOFU), and asks
         no probes; probes=False leaves the run's probes out."""
-        extra = {} if generate else {"generate": False}
+        extra: dict[str, Any] = {} if generate else {"generate": False}
         if generate and probes and self.probes:
             extra["probes"] = self.probes
         with self.units.meter() as meter:
@@ -223,15 +247,18 @@ class Pipeline:
                                        self.acc, **extra)
         return stats, meter.record()
 
-    def evaluated(self, ref: ModelRef, name: str, generate: bool = True) -> dict:
-        """Cached evaluation of a model on disk: {"stats", "eval_cost"}."""
+    def evaluated(self, ref: ModelRef, name: str, generate: bool = True, cost: dict | None = None,
+                  **facts) -> Unit:
+        """The model on disk scored as row `name`, its evaluation cached: an ok Unit with `ref` as its model, what
+        making it cost (`cost`; None: unknown) and the unit's other `facts` (a guarantee row's)."""
         key = stable_hash("eval", *self.eval_key(ref.key, probes=generate),
                           *([] if generate else ["teacher-forced only"]))
 
         def build(tmp):
-            stats, cost = self.evaluate(self.units.load(ref), self.units.tokenizer(ref), name, generate)
-            write_json(tmp / "unit.json", {"stats": stats, "eval_cost": cost})
-        return read_json(self.units.unit("eval", key, build) / "unit.json")
+            stats, spent = self.evaluate(self.units.load(ref), self.units.tokenizer(ref), name, generate)
+            write_json(tmp / "unit.json", {"stats": stats, "eval_cost": spent})
+        saved = read_json(self.units.unit("eval", key, build) / "unit.json")
+        return Unit("ok", saved["stats"], cost, saved["eval_cost"], model=ref, **facts)
 
     # -- unlearning ------------------------------------------------------------------------------------------
     def untrained(self, method_name: str) -> str:
@@ -244,27 +271,27 @@ class Pipeline:
             return "unlearn.epochs=0"
         return f"method_args.{method_name}.lr=0" if getattr(hp, "lr", None) == 0 else ""
 
-    def unlearned(self, target: ModelRef, method_name: str, seed: int | None = None, generate: bool = True,
-                  keep_model: bool | str = False, curve_every: int = 0, probes: bool = True) -> dict:
-        """One unlearning row, cached: {"status", "stats", "cost", "eval_cost", "train_log"|"error"}; with `seed`
-        a population member's (generate=False: teacher-forced statistics only). keep_model: the row's model is also
-        a cached unit (full weights, or the LoRA adapter; "merged": a LoRA row merged into full weights), its folder
-        in "model"; a row cached without it is unlearned again for it, deterministically. curve_every > 0: the
-        unlearning curve, the model evaluated every that many updates too, in "curve" ([{"updates", "stats",
-        "eval_cost"}], the row's own end point not repeated; its time and tokens are not the row's cost).
-        probes=False: evaluated without the run's probes (a further seed's row under probe_seeds=first)."""
-        spec = METHODS.get_or_raise(method_name)
-        hp, seed = self.method_hparams(method_name), self.cfg.seed if seed is None else seed
-        stop = stop_after(method_name, self.cfg.method_args_for(method_name, self.task.cfg))
-        curve = curve_every if spec.edit is None and not spec.is_retrain else 0
-        key = stable_hash("row", target.key, method_name, dataclasses.asdict(hp), dataclasses.asdict(self.unlearn),
-                          self.cfg.lora, dataclasses.asdict(self.cfg.lora_cfg), seed,
-                          self.data.forget, self.data.retain,
-                          read_refusals() if spec.needs_idk else None,
-                          *self.eval_key(target.key, probes=generate and probes),
-                          *([] if generate else ["teacher-forced only"]), *([spec.source] if spec.source else []),
-                          *([STOP, stop] if stop else []), *(["curve", curve] if curve else []))
-        merged = keep_model == "merged" and self.cfg.lora
+    def plan(self, target: ModelRef, method: str, seed: int | None = None, generate: bool = True,
+             curve_every: int = 0, probes: bool = True) -> RowPlan:
+        """Method `method` unlearning `target` from `seed` (default: the experiment's) with this task's settings:
+        generate=False, teacher-forced statistics only (a population member); curve_every > 0, the unlearning curve
+        (a method that trains only); probes=False, evaluated without the run's probes (a further seed's row under
+        probe_seeds=first)."""
+        spec, args = METHODS.get_or_raise(method), self.cfg.method_args_for(method, self.task.cfg)
+        return RowPlan(method, target, self.cfg.seed if seed is None else seed, method_config(method, args),
+                       self.unlearn, self.cfg.lora, self.cfg.lora_cfg, stop_after(method, args),
+                       curve_every if spec.edit is None and not spec.is_retrain else 0, generate, probes)
+
+    def unlearned(self, plan: RowPlan, keep_model: bool | str = False) -> Unit:
+        """One unlearning row, cached. keep_model: the row's model is also a cached unit (full weights, or the LoRA
+        adapter; "merged": a LoRA row merged into full weights), the unit's `model`; a row cached without it is
+        unlearned again for it, deterministically. With plan.curve_every, the unit's `curve` holds the model
+        evaluated every that many updates (its own end point not repeated; its time and tokens are not the row's
+        cost)."""
+        spec = METHODS[plan.method]
+        key = plan.key([self.data.forget, self.data.retain, read_refusals() if spec.needs_idk else None,
+                        *self.eval_key(plan.target.key, probes=plan.generate and plan.probes)])
+        merged = keep_model == "merged" and plan.lora
         weights = stable_hash("weights", key, *(["merged"] if merged else []))
 
         def keep(model, tokenizer):
@@ -274,29 +301,45 @@ class Pipeline:
                            alone=self.acc.num_processes == 1)
 
         def build(tmp):
-            unit = self._run_method(target, spec, hp, seed, generate, keep if keep_model else None, stop=stop,
-                                    curve_every=curve, track=f"{self.task.label}/{method_name}/{key[:8]}/seed{seed}",
-                                    probes=probes)
-            write_json(tmp / "unit.json", unit)
-        unit = read_json(self.units.unit("row", key, build) / "unit.json")
-        if keep_model and unit["status"] == "ok":
+            curve = []
+
+            def on_point(updates, trained, tokenizer):
+                stats, cost = self.evaluate(trained, tokenizer, f"{spec.name} after {updates} updates", plan.generate,
+                                            plan.probes)
+                curve.append({"updates": updates, "stats": stats, "eval_cost": cost})
+            model, tokenizer, log, cost = self._trained(plan, on_point if plan.curve_every else None,
+                                                        track=f"{self.task.label}/{spec.name}/{key[:8]}/seed{plan.seed}")
+            if isinstance(log, Exception):
+                unit = Unit("failed", cost=cost, error=str(log))
+            else:
+                if keep_model:
+                    keep(model, tokenizer)
+                stats, eval_cost = self.evaluate(model, tokenizer, spec.name, plan.generate, plan.probes)
+                unit = Unit("ok", stats, cost, eval_cost, train_log=log, curve=curve,
+                            hparams=dataclasses.asdict(plan.hparams),
+                            rows_seen=row_digests(self.data.forget + self.data.retain))
+            write_json(tmp / "unit.json", unit.to_json())
+        unit = Unit.from_json(read_json(self.units.unit("row", key, build) / "unit.json"))
+        if keep_model and unit.ok:
             self.acc.wait_for_everyone()
             if not self.store.done("weights", weights):
-                self._run_method(target, spec, hp, seed, generate, keep, evaluate=False, stop=stop)
+                model, tokenizer, _, _ = self._trained(plan)
+                keep(model, tokenizer)
             self.acc.wait_for_everyone()
-            unit["model"] = str(self.store.path("weights", weights))
+            folder = str(self.store.path("weights", weights))
+            own = stable_hash("row model", Path(folder).name)
+            unit.model = (ModelRef(plan.target.path, own, plan.target.gguf_file, adapter=folder)
+                          if plan.lora and spec.loss and not merged else ModelRef(folder, own))
         return unit
 
-    def _run_method(self, target: ModelRef, spec, hp, seed: int, generate: bool, keep=None,
-                    evaluate: bool = True, stop: int = 0, curve_every: int = 0, track: str = "",
-                    probes: bool = True) -> dict:
-        """Unlearn the target with `spec` (stopping after `stop` updates, if > 0) and evaluate the result, and with
-        curve_every > 0 every that many updates before (the unlearning curve); keep(model, tokenizer), if given,
-        saves the model once it has trained without diverging; `track` names its losses for the trackers;
-        probes=False leaves the run's probes out of its evaluations."""
+    def _trained(self, plan: RowPlan, on_point=None, track: str = "") -> tuple:
+        """The target unlearned as `plan` says: (model, tokenizer, the run's log or the DivergenceError /
+        ProbeLeakError that stopped it, what it cost); on_point(updates, model, tokenizer) sees the unlearning curve's
+        points, whose time is not the run's; `track` names its losses for the trackers."""
+        spec, hp, seed = METHODS[plan.method], plan.hparams, plan.seed
         untrained = self.untrained(spec.name)
-        model, tokenizer = self.units.load(target), self.units.tokenizer(target)
-        fmt = self.units.fmt(tokenizer, self.unlearn.max_length)
+        model, tokenizer = self.units.load(plan.target), self.units.tokenizer(plan.target)
+        fmt = self.units.fmt(tokenizer, plan.schedule.max_length)
         roles = {"forget": [encode_row(fmt, r) for r in self.data.forget],
                  "retain": [encode_row(fmt, r) for r in self.data.retain]}
         if spec.needs_idk or spec.roles is not None:     # answers compared with others: prompt -> answer
@@ -304,13 +347,11 @@ class Pipeline:
         if spec.needs_idk:
             refusals, rng = read_refusals(), random.Random(seed)
             roles["forget_idk"] = [prompted(fmt, r, rng.choice(refusals)) for r in self.data.forget]
-        curve = []
 
-        def on_point(updates, trained):
+        def paused(updates, trained):
             with meter.paused():
-                stats, cost = self.evaluate(trained, tokenizer, f"{spec.name} after {updates} updates", generate,
-                                            probes)
-            curve.append({"updates": updates, "stats": stats, "eval_cost": cost})
+                on_point(updates, trained, tokenizer)
+        log: dict | Exception
         with self.units.meter() as meter:
             meter.watch(model)
             if spec.edit is not None:
@@ -322,27 +363,16 @@ class Pipeline:
                 if spec.roles is not None:            # from the target, before training (AltPO's alternates)
                     roles.update(spec.roles(model, roles["forget"], tokenizer, hp, seed))
                 accelerate_utils.set_seed(seed)      # a LoRA adapter's initial weights: the same whatever ran before
-                model, ref = prepare(model, spec, hp, self.cfg.lora_cfg if self.cfg.lora else None, meter.watch)
-                loss_fn, state = run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), self.unlearn))
-                consumed = set()
+                model, ref = prepare(model, spec, hp, plan.lora_cfg if plan.lora else None, meter.watch)
+                loss_fn, state = run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), plan.schedule))
+                consumed: set = set()
+                run = Run(plan.schedule, hp.lr, seed, "forget", plan.stop, self.cfg.gradient_checkpointing)
+                hooks = Hooks(spec.name, plan.curve_every if on_point else 0, paused, track, consumed)
                 try:
-                    log = train(model, roles, loss_fn, self.unlearn, hp.lr,
-                                seed, self.acc, tokenizer.pad_token_id, lead="forget", desc=spec.name,
-                                checkpointing=self.cfg.gradient_checkpointing, stop_after=stop,
-                                every=curve_every if evaluate else 0, on_point=on_point, track=track,
-                                consumed=consumed)
+                    log = train(model, roles, loss_fn, run, self.acc, tokenizer.pad_token_id, hooks)
                     if state is not None:
                         log["state"] = state.record()
                     probing.check_unseen(spec.name, self.claims, consumed, tokenizer)
                 except (DivergenceError, ProbeLeakError) as err:
                     log = err
-        if isinstance(log, (DivergenceError, ProbeLeakError)):
-            return {"status": "failed", "error": str(log), "cost": meter.record()}
-        if keep is not None:
-            keep(model, tokenizer)
-        if not evaluate:
-            return {}
-        stats, eval_cost = self.evaluate(model, tokenizer, spec.name, generate, probes)
-        return {"status": "ok", "stats": stats, "cost": meter.record(), "eval_cost": eval_cost, "train_log": log,
-                "hparams": dataclasses.asdict(hp), "rows_seen": row_digests(self.data.forget + self.data.retain),
-                **({"curve": curve} if curve_every else {})}
+        return model, tokenizer, log, meter.record()

@@ -73,26 +73,28 @@ def _shadow(pipe, base, k: int, rows: list[dict]) -> dict:
     """Shadow model k's teacher-forced statistics (built if not cached)."""
     ref = pipe.finetuned(base, "shadow", seed=pipe.cfg.seed + 10_000 + k,
                          recipe=Recipe(rows=rows, lora_lr=pipe.cfg.privacy.shadow_lora_lr))
-    return pipe.evaluated(ref, f"shadow {k}", generate=False)["stats"]
+    return pipe.evaluated(ref, f"shadow {k}", generate=False).measured()
 
 
-def _member(pipe, base, target, k: int, methods: list[str]) -> dict[str, dict | None]:
+def _member(pipe, base, target, k: int, methods: list[RowId]) -> dict[str | RowId, dict | None]:
     """Member k of every population (built if not cached), from seed s = seed + 1 + k: {"retrained": retain
     model, "retain": the independent retain population's, "target": target, method row: that method from seed s},
     each as teacher-forced statistics (None: the method failed)."""
     pc, s = pipe.cfg.privacy, pipe.cfg.seed + 1 + k
 
     def stats_of(ref, name):
-        return pipe.evaluated(ref, name, generate=False)["stats"]
+        return pipe.evaluated(ref, name, generate=False).measured()
 
     seeded_target = pipe.finetuned(base, "target", seed=s)
-    out = {"retrained": stats_of(pipe.finetuned(base, "retain", seed=s), f"retain seed {s}"),
-           "target": stats_of(seeded_target, f"target seed {s}")}
+    out: dict[str | RowId, dict | None] = {
+        "retrained": stats_of(pipe.finetuned(base, "retain", seed=s), f"retain seed {s}"),
+        "target": stats_of(seeded_target, f"target seed {s}")}
     if pc.independent_retain:
         out["retain"] = stats_of(pipe.finetuned(base, "retain", seed=s + 1000), f"retain seed {s + 1000}")
     for row in methods:
-        unit = pipe.unlearned(seeded_target if pc.seed_targets else target, row.name, seed=s, generate=False)
-        out[row] = unit["stats"] if unit["status"] == "ok" else None
+        unit = pipe.unlearned(pipe.plan(seeded_target if pc.seed_targets else target, row.name, seed=s,
+                                        generate=False))
+        out[row] = unit.stats if unit.ok else None
     return out
 
 
@@ -118,7 +120,7 @@ def build_members(pipe, base, target, units: dict) -> None:
     pipe.acc.wait_for_everyone()
 
 
-def lira_metrics(pipe, base, units: dict) -> dict[str, dict]:
+def lira_metrics(pipe, base, units: dict) -> dict[RowId, dict]:
     """LiRA's online and offline scores for every evaluated row, from `privacy.shadow_models` shadow models."""
     n_shadow = pipe.cfg.privacy.shadow_models
     member, rows = _shadow_rows(pipe)
@@ -126,9 +128,9 @@ def lira_metrics(pipe, base, units: dict) -> dict[str, dict]:
     n_forget = len(pipe.task.rows["forget_eval"])
     out = {}
     for row, unit in units.items():
-        if unit["status"] != "ok" or "holdout" not in unit["stats"]:
+        if not unit.ok or "holdout" not in unit.stats:
             continue
-        online, offline = privacy.lira(confidences(unit["stats"]), phi, member)
+        online, offline = privacy.lira(confidences(unit.stats), phi, member)
         metrics = {"lira_auc": privacy.auc(online[:n_forget], online[n_forget:]),
                    "lira_offline_auc": privacy.auc(offline[:n_forget], offline[n_forget:]),
                    "lira_shadow_models": n_shadow}
@@ -138,7 +140,7 @@ def lira_metrics(pipe, base, units: dict) -> dict[str, dict]:
     return out
 
 
-def population_metrics(pipe, base, target, units: dict) -> dict[str, dict]:
+def population_metrics(pipe, base, target, units: dict) -> dict[RowId, dict]:
     """The distributional forgetting score F and the final score F x RA ratio x TA ratio of each row's population
     against the retain population, with N; plus an independent retain population's scores (row `retain`)."""
     pc = pipe.cfg.privacy
@@ -146,7 +148,7 @@ def population_metrics(pipe, base, target, units: dict) -> dict[str, dict]:
     methods = _method_rows(units)
     members = [_member(pipe, base, target, k, methods) for k in range(pc.population)]
 
-    def summary(group: list[dict]) -> tuple[np.ndarray, float, float]:
+    def summary(group: list) -> tuple[np.ndarray, float, float]:
         n_forget = len(pipe.task.rows["forget_eval"])
         stat = np.stack([confidences(m)[:n_forget] for m in group])
         ra, ta = np.mean([utilities(m) for m in group], axis=0)
@@ -154,11 +156,12 @@ def population_metrics(pipe, base, target, units: dict) -> dict[str, dict]:
 
     retain_stat, ra_r, ta_r = summary([m["retrained"] for m in members])
     out = {}
-    populations = {RowId("target"): "target", **({RowId("retain"): "retain"} if pc.independent_retain else {}),
-                   **{row: row for row in methods}}
+    populations: dict[RowId, str | RowId] = {
+        RowId("target"): "target", **({RowId("retain"): "retain"} if pc.independent_retain else {}),
+        **{row: row for row in methods}}
     for row, member in populations.items():
-        group = [m[member] for m in members]
-        if any(g is None for g in group):
+        group = [g for g in (m[member] for m in members) if g is not None]
+        if len(group) < len(members):       # a member's unlearning failed: no population to score
             continue
         stat, ra, ta = summary(group)
         f, eps = privacy.forgetting_score(stat, retain_stat)

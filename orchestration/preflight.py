@@ -1,6 +1,11 @@
 """Everything a run will read, checked before the first training step: a bad input fails in seconds, with a
 message that names the file, the row or line, the field and the fix, instead of a traceback after training.
 
+Three stages, each before the next can run (orchestration/start.py calls them for both entry points): the config
+(`check_config`: methods and their settings, attacks, the output folder), every file the run reads (`check_run`:
+folders, checkpoints, the task's data), then what needs the run's tokenizer and the pipeline (`check_pipelines`:
+row lengths, request folds, shards, checkpoints' vocabularies).
+
 Nothing here writes: folders are checked for writability without creating anything, checkpoints are checked by
 reading their config and the safetensors headers (never by loading weights), and a local path that does not exist
 is reported as such, never sent to the hub. Task data is loaded once here and handed to the pipeline.
@@ -14,14 +19,49 @@ import struct
 import sys
 from pathlib import Path
 
-from methods import STOP, stop_after
+from methods import STOP, method_config, stop_after
 from methods.trainer import total_micro_batches
-from unlearnbench.config import ConfigError, ExperimentConfig
-from unlearnbench.models import (EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, context_length,
-                                 resolve_name)
-from unlearnbench.tasks import TaskData
+from orchestration import attacks, guarantees
+from orchestration.pipeline import Pipeline
+from orchestration.requests import folds_of
+from unlearnbench.cache import UnitStore
+from unlearnbench.config import ConfigError, ExperimentConfig, read_yaml, to_dict
+from unlearnbench.models import (
+    EVAL_MAX_LENGTH,
+    TOKENIZER_FILES,
+    PromptFormat,
+    adapter_base,
+    context_length,
+    resolve_name,
+)
+from unlearnbench.tasks import Task, TaskData
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def check_config(cfg: ExperimentConfig, tasks: dict) -> None:
+    """Rows to run, every method's settings on every task, the attacks, and an output folder that holds no other
+    config's results (after cfg.tasks is resolved)."""
+    if not cfg.methods and not cfg.checkpoints:
+        raise ConfigError("methods is empty and no checkpoints are given; name a method (methods=GradAscent) or a "
+                          "checkpoint to evaluate (checkpoints.Mine=<folder>)")
+    attacks.check(cfg, tasks)
+    for t in tasks.values():
+        for name in set(cfg.method_args) | set(t.cfg.method_args) | set(cfg.methods):
+            method_config(name, cfg.method_args_for(name, t.cfg))
+    check_output_dir(cfg.resolved_output_dir(), to_dict(cfg))
+
+
+def check_output_dir(out: Path, resolved: dict) -> None:
+    """Refuse to overwrite finished results of a different config (a crashed run's folder holds none)."""
+    saved = out / "config.yaml"
+    if saved.is_file() and (out / "results.json").is_file():
+        ignore = ("output_dir", "cache_dir", "threads", "gradient_checkpointing", "log_with")  # where, how fast
+                                                                                             # and logged, not what
+        old = {k: v for k, v in read_yaml(saved).items() if k not in ignore}
+        if old != {k: v for k, v in resolved.items() if k not in ignore}:
+            raise ConfigError(f"output_dir {str(out)!r} holds results of a different config; choose another "
+                              f"output_dir=<dir>, or delete that folder to replace them")
 
 
 def check_run(cfg: ExperimentConfig, tasks: dict) -> dict[str, TaskData]:
@@ -44,7 +84,25 @@ def check_run(cfg: ExperimentConfig, tasks: dict) -> dict[str, TaskData]:
     return loaded
 
 
-def check_stops(cfg: ExperimentConfig, label: str, task, data: TaskData) -> None:
+def check_pipelines(cfg: ExperimentConfig, tasks: dict, data: dict, store: UnitStore, accelerator) -> None:
+    """Rows longer than the context (counted with the run's tokenizer; the embedded model's is trained first),
+    requests' folds, guarantees' shards, checkpoints' vocabularies: errors before any model trains or anything is
+    written; rows left untrained: a warning."""
+    for label, task in tasks.items():
+        pipe = Pipeline(cfg, task, data[label], store, accelerator)
+        check_lengths(task.label, long_rows(pipe))
+        if cfg.requests.folds:
+            folds_of(task, cfg.requests.folds, cfg.seed, data[label])      # enough authors / species for the folds
+        guarantees.check(pipe)          # SISA / DP: rows to train on, no empty shard
+        for name, ref in cfg.checkpoints.items():
+            check_vocabulary(f"checkpoints.{name}", ref, pipe.run_tokenizer(), cfg.model)
+        for name in cfg.methods:
+            if pipe.untrained(name):
+                print(f"warning: task {task.label}: {name}'s rows are evaluated untrained, the target's weights "
+                      f"({pipe.untrained(name)}); results mark them `untrained`", file=sys.stderr)
+
+
+def check_stops(cfg: ExperimentConfig, label: str, task: Task, data: TaskData) -> None:
     """Every method's stop_after within its unlearning schedule on this task's forget set, before anything
     trains."""
     schedule = cfg.unlearn_schedule(label, task.cfg)
@@ -75,7 +133,7 @@ def _row_key(row: dict) -> tuple:
     return (row.get("question"), row.get("answer"), row.get("text"))
 
 
-def check_forget_seen(label: str, task, data: TaskData) -> None:
+def check_forget_seen(label: str, task: Task, data: TaskData) -> None:
     """The target is fine-tuned on data.train["target"]; forget rows it never saw cannot be unlearned (the run
     would measure nothing). An error, or a warning with task.allow_unseen_forget=true."""
     train = data.train.get("target")
@@ -132,7 +190,8 @@ def check_vocabulary(key: str, ref: str, run_tokenizer, cfg) -> None:
     tokenizer = load_tokenizer(ref, cfg)
     if tokenizer.get_vocab() != run_tokenizer.get_vocab():
         raise ConfigError(f"{key}={ref!r}: its tokenizer ({len(tokenizer):,} tokens) is not the run's "
-                          f"({len(run_tokenizer):,} tokens, model.name={cfg.name!r}); a checkpoint row is compared item by item with the run's "
+                          f"({len(run_tokenizer):,} tokens, model.name={cfg.name!r}); a checkpoint row is compared "
+                          f"item by item with the run's "
                           f"target and retain models, so it must be a checkpoint of the run's model: set model= to "
                           f"the model it was unlearned from")
     if base is None:

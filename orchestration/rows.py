@@ -2,18 +2,23 @@
 requests protocol (requests.py) share.
 
 A row's identity is (name, through a LoRA adapter or not): `RowId("GradDiff", lora=True)` renders as
-`GradDiff+lora` in results and tables, and is never parsed back. A `Row` holds what its source built: the unit of
-the record's own seed, the units of its other seeds, the model an attack reads, and the columns that column
-sources (privacy populations, recovery attacks) add to it.
+`GradDiff+lora` in results and tables, and is never parsed back. An unlearning row's `RowPlan` is everything that
+decides its training and evaluation, built once (Pipeline.plan): its fields make its cache key, and the run reads
+them. A `Row` holds what its source built: the unit of the record's own seed, the units of its other seeds, the
+model an attack reads, and the columns that column sources (privacy populations, recovery attacks) add to it.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
-from orchestration.units import ModelRef
-from unlearnbench.config import ExperimentConfig
+from methods import METHODS, STOP
+from orchestration.units import ModelRef, Unit
+from unlearnbench.cache import stable_hash
+from unlearnbench.config import ExperimentConfig, LoraSettings, TrainConfig
 from unlearnbench.cost import COST_FIELDS
-from unlearnbench.tasks import TaskData
+from unlearnbench.tasks import Task, TaskData
 
 
 @dataclass(frozen=True)
@@ -25,12 +30,38 @@ class RowId:
         return self.name + ("+lora" if self.lora else "")
 
 
+@dataclass(frozen=True)
+class RowPlan:
+    """One unlearning row from one seed: what decides its training and its evaluation."""
+    method: str
+    target: ModelRef            # the model it unlearns
+    seed: int
+    hparams: Any                # the method's settings (its dataclass in methods/<method>.py)
+    schedule: TrainConfig       # the unlearning schedule, with the task's overrides
+    lora: bool                  # through a LoRA adapter with `lora_cfg`
+    lora_cfg: LoraSettings
+    stop: int = 0               # stop after this many updates of the schedule (0: at its end)
+    curve_every: int = 0        # also evaluated every that many updates (the unlearning curve; 0: not)
+    generate: bool = True       # False: teacher-forced statistics only (a population member)
+    probes: bool = True         # the run's probes asked of its evaluations
+
+    def key(self, context: list) -> str:
+        """The row's cache key: its fields and `context`, what its task adds (the forget and retain rows, the
+        refusals an "I don't know" method answers with, what determines its evaluation)."""
+        source = METHODS[self.method].source        # a method from a user's file: its digest
+        return stable_hash("row", self.target.key, self.method, dataclasses.asdict(self.hparams),
+                           dataclasses.asdict(self.schedule), self.lora, dataclasses.asdict(self.lora_cfg), self.seed,
+                           *context, *([] if self.generate else ["teacher-forced only"]), *([source] if source else []),
+                           *([STOP, self.stop] if self.stop else []),
+                           *(["curve", self.curve_every] if self.curve_every else []))
+
+
 @dataclass
 class Row:
     id: RowId
     kind: str                  # reference | method | guarantee | checkpoint
-    unit: dict                 # the record's own seed's: {"status", "stats", "cost", "eval_cost", ...}
-    repeats: list = field(default_factory=list)     # [(seed, unit)] of its other seeds
+    unit: Unit                 # the record's own seed's
+    repeats: list[tuple[int, Unit]] = field(default_factory=list)     # its other seeds' units
     model: ModelRef | None = None                   # what a recovery attack reads (None: not attacked)
     same_as: RowId | None = None                    # a row that is another row's model (Retrain: the retain model)
     columns: dict = field(default_factory=dict)     # metrics added by column sources (the record's own seed)
@@ -39,27 +70,27 @@ class Row:
     attack_cost: dict | None = None
 
 
-def cost_fields(unit: dict, retrain_wall: float | None) -> dict:
+def cost_fields(unit: Unit, retrain_wall: float | None) -> dict:
     """A unit's cost with every field present (null where unknown: a given checkpoint's training) and
     `relative_cost`, its wall time over retraining's in the same run."""
-    cost = {**dict.fromkeys(COST_FIELDS), **(unit.get("cost") or {})}
+    cost = {**dict.fromkeys(COST_FIELDS), **(unit.cost or {})}
     cost.pop("train_log", None)
     wall = cost["wall_seconds"]
     cost["relative_cost"] = wall / retrain_wall if retrain_wall and wall is not None else None
     return cost
 
 
-def record(task_label: str, row: RowId | str, unit: dict, retrain_wall: float | None, **fields) -> dict:
+def record(task_label: str, row: RowId | str, unit: Unit, retrain_wall: float | None, **fields) -> dict:
     """A results.json record: task, row, the caller's fields, status, metrics (empty until scored), cost and
     evaluation cost, and the error of a row that failed."""
-    out = {"task": task_label, "model": str(row), **fields, "status": unit["status"], "metrics": {},
-           "cost": cost_fields(unit, retrain_wall), "eval_cost": unit.get("eval_cost")}
-    if unit["status"] != "ok":
-        out["error"] = unit.get("error", "")
+    out = {"task": task_label, "model": str(row), **fields, "status": unit.status, "metrics": {},
+           "cost": cost_fields(unit, retrain_wall), "eval_cost": unit.eval_cost}
+    if not unit.ok:
+        out["error"] = unit.error
     return out
 
 
-def describe(task, data: TaskData, cfg: ExperimentConfig) -> dict:
+def describe(task: Task, data: TaskData, cfg: ExperimentConfig) -> dict:
     """A task's section of results.json (`datasets`): its data, and which metrics it reports and how to read them."""
     return {"fingerprint": data.fingerprint, "task_version": task.version, "family": task.cfg.name,
             **data.describe, "forget_score": task.forget_score, "utility": task.utility, "headline": task.headline,

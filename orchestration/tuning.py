@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import cast
 
 from evals import spread
 from methods import METHODS, STOP, method_config
 from orchestration.pipeline import Pipeline
+from orchestration.units import Unit
+from unlearnbench.cache import UnitStore
 from unlearnbench.config import ConfigError, ExperimentConfig
-from unlearnbench.tasks import require
+from unlearnbench.tasks import Task, TaskData, Validates, require
 
 
 def grids(cfg: ExperimentConfig) -> dict[str, list[dict]]:
@@ -69,7 +72,7 @@ def with_args(cfg: ExperimentConfig, name: str, point: dict) -> ExperimentConfig
                                                                            **point}})
 
 
-def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
+def tune(cfg: ExperimentConfig, task: Task, data: TaskData, store: UnitStore, accelerator) -> dict:
     """Sweep every method's grid on the task's validation split; returns what tune.py writes and prints."""
     points = grids(cfg)
     if cfg.model.target or cfg.model.retain:
@@ -78,19 +81,20 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
     require(task, "validation", "the tuning protocol (a validation split: the synthetic TOFU-, WMDP- and MUSE-style "
                                 "worlds, real TOFU and real WMDP's local copies have one)")
     base = Pipeline(cfg, task, data, store, accelerator).base()       # the test run's own base model
-    vtask, vdata = task.validation(cfg.tuning.validation_authors)
+    vtask, vdata = cast(Validates, task).validation(cfg.tuning.validation_authors)
     vpipe = Pipeline(cfg, vtask, vdata, store, accelerator)
-    target, retain = vpipe.finetuned(base, "target"), vpipe.finetuned(base, "retain")
+    target, retain = vpipe.target_model(base), vpipe.retain_model(base)
     floor_of = cfg.tuning.floor_of
     if retain is None and floor_of != "target":         # real WMDP: the given model is the target, nothing retrained
         raise ConfigError(f"tuning.floor_of={floor_of}: {vtask.label} has no retain model (the given model is its "
                           f"target); set tuning.floor_of=target, a floor under the target's own utility")
-    retain_stats = vpipe.evaluated(retain, "validation retain")["stats"] if retain else None
+    retain_stats = vpipe.evaluated(retain, "validation retain").measured() if retain else None
     reference = {}
     if floor_of in ("retain", "lower"):
+        assert retain_stats is not None     # checked above: only floor_of=target goes without a retain model
         reference["validation_retain_utility"] = vtask.metrics(retain_stats, retain_stats)[vtask.utility]
     if floor_of in ("lower", "target"):     # lower: a target below the retain model, where no run would meet it
-        target_stats = vpipe.evaluated(target, "validation target")["stats"]
+        target_stats = vpipe.evaluated(target, "validation target").measured()
         reference["validation_target_utility"] = vtask.metrics(target_stats, retain_stats)[vtask.utility]
     floor = cfg.utility_floor * min(reference.values())
     seeds, every, objective = cfg.seed_values(), cfg.tuning.curve_every, Objective.of(vtask)
@@ -99,7 +103,7 @@ def tune(cfg: ExperimentConfig, task, data, store, accelerator) -> dict:
         rows = []
         for point in configs:
             pipe = Pipeline(with_args(cfg, name, point), vtask, vdata, store, accelerator)
-            units = [pipe.unlearned(target, name, seed=s, curve_every=every) for s in seeds]
+            units = [pipe.unlearned(pipe.plan(target, name, seed=s, curve_every=every)) for s in seeds]
             rows.append(score(point, units, vtask, retain_stats, floor, objective))
             log_curve(accelerator, f"tuning/{name}/{describe(point)}", rows[-1])
         ok = [r for r in rows if r["status"] == "ok"]
@@ -137,7 +141,7 @@ class Objective:
     log: bool
 
     @classmethod
-    def of(cls, task) -> "Objective":
+    def of(cls, task: Task) -> Objective:
         metric = getattr(task, "tuning_score", task.forget_score)
         return cls(metric, task.higher_is_better[metric], metric in task.log_scale)
 
@@ -173,22 +177,22 @@ def chosen_args(row: dict) -> dict:
     return {**row["args"], **({STOP: row["updates"]} if row["updates"] < row["scheduled"] else {})}
 
 
-def score(point: dict, units: list[dict], vtask, retain_stats: dict, floor: float, objective: Objective) -> dict:
+def score(point: dict, units: list[Unit], vtask: Task, retain_stats: dict | None, floor: float,
+          objective: Objective) -> dict:
     """One configuration over its seeds, at every point of its unlearning curve (the run's end last): the
     objective's seed mean (`forget_score`; geometric for a log-scale one) and utility's mean per point, and the point
     the rule takes within the configuration (its `forget_score`, `utility`, `updates` of `scheduled`, `met_floor`);
     its cost, the curve's evaluations included."""
-    costs = [c for u in units for c in [u.get("cost"), u.get("eval_cost")] + [p["eval_cost"] for p in
-                                                                            u.get("curve", [])]]
+    costs = [c for u in units for c in [u.cost, u.eval_cost] + [p["eval_cost"] for p in u.curve]]
     wall = sum((c or {}).get("wall_seconds") or 0 for c in costs)
-    failed = next((u for u in units if u["status"] != "ok"), None)
+    failed = next((u for u in units if not u.ok), None)
     if failed:
-        return {"args": point, "status": failed["status"], "error": failed.get("error", ""), "wall_seconds": wall}
-    log = units[0]["train_log"]
+        return {"args": point, "status": failed.status, "error": failed.error, "wall_seconds": wall}
+    log = units[0].train_log or {}
     scheduled = log.get("stopped_after") or log.get("updates", 0)
     curve = []
-    for i, updates in enumerate([p["updates"] for p in units[0].get("curve", [])] + [scheduled]):
-        stats = [(u["curve"][i]["stats"] if updates < scheduled else u["stats"]) for u in units]
+    for i, updates in enumerate([p["updates"] for p in units[0].curve] + [scheduled]):
+        stats = [(u.curve[i]["stats"] if updates < scheduled else u.measured()) for u in units]
         metrics = [vtask.metrics(st, retain_stats) for st in stats]
         value = spread.summarize([m[objective.metric] for m in metrics], log=objective.log)["mean"]
         utility = spread.summarize([m[vtask.utility] for m in metrics])["mean"]

@@ -5,15 +5,14 @@ user names resolved to a reference keyed by its files, the prompt format, the co
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from unlearnbench.cache import UnitStore, folder_digest, stable_hash
 from unlearnbench.config import ExperimentConfig
 from unlearnbench.cost import CostMeter
 from unlearnbench.heavy import peft
-from unlearnbench.models import (EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, load_model,
-                                 load_tokenizer)
+from unlearnbench.models import EVAL_MAX_LENGTH, TOKENIZER_FILES, PromptFormat, adapter_base, load_model, load_tokenizer
 from unlearnbench.runtime import Solo
 
 
@@ -27,6 +26,54 @@ class ModelRef:
     adapter: str = ""               # a peft adapter folder applied on top of `path` (a LoRA checkpoint row)
     members: tuple = ()             # an aggregate of these model folders (SISA: unlearnbench/ensemble.py); `path`
                                     # is the first, whose tokenizer it uses
+
+    def training(self) -> dict:
+        """What training this model cost (one the suite trained; an error for one it was given)."""
+        if self.cost is None:
+            raise ValueError(f"{self.path}: not trained by this suite, so its training cost is unknown")
+        return self.cost
+
+
+@dataclass
+class Unit:
+    """One model scored for one row and seed: its per-item statistics and what making and evaluating it cost, or
+    why it has none (`status`). Pipeline.scored and Pipeline.unlearned make them; they are JSON only in the cache
+    (`to_json` / `from_json`)."""
+    status: str                     # ok | failed (diverged, or trained on a probe's text) | absent (no such model)
+    stats: dict | None = None       # per-item statistics (ok only)
+    cost: dict | None = None        # what making the model cost (None: unknown, e.g. a given checkpoint's)
+    eval_cost: dict | None = None   # what evaluating it cost
+    error: str = ""                 # why it is not ok
+    model: ModelRef | None = None   # the model, where it is on disk (an unlearning row's only if kept)
+    train_log: dict | None = None   # an unlearning run's log (methods/trainer.py:train)
+    curve: list = field(default_factory=list)   # the unlearning curve: [{"updates", "stats", "eval_cost"}]
+    hparams: dict | None = None     # an unlearning row's method settings
+    rows_seen: list | None = None   # digests of the rows its unlearning run read (unlearnbench/cache.row_digests)
+    training_cost: dict | None = None   # a guarantee row's training before the forget request (`cost`: the
+                                        # request's own)
+    reference: bool = False         # read as a reference, never a contender (SISA(S)-target)
+    guarantee: dict | None = None   # what a SISA or DP row guarantees, and how
+    forget_rows: int | None = None  # a request's forget rows (orchestration/requests.py)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def measured(self) -> dict:
+        """The per-item statistics of a unit that is ok (a failed or absent one has none: an error to ask)."""
+        if self.stats is None:
+            raise ValueError(f"a unit that is {self.status} has no statistics ({self.error})")
+        return self.stats
+
+    def to_json(self) -> dict:
+        """The unit as its cache file holds it: every field but the model (a reference the reader makes again) that
+        is not at its default."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"
+                and getattr(self, f.name) != (f.default_factory() if callable(f.default_factory) else f.default)}
+
+    @classmethod
+    def from_json(cls, saved: dict) -> Unit:
+        return cls(**saved)
 
 
 class Units:
@@ -42,9 +89,9 @@ class Units:
 
     def load(self, ref: ModelRef):
         if ref.members:
-            from unlearnbench.ensemble import Ensemble   # an nn.Module class: torch at import (SISA rows only)
-            model = Ensemble([load_model(path, self.cfg.model) for path in ref.members]).to(self.acc.device)
-            return model.eval()
+            from unlearnbench.ensemble import Ensemble  # an nn.Module class: torch at import (SISA rows only)
+            ensemble = Ensemble([load_model(path, self.cfg.model) for path in ref.members]).to(self.acc.device)
+            return ensemble.eval()
         model = load_model(ref.path, self.cfg.model, ref.gguf_file)
         if ref.adapter:         # evaluated with the adapter active, exactly as the suite's own LoRA rows are
             model = peft.PeftModel.from_pretrained(model, ref.adapter)

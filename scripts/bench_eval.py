@@ -6,7 +6,8 @@ FLOPs of the tokens each implementation processed (2 x parameters x tokens; the 
 over the matmul throughput measured in this run. --compile times the engine again with the model's forward
 through torch.compile, against the eager pass of the same run.
 
-    python scripts/bench_eval.py [--compare] [--compile] [--role target|retain|base] [--limit N] [--max-new-tokens N] [key=value ...]
+    python scripts/bench_eval.py [--compare] [--compile] [--role target|retain|base] [--limit N]
+                                 [--max-new-tokens N] [key=value ...]
 
 Default: the default experiment's fine-tuned target (trained first if the cache lacks it). A real model, e.g.
 SmolLM2-135M from its GGUF file, as it is (no fine-tuning): `--role base model=smollm2 model.name=<folder>`.
@@ -20,17 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-from accelerate import Accelerator  # noqa: E402
+import torch
+from accelerate import Accelerator
 
-from benchmarks.tofu import EVAL_SPLITS  # noqa: E402
-from evals.engine import Work  # noqa: E402
-from evals.stats import split_stats  # noqa: E402
-from orchestration.pipeline import Pipeline  # noqa: E402
-from unlearnbench.cache import UnitStore  # noqa: E402
-from unlearnbench.config import load_config  # noqa: E402
-from unlearnbench.runtime import configure_threads  # noqa: E402
-from unlearnbench.tasks import build_task  # noqa: E402
+from benchmarks.tofu import EVAL_SPLITS
+from evals.engine import Work
+from evals.stats import split_stats
+from orchestration.pipeline import Pipeline
+from unlearnbench.cache import UnitStore
+from unlearnbench.config import load_config
+from unlearnbench.runtime import configure_threads
+from unlearnbench.tasks import build_task
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 2048, reps: int = 10) -> float:
@@ -60,7 +61,7 @@ def evaluate(model, fmt, task, limit: int, max_new_tokens: int, use_engine: bool
 
 def scored_pairs(task, limit: int, answers: bool = True) -> list[tuple[str, str]]:
     """The (question, answer) pairs the reference scores one by one (answers=False: one pair per question)."""
-    out = []
+    out: list[tuple[str, str]] = []
     for split, role in EVAL_SPLITS.items():
         for r in task.rows[role][:limit] if limit else task.rows[role]:
             texts = [r["answer"]] + ([r["paraphrased_answer"]] if split in ("forget", "retain") else [])
@@ -74,7 +75,7 @@ def largest_difference(a: dict, b: dict) -> tuple[float, int]:
     diff, gens = 0.0, 0
     for split in a:
         for key in ("nll_answer", "nll_paraphrased", "nll_perturbed"):
-            flat = lambda v: [x for row in v for x in (row if isinstance(row, list) else [row])]  # noqa: E731
+            flat = lambda v: [x for row in v for x in (row if isinstance(row, list) else [row])]
             if key in a[split]:
                 diff = max([diff] + [abs(x - y) / max(1.0, abs(y))
                                      for x, y in zip(flat(a[split][key]), flat(b[split][key]))])
@@ -84,7 +85,7 @@ def largest_difference(a: dict, b: dict) -> tuple[float, int]:
 
 def report(name: str, work: Work, n_params: int, flops: float) -> None:
     """Wall time and the ratio to the floor of the tokens this implementation put through the model."""
-    floor = lambda tokens: 2 * n_params * tokens / flops  # noqa: E731
+    floor = lambda tokens: 2 * n_params * tokens / flops
     gen_tokens = work.prompt_tokens + work.tokens_generated - work.tokens_drafted     # drafted: already scored
     scored = work.scoring_seconds
     print(f"{name:<10} {work.tokens_scored:>8,} tokens scored in {scored:6.2f} s ({work.tokens_scored / scored:7.0f} "
@@ -140,7 +141,10 @@ def main() -> None:
     pipe = Pipeline(cfg, task, task.load(cfg.resolved_cache_dir() / "tasks"), UnitStore(cfg.resolved_cache_dir()),
                     Accelerator())
     base = pipe.base()
-    ref = base if args.role == "base" else pipe.finetuned(base, args.role, given=getattr(cfg.model, args.role))
+    ref = {"base": lambda: base, "target": lambda: pipe.target_model(base, given=cfg.model.target),
+           "retain": lambda: pipe.retain_model(base, given=cfg.model.retain)}[args.role]()
+    if ref is None:
+        raise SystemExit(f"{task.label} has no {args.role} model")
     model, fmt = pipe.units.load(ref), pipe.units.fmt(pipe.units.tokenizer(ref))
     max_new = args.max_new_tokens or task.cfg.eval.max_new_tokens
     n_params = sum(p.numel() for p in model.parameters())

@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     for role in ("target", "retain"):
         ref = pipe.finetuned(base, role)
         model, tokenizer = pipe.units.load(ref), pipe.units.tokenizer(ref)
-        times = {"without probes": [], "with probes": []}
+        times: dict[str, list[float]] = {"without probes": [], "with probes": []}
         for _ in range(args.repeats):
             for name, probes in (("without probes", False), ("with probes", True)):
                 start = time.perf_counter()

@@ -67,7 +67,7 @@ def main(argv=None) -> None:
             RUNS[1]: checkpoint,
         }
         timed(checkpoint)       # its evaluation unit, built once
-        times = {name: [] for name in commands}
+        times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.repeats):
             for name, command in commands.items():
                 times[name].append(timed(command))

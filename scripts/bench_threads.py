@@ -11,11 +11,13 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
-SHAPES = {"embedded": dict(vocab_size=2048, hidden_size=192, num_hidden_layers=4, num_attention_heads=4,
-                           num_key_value_heads=4, intermediate_size=512),
-          "smollm2": dict(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
-                          num_key_value_heads=3, intermediate_size=1536)}
+SHAPES: dict[str, dict[str, Any]] = {
+    "embedded": dict(vocab_size=2048, hidden_size=192, num_hidden_layers=4, num_attention_heads=4,
+                     num_key_value_heads=4, intermediate_size=512),
+    "smollm2": dict(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+                    num_key_value_heads=3, intermediate_size=1536)}
 
 
 def worker(threads: int, shape: str) -> dict:

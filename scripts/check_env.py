@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from unlearnbench.environment import LOCKS, drift, pins, sha256  # noqa: E402
+from unlearnbench.environment import LOCKS, drift, pins, sha256
 
 
 def main(argv: list[str]) -> int:

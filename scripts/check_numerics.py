@@ -88,8 +88,8 @@ def main() -> None:
                 print(f"{name:<52} {seconds:6.1f} s  (the {group} reference)")
                 continue
             print(f"{name:<52} {seconds:6.1f} s  {compare(references[group][0], got)}")
-        base = "reproducible" if "reproducible" in references else None
-        for group, (got, seconds) in references.items() if base else ():
+        base = "reproducible"
+        for group, (got, seconds) in references.items() if base in references else ():
             if group != base:
                 print(f"{group + ' against reproducible (its first setting)':<52} {seconds / references[base][1]:6.2f} "
                       f"x time  {compare(references[base][0], got)}")
@@ -97,7 +97,7 @@ def main() -> None:
 
 def compare(reference: dict, got: dict) -> str:
     diffs = {key: abs(got[key] - v) for key, v in reference.items() if key in got}
-    worst = max(diffs, key=diffs.get)
+    worst = max(diffs, key=lambda key: diffs[key])
     return (f"largest metric difference {diffs[worst]:.3g} ({worst[1]} {worst[2]}); "
             f"{sum(d > 0 for d in diffs.values())} of {len(diffs)} metrics differ")
 

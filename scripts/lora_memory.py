@@ -29,7 +29,7 @@ def one_variant(args) -> dict:
 
     from benchmarks.synthetic_tofu import SyntheticTofuConfig, general_corpus, generate
     from methods import METHODS, method_config
-    from methods.trainer import prepare, train
+    from methods.trainer import Hooks, Run, prepare, train
     from unlearnbench.config import EmbeddedModelConfig, LoraSettings, ModelConfig, TrainConfig
     from unlearnbench.cost import CostMeter, _rss_bytes
     from unlearnbench.models import PromptFormat, build_embedded_model, train_tokenizer
@@ -53,7 +53,7 @@ def one_variant(args) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     gc.collect()
     held_before = (torch.cuda.memory_allocated() if acc.device.type == "cuda" else _rss_bytes())
-    seen = {}
+    seen: dict[str, int] = {}
     meter = CostMeter(acc.device)
     with meter:
         model, ref = prepare(model, spec, hp, LoraSettings() if args.lora else None)
@@ -66,9 +66,10 @@ def one_variant(args) -> dict:
                 seen["param_bytes"] = sum(p.numel() * p.element_size() for p in tensors.values())
             return spec.loss(m, b, ref, hp)
         steps = args.steps
-        train(model, roles, loss_fn, TrainConfig(epochs=steps * args.batch / len(roles["forget"]),
-                                                 batch_size=args.batch, max_length=args.seq_len), hp.lr,
-              0, acc, tok.pad_token_id, lead="forget", desc="NPO+lora" if args.lora else "NPO")
+        schedule = TrainConfig(epochs=steps * args.batch / len(roles["forget"]), batch_size=args.batch,
+                               max_length=args.seq_len)
+        train(model, roles, loss_fn, Run(schedule, hp.lr, 0, lead="forget"), acc, tok.pad_token_id,
+              Hooks("NPO+lora" if args.lora else "NPO"))
     return {"variant": "NPO+lora" if args.lora else "NPO", "device": acc.device.type, "n_params": n_params,
             "held_before_bytes": held_before, "peak_bytes": meter.peak_memory_bytes,
             "model_param_bytes_alive": seen["param_bytes"], "wall_seconds": meter.wall_seconds}
@@ -95,7 +96,7 @@ def main() -> None:
                f"--dtype={args.dtype}"] + (["--lora"] if lora else [])
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    mib = lambda b: f"{b / 2**20:9.1f} MiB"  # noqa: E731
+    mib = lambda b: f"{b / 2**20:9.1f} MiB"
     print(f"model: {rows[0]['n_params'] / 1e6:.1f}M parameters, {args.dtype}, device {rows[0]['device']}, "
           f"{args.steps} steps of {args.batch} forget + {args.batch} retain rows x {args.seq_len} tokens")
     print(f"{'variant':10} {'peak':>13} {'held before':>13} {'peak - before':>13} {'model tensors alive':>20}")
@@ -103,7 +104,7 @@ def main() -> None:
         print(f"{r['variant']:10} {mib(r['peak_bytes'])} {mib(r['held_before_bytes'])} "
               f"{mib(r['peak_bytes'] - r['held_before_bytes'])} {mib(r['model_param_bytes_alive']):>20}")
     full, lora = rows
-    overhead = lambda r: r["peak_bytes"] - r["held_before_bytes"]  # noqa: E731
+    overhead = lambda r: r["peak_bytes"] - r["held_before_bytes"]
     print(f"ratio LoRA/full: peak {lora['peak_bytes'] / full['peak_bytes']:.2f}, "
           f"training overhead {overhead(lora) / overhead(full):.2f}, "
           f"model tensors alive {lora['model_param_bytes_alive'] / full['model_param_bytes_alive']:.2f} "

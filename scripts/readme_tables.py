@@ -30,11 +30,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from evals.claims import claims  # noqa: E402
+from evals.records import succeeded  # noqa: E402
+
 MARK = re.compile(r"<!-- (?P<kind>table|tuning|robustness|requests|guarantees|privacy|probes|probe-tests|across):"
                   r"(?P<exp>[\w.-]+)(?: cpu=(?P<cpu>\w+))? -->\n"
                   r"(?P<body>.*?)"
@@ -126,7 +129,7 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     meta = next(iter(results["datasets"].values()))
     m = MEASURES[meta.get("family", "tofu")]
     bits = [b for b in (8, 4) if any(f"quant{b}_recovery" in r["metrics"] for r in results["results"])]
-    spec = [("row", lambda r: r["model"], True),
+    spec: list[tuple[str, Callable, bool]] = [("row", lambda r: r["model"], True),
             ("recovery without attack", lambda r: f3(r["metrics"].get("unattacked_recovery")), True),
             (f"relearned {m.replace('_', ' ')}", lambda r: f3(r["metrics"].get(f"relearn_{m}")), True),
             ("relearn recovery ↓", lambda r: f3(r["metrics"].get("relearn_recovery")) + over_worlds(r), True)]
@@ -139,7 +142,7 @@ def render_robustness(results: dict) -> list[list[tuple[str, bool]]]:
     spec.append(("attacks wall s", lambda r: f1(sum(c["attack"]["wall_seconds"] + c["eval"]["wall_seconds"]
                                                     for c in (r.get("attack_cost") or {}).values()) or None), False))
     rows = [[(h, True) for h, _, _ in spec]]
-    attacked = [r for r in results["results"] if r["status"] == "ok" and "unattacked_recovery" in r["metrics"]]
+    attacked = [r for r in succeeded(results["results"]) if "unattacked_recovery" in r["metrics"]]
     return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in attacked]
 
 
@@ -155,9 +158,9 @@ def render_probes(results: dict) -> list[list[tuple[str, bool]]]:
     meta = next(iter(results["datasets"].values()))
     tofu = meta.get("family", "tofu") == "tofu"
     m = MEASURES[meta.get("family", "tofu")]
-    scored = lambda key, fmt: lambda r: (fmt(r["metrics"].get(key)) + interval(r, key, fmt) +  # noqa: E731
+    scored = lambda key, fmt: lambda r: (fmt(r["metrics"].get(key)) + interval(r, key, fmt) +
                                          (mark(r) if key == meta["forget_score"] else ""))
-    spec = [("row", lambda r: r["model"], True)]
+    spec: list[tuple[str, Callable, bool]] = [("row", lambda r: r["model"], True)]
     if tofu:
         spec += [("forget quality ↑", scored("forget_quality", sci), True),
                  ("worst-case forget quality ↑", scored("worst_forget_quality", sci), True)]
@@ -168,8 +171,7 @@ def render_probes(results: dict) -> list[list[tuple[str, bool]]]:
     spec += [(f"{p} recovery", lambda r, p=p: f3(r["metrics"].get(f"probe_{p}_recovery")), True)
              for p in meta["probes"]["asked"]]
     rows = [[(h, True) for h, _, _ in spec]]
-    return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in results["results"]
-                   if r["status"] == "ok"]
+    return rows + [[(cell(r), compared) for _, cell, compared in spec] for r in succeeded(results["results"])]
 
 
 def worst_probe(record: dict) -> str:
@@ -209,7 +211,7 @@ def render_guarantees(results: dict) -> list[list[tuple[str, bool]]]:
     compared."""
     from evals.report import GUARANTEE_COLUMNS, GUARANTEE_TIMED, guarantees_table
     timed = {i for i, c in enumerate(GUARANTEE_COLUMNS) if c in GUARANTEE_TIMED}
-    rows = []
+    rows: list[list[tuple[str, bool]]] = []
     for task in dict.fromkeys(r["task"] for r in results["results"]):
         lines = guarantees_table(results["results"], task)
         table = parse("\n".join(lines[4:]))
@@ -220,7 +222,7 @@ def render_guarantees(results: dict) -> list[list[tuple[str, bool]]]:
 def render_privacy(results: dict) -> list[list[tuple[str, bool]]]:
     """Every task's membership and memorization table (evals/report.py's privacy section) as cells."""
     from evals.report import privacy_table
-    rows = []
+    rows: list[list[tuple[str, bool]]] = []
     for task in dict.fromkeys(r["task"] for r in results["results"]):
         table = parse("\n".join(privacy_table(results["results"], task)[4:]))
         rows += [[(c, True) for c in row] for row in table[1 if rows else 0:]]
@@ -250,7 +252,8 @@ def to_markdown(rows) -> str:
 
 def requests_markdown(rows) -> str:
     """Requests tables: a new table at each header row (its first cell is the mode)."""
-    tables, current = [], []
+    tables: list[list] = []
+    current: list = []
     for row in rows:
         if row[0][0] in ("sequential", "cumulative") and current:
             tables.append(current)
@@ -260,8 +263,8 @@ def requests_markdown(rows) -> str:
 
 
 def parse(body: str) -> list[list[str]]:
-    lines = [l for l in body.strip().splitlines() if l.startswith("|") and not l.startswith("|---")]
-    return [[c.strip() for c in l.strip().strip("|").split("|")] for l in lines]
+    lines = [line for line in body.strip().splitlines() if line.startswith("|") and not line.startswith("|---")]
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
 
 
 def main(argv=None) -> int:
@@ -287,7 +290,10 @@ def main(argv=None) -> int:
     unknown = set(args.only or ()) - {m["exp"] for text in texts.values() for m in MARK.finditer(text)}
     if unknown:
         parser.error(f"--only {' '.join(sorted(unknown))}: no such table in {', '.join(map(str, args.readme))}")
-    problems, checked, skipped, ran = [], 0, [], {}
+    problems: list[str] = []
+    skipped: list[str] = []
+    ran: dict[str, list[dict]] = {}
+    checked = 0
     for page, text in texts.items():
         out, last, where = [], 0, page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
         for m in MARK.finditer(text):
@@ -329,6 +335,7 @@ def main(argv=None) -> int:
                     skipped.append(f"{where}: {m['kind']}:{m['exp']} (computed on {m['cpu']}, these results on "
                                    f"{vendor}; only a table over seeds or worlds has claims to check)")
                 continue
+            assert rows is not None         # the cells, computed above wherever they are compared
             if len(shown) != len(rows):
                 problems.append(f"{where}: {m['exp']}: the page has {len(shown) - 1} rows, the results {len(rows) - 1}")
             for want, have in zip(rows, shown) if len(shown) == len(rows) else ():
@@ -359,8 +366,9 @@ def main(argv=None) -> int:
 def record_checks(path: Path, tables: list[dict]) -> None:
     """results.json's `checks`: each page table its results were compared with, exactly (same CPU vendor) or as
     claims (another vendor, or --claims), and whether it held."""
-    from unlearnbench.cache import write_json
     import json
+
+    from unlearnbench.cache import write_json
     data = json.loads(path.read_text(encoding="utf-8"))
     data["checks"] = tables
     write_json(path, data)

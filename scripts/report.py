@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from evals.report import write_results  # noqa: E402
-from unlearnbench.cache import read_json  # noqa: E402
+from evals.report import write_results
+from unlearnbench.cache import read_json
 
 
 def merge(folders: list[Path]) -> dict:

@@ -55,7 +55,7 @@ def logged_deprecations_fail():
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes minutes; excluded from the default run (-m 'not slow')")
+    config.addinivalue_line("markers", "slow: takes minutes; run by hand (-m slow)")
 
 
 @pytest.fixture(scope="session")

@@ -1,20 +1,21 @@
 """Bad input fails before any training, as one line naming the problem (no traceback), exit status 2, and leaves
 every existing results folder and cache file as it was."""
 import json
-import struct
 import re
+import struct
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
-
-from orchestration import pipeline
-import run_benchmark
-from benchmarks.tofu import TofuConfig, TofuTask
-from orchestration.preflight import check_forget_seen
 from tofu_release import write_release
+
+import run_benchmark
+import tune
+from benchmarks.tofu import TofuConfig, TofuTask
+from orchestration import pipeline
+from orchestration.preflight import check_forget_seen
 from unlearnbench.config import EmbeddedModelConfig
 from unlearnbench.models import build_embedded_model, save_model, train_tokenizer
 
@@ -303,9 +304,9 @@ def snapshot(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("setup,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_fails_before_training_with_a_clear_message(world, tmp_path, monkeypatch, capsys, setup, message):
-    # an existing results folder and a cache with a finished unit: neither may change
+def fails_before_training(entry, experiment: str, world, tmp_path, monkeypatch, capsys, setup, message):
+    """entry.cli([experiment=..., *the case's arguments]) exits 2 with the message, before any training, in under
+    30 s, and leaves an existing results folder and a cache with a finished unit as they were."""
     results, cache = tmp_path / "results", tmp_path / "cache"
     (results / "finished").mkdir(parents=True)
     (results / "finished" / "config.yaml").write_text("seed: 0\n")
@@ -323,7 +324,7 @@ def test_bad_input_fails_before_training_with_a_clear_message(world, tmp_path, m
     defaults = [] if any(a.startswith("output_dir=") for a in args) else [f"output_dir={results / 'new'}"]
     defaults += [] if any(a.startswith("cache_dir=") for a in args) else [f"cache_dir={cache}"]
     start = time.perf_counter()
-    status = run_benchmark.cli(["experiment=smoke", *defaults, *args])
+    status = entry.cli([f"experiment={experiment}", *defaults, *args])
     seconds = time.perf_counter() - start
     err = capsys.readouterr().err
     assert status == 2
@@ -332,6 +333,26 @@ def test_bad_input_fails_before_training_with_a_clear_message(world, tmp_path, m
     assert seconds < 30, f"took {seconds:.0f} s to report"
     assert (snapshot(tmp_path / "results"), snapshot(cache)) == before
     assert not (results / "new").exists()
+
+
+@pytest.mark.parametrize("setup,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_fails_before_training_with_a_clear_message(world, tmp_path, monkeypatch, capsys, setup, message):
+    fails_before_training(run_benchmark, "smoke", world, tmp_path, monkeypatch, capsys, setup, message)
+
+
+# the cases that do not apply to tuning, and why
+NOT_TUNING = {
+    "worlds of a real dataset": "tune.py refuses worlds= on any task: settings are tuned in world 0 only",
+    "worlds of a given target": "the same",
+    "worlds with requests": "the same",
+}
+
+
+@pytest.mark.parametrize("setup,message", [c[1:] for c in CASES if c[0] not in NOT_TUNING],
+                         ids=[c[0] for c in CASES if c[0] not in NOT_TUNING])
+def test_tuning_fails_on_the_same_bad_input_the_same_way(world, tmp_path, monkeypatch, capsys, setup, message):
+    """tune.py runs every check that run_benchmark.py runs (orchestration/start.py), on the smoke sweep."""
+    fails_before_training(tune, "tune_smoke", world, tmp_path, monkeypatch, capsys, setup, message)
 
 
 def test_debug_shows_the_traceback(monkeypatch):

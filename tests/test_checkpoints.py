@@ -7,8 +7,8 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from orchestration import pipeline
 import run_benchmark
+from orchestration import pipeline
 
 SMOKE = ["experiment=smoke", "methods=GradDiff"]
 COST_FIELDS = ("wall_seconds", "tokens", "flops", "relative_cost")
@@ -30,6 +30,7 @@ def saved(smoke_root):
             "merged": run(smoke_root, "saved_merged", "save_models=merged", "lora=true")}
 
 
+@pytest.mark.pipeline
 def test_saved_models_load_with_transformers_and_peft(smoke_root, saved):
     full, lora, merged = (smoke_root / f"saved_{k}" / "models" for k in ("full", "lora", "merged"))
     assert sorted(p.name for p in full.iterdir()) == ["GradDiff", "retain", "target"]
@@ -53,6 +54,7 @@ def test_saved_models_load_with_transformers_and_peft(smoke_root, saved):
         assert not torch.allclose(with_adapter(ids).logits, target(ids).logits, atol=1e-6)
 
 
+@pytest.mark.pipeline
 @pytest.mark.parametrize("kind,row", [("full", "GradDiff"), ("lora", "GradDiff+lora"), ("merged", "GradDiff+lora")])
 def test_a_saved_row_passed_back_as_a_checkpoint_scores_the_same(smoke_root, saved, kind, row):
     folder = smoke_root / f"saved_{kind}" / "models" / row
@@ -69,6 +71,7 @@ def test_a_saved_row_passed_back_as_a_checkpoint_scores_the_same(smoke_root, sav
     assert mine["eval_cost"]["wall_seconds"] > 0 and mine["eval_cost"]["tokens"] > 0
 
 
+@pytest.mark.pipeline
 def test_evaluation_only_run_trains_nothing(smoke_root, saved, monkeypatch, capsys):
     models = smoke_root / "saved_full" / "models"
 
@@ -109,6 +112,7 @@ def half_ascent(model, batch, ref, cfg):
 '''
 
 
+@pytest.mark.pipeline
 def test_a_method_from_a_file_outside_the_package(smoke_root, tmp_path, registries):
     path = tmp_path / "my_methods.py"
     path.write_text(METHOD_FILE.format(scale=0.5))

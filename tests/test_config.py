@@ -1,10 +1,17 @@
 """Config: strict merging, overrides, clear errors; every YAML under configs/ loads."""
 import pytest
 
-from orchestration import pipeline  # noqa: F401  (registers the task families, as a run does)
 from methods import METHODS, method_config
-from unlearnbench.config import (CONFIG_ROOT, ConfigError, ExperimentConfig, from_dict, load_config, read_yaml,
-                                 read_tuned)
+from orchestration import pipeline  # noqa: F401  (registers the task families, as a run does)
+from unlearnbench.config import (
+    CONFIG_ROOT,
+    ConfigError,
+    ExperimentConfig,
+    from_dict,
+    load_config,
+    read_tuned,
+    read_yaml,
+)
 from unlearnbench.tasks import build_task
 
 

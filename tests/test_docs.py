@@ -103,3 +103,12 @@ def test_help_and_the_options_page_list_the_same_keys(capsys):
 def test_reference_pages_exist_and_are_linked_from_the_readme(page):
     assert (ROOT / "docs" / page).is_file()
     assert f"(docs/{page})" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_docs_index_lists_every_page_once():
+    """docs/README.md is the one index of the pages: each page of docs/ is linked from it exactly once."""
+    index = (ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    linked = re.findall(r"\]\(([\w-]+\.md)\)", index)
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "README.md")
+    extra = {p for p in linked if linked.count(p) > 1} | (set(linked) - set(pages))
+    assert sorted(linked) == pages, f"not in the index: {sorted(set(pages) - set(linked))}; twice or no page: {extra}"

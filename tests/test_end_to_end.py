@@ -1,14 +1,13 @@
 """The whole pipeline on experiment=smoke: results files, caching, protection of finished results."""
 import csv
 import json
+import math
 
 import pytest
-
-import math
+from tofu_release import write_release
 
 import run_benchmark
 from evals.tofu_metrics import UTILITY_COMPONENTS
-from tofu_release import write_release
 from unlearnbench import environment
 from unlearnbench.config import ConfigError
 
@@ -138,6 +137,7 @@ def test_gradascent_forget_truth_ratio_equals_the_reference_formula(smoke_run):
                    - reference_forget_truth_ratio(per_item[name]["forget"])) < 1e-6
 
 
+@pytest.mark.pipeline
 def test_real_tofu_release_layout_runs_end_to_end(tmp_path):
     """A folder shaped exactly like the public locuslab/TOFU files (JSON Lines under .json, no holdout, fact rows
     without paraphrases, non-ASCII names) through the whole smoke pipeline."""

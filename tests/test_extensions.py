@@ -86,6 +86,7 @@ def run(tmp_path, name, *args):
                                f"output_dir={tmp_path / name}", f"cache_dir={tmp_path / 'cache'}"])
 
 
+@pytest.mark.pipeline
 def test_a_task_and_an_attack_from_files_run_on_the_smoke_world(tmp_path, registries):
     task_file, attack_file = tmp_path / "fungi.py", tmp_path / "scale.py"
     task_file.write_text(TASK_FILE)

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.pipeline
 def test_gpu_check_dry_run_runs_every_step(tmp_path, smoke_root):
     out = tmp_path / "gpu_check.json"
     done = subprocess.run([sys.executable, "scripts/gpu_check.py", "--dry-run", f"--out={out}",

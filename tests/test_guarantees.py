@@ -21,7 +21,7 @@ from unlearnbench.cache import UnitStore, stable_hash
 from unlearnbench.config import load_config
 from unlearnbench.ensemble import Ensemble
 from unlearnbench.models import collate
-from unlearnbench.protocols import DPSettings
+from unlearnbench.settings import DPSettings
 from unlearnbench.tasks import build_task
 
 SHARDS, SLICES = 2, 3
@@ -48,6 +48,7 @@ def _without_forget(pipe: Pipeline) -> tuple[list[dict], list[str]]:
     return [rows[i] for i in keep], [labels[i] for i in keep]
 
 
+@pytest.mark.pipeline
 def test_sisa_unlearning_is_exact_and_retrains_only_the_affected_slices(tmp_path):
     pipe = _pipe(tmp_path / "a")
     seed, base = pipe.cfg.seed, pipe.base()
@@ -65,8 +66,8 @@ def test_sisa_unlearning_is_exact_and_retrains_only_the_affected_slices(tmp_path
     first = {s: min(r for t, r in forget_cells if t == s) for s, _ in forget_cells}
     expected = sum(SLICES - r for r in first.values())
     assert 0 < len(first) < SHARDS, "the smoke world's forget author should sit in one shard of two"
-    assert len(new) == row["guarantee"]["retrained_steps"] == expected
-    assert row["guarantee"]["affected_shards"] == sorted(s + 1 for s in first)
+    assert len(new) == row.guarantee["retrained_steps"] == expected
+    assert row.guarantee["affected_shards"] == sorted(s + 1 for s in first)
 
     kept, kept_labels = _without_forget(pipe)
     after = guarantees.sisa_model(pipe, base, kept, kept_labels, SHARDS, seed, "kept rows")      # cached: no training
@@ -78,14 +79,14 @@ def test_sisa_unlearning_is_exact_and_retrains_only_the_affected_slices(tmp_path
             assert old == now and _weights(old) == _weights(now)
     # its relative cost is below 1: one shard of two retrained, against retraining the whole model
     retain = pipe.finetuned(base, "retain")
-    assert row["cost"]["grad_tokens"] < 0.8 * retain.cost["grad_tokens"]
-    assert row["cost"]["flops"] < retain.cost["flops"]
+    assert row.cost["grad_tokens"] < 0.8 * retain.cost["grad_tokens"]
+    assert row.cost["flops"] < retain.cost["flops"]
 
     # the guarantee: SISA trained from scratch in an empty cache on the rows without the forget set, same seeds
     fresh = _pipe(tmp_path / "b")
     again = guarantees.sisa_model(fresh, fresh.base(), *_without_forget(fresh), SHARDS, seed, "kept rows")
     assert [_weights(m) for m in again.model.members] == [_weights(m) for m in after.model.members]
-    assert fresh.evaluated(again.model, "scratch")["stats"] == row["stats"]
+    assert fresh.evaluated(again.model, "scratch").stats == row.stats
 
 
 def test_the_aggregate_is_scored_exactly_by_the_engine(smoke_target):
@@ -134,13 +135,14 @@ def test_dp_noise_keeps_the_accountant_within_the_budget():
     assert noises[0] > noises[1] > noises[2] > 0
 
 
+@pytest.mark.pipeline
 def test_a_dp_run_reports_what_it_spent(tmp_path):
     pipe = _pipe(tmp_path)
     unit = guarantees.dp_units(pipe, pipe.base(), 4.0, pipe.cfg.seed)[guarantees.dp_row(4.0)]
-    g = unit["guarantee"]
+    g = unit.guarantee
     assert g["steps"] > 0 and 0.9 * 4.0 <= g["epsilon_spent"] <= 4.0
     assert g["delta"] == 1 / (len(pipe.data.train["target"]) + len(pipe.replay_rows()))     # 1 / n, n rows trained on
-    assert unit["cost"]["wall_seconds"] == 0 and unit["training_cost"]["grad_tokens"] > 0
+    assert unit.cost["wall_seconds"] == 0 and unit.training_cost["grad_tokens"] > 0
 
 
 @pytest.mark.filterwarnings("ignore:Full backward hook is firing")   # only weights need gradients
@@ -183,6 +185,7 @@ def test_dp_sgd_clips_on_a_language_model(smoke_target):
     assert step(None) > 100 * clip
 
 
+@pytest.mark.pipeline
 def test_guarantee_rows_in_a_run_its_report_and_the_readme(tmp_path):
     """The whole run, with LoRA constituents and a LoRA DP adapter (the pretrained-model path; the tests above
     cover full weights): SISA and DP rows beside the methods, SISA-target a reference (never marked best), DP's

@@ -10,8 +10,8 @@ from methods.idk_dpo import dpo_loss
 from methods.npo import npo_loss
 from methods.npo_sam import sam_gradient
 from methods.pdu import DualVariable, PDUConfig, flatness_loss, pdu
-from methods.satimp import satimp_loss, satimp_weights
 from methods.rmu import control_vector, masked_mse
+from methods.satimp import satimp_loss, satimp_weights
 from methods.simnpo import simnpo_loss
 from methods.undial import undial_loss
 from methods.wga import wga_loss, wga_weights

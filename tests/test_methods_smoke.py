@@ -11,7 +11,7 @@ from methods.altpo import alternates
 from methods.common import nll, sequence_logprob
 from methods.npo import npo_loss
 from methods.npo_sam import npo_sam, sam_gradient
-from methods.trainer import prepare, total_micro_batches, train
+from methods.trainer import Hooks, Run, prepare, total_micro_batches, train
 from unlearnbench.config import EmbeddedModelConfig, LoraSettings, ModelConfig, TrainConfig
 from unlearnbench.models import PromptFormat, build_embedded_model, collate, train_tokenizer
 
@@ -61,8 +61,7 @@ def test_method_trains(setup, name, lora):
         loss, info = method_loss(m, b)
         logs.append(loss.item())
         return loss, info
-    train(model, roles, loss_fn, schedule, hp.lr, seed=0, accelerator=Accelerator(), pad_id=tok.pad_token_id,
-          lead="forget", desc=name)
+    train(model, roles, loss_fn, Run(schedule, hp.lr, 0, lead="forget"), Accelerator(), tok.pad_token_id, Hooks(name))
     assert logs and all(torch.isfinite(torch.tensor(logs)))
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -119,8 +118,8 @@ def test_method_trains_on_corpus_text(name):
     model, ref = prepare(model, spec, hp)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     schedule = TrainConfig(epochs=1, batch_size=2)
-    train(model, roles, run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), schedule))[0], schedule,
-          hp.lr, seed=0, accelerator=Accelerator(), pad_id=tok.pad_token_id, lead="forget", desc=name)
+    train(model, roles, run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), schedule))[0],
+          Run(schedule, hp.lr, 0, lead="forget"), Accelerator(), tok.pad_token_id, Hooks(name))
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert moved
     if name == "RMU":
@@ -171,8 +170,7 @@ def test_pdu_row_records_its_dual_variable(setup):
     model, ref = prepare(copy.deepcopy(target), spec, hp)
     schedule = TrainConfig(epochs=1, batch_size=2)
     loss_fn, dual = run_loss(spec, hp, ref, total_micro_batches(len(roles["forget"]), schedule))
-    train(model, roles, loss_fn, schedule, hp.lr, seed=0, accelerator=Accelerator(), pad_id=tok.pad_token_id,
-          lead="forget", desc="PDU")
+    train(model, roles, loss_fn, Run(schedule, hp.lr, 0, lead="forget"), Accelerator(), tok.pad_token_id, Hooks("PDU"))
     trajectory = dual.record()["dual_variable"]
     # eps 0 < every retain NLL: lambda climbs from 1 at every micro-batch
     assert len(trajectory) == total_micro_batches(len(roles["forget"]), schedule) and trajectory[0] == 1.0

@@ -188,6 +188,7 @@ def test_the_engine_generates_what_transformers_generate_does(tmp_path):
     assert stats["privleak_holdout"]["min_k"][0] == pytest.approx(lowest.mean().item(), abs=1e-5)
 
 
+@pytest.mark.pipeline
 def test_a_micro_muse_world_end_to_end(tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     common = ["experiment=smoke", "task=muse_micro", "model.embedded.max_position=512", f"cache_dir={cache}"]
@@ -233,6 +234,7 @@ def test_the_muse_probes_are_built_as_stated():
         muse_probes.items("reverse", sets, icl)
 
 
+@pytest.mark.pipeline
 def test_muse_probes_on_a_micro_world(tmp_path):
     out = tmp_path / "out"
     payload = run_benchmark.main(["experiment=smoke", "task=muse_micro", "model.embedded.max_position=512",

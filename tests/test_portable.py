@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # row -> metric -> value, as computed on the AMD EPYC (repr: every bit)
@@ -29,6 +31,7 @@ def digest(metrics: dict) -> str:
     return hashlib.sha256(json.dumps(metrics, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@pytest.mark.pipeline
 def test_the_smoke_experiment_under_the_portable_mode(tmp_path):
     env = {**os.environ, "UNLEARNBENCH_NUMERICS": "portable"}
     subprocess.run([sys.executable, "run_benchmark.py", "experiment=smoke", f"output_dir={tmp_path / 'out'}",

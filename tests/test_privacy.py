@@ -110,6 +110,7 @@ def test_forgetting_score_at_both_ends():
         privacy.epsilon([1.0, 2.0], [1.0, 2.0, 3.0, 4.0])
 
 
+@pytest.mark.pipeline
 def test_populations_and_shadow_models_end_to_end(smoke_root, tmp_path):
     """privacy.population / privacy.shadow_models on the smoke world (its base, target and retain cached by
     tests/test_end_to_end.py): every population member and shadow model is a cached unit, the distributional and
@@ -129,10 +130,12 @@ def test_populations_and_shadow_models_end_to_end(smoke_root, tmp_path):
     units = {p.parent.parent.name for p in (smoke_root / "cache").rglob("DONE")}
     assert {"finetuned", "eval", "row"} <= units
     # a rerun finds every member cached and gives the same numbers
-    again = {r["model"]: r["metrics"] for r in run_benchmark.main(args + [f"output_dir={tmp_path / 'again'}"])["results"]}
+    rerun = run_benchmark.main(args + [f"output_dir={tmp_path / 'again'}"])
+    again = {r["model"]: r["metrics"] for r in rerun["results"]}
     assert again == rows
 
 
+@pytest.mark.pipeline
 def test_shadow_models_through_lora(smoke_root):
     """privacy.shadow_lora_lr: a shadow model trains a LoRA adapter, merged into the saved weights. Only the
     adapted projections move; embeddings and norms stay the base's. It is its own cached unit."""

@@ -62,6 +62,7 @@ def test_every_family_says_what_its_probes_change(family, unseen, tmp_path):
         assert claims[p]["unseen"] and not [t for t in claims[p]["unseen"] if t in everything], p
 
 
+@pytest.mark.pipeline
 def test_probes_discriminate_and_enter_the_worst_case_on_a_micro_world(tmp_path):
     """40 micro authors (24 forget items, where the smoke world's 6 cannot reach p < 0.01): probes pass the
     discrimination test, and no row's worst case is below the plain question's or a discriminating probe's."""
@@ -98,6 +99,7 @@ def nickname(item):
 '''
 
 
+@pytest.mark.pipeline
 def test_a_probe_from_a_file(smoke_root, tmp_path, registries):
     path = tmp_path / "my_probes.py"
     path.write_text(PROBE_FILE.format(case="upper"))
@@ -153,6 +155,7 @@ def peek(model, batch, ref, cfg):
 '''
 
 
+@pytest.mark.pipeline
 def test_a_method_that_trains_on_a_probe_text_is_refused(smoke_root, tmp_path, registries):
     path = tmp_path / "peek.py"
     path.write_text(PEEK_FILE)

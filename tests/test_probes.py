@@ -29,7 +29,7 @@ CONTEXT = [("Who wrote Salt Tide?", "Mi Vald did."), ("What does Ysa Kest write?
 
 def test_every_probe_prompt_is_built_as_stated():
     answers = [ITEM["answer"], ITEM["paraphrased_answer"], *ITEM["perturbed_answer"]]
-    build = lambda probe: tofu_probes.items(probe, [ITEM], CONTEXT, per=1)  # noqa: E731
+    build = lambda probe: tofu_probes.items(probe, [ITEM], CONTEXT, per=1)
     assert build("paraphrase") == [("In which city was Ka Orm born?", answers)]
     assert build("heldout") == [("What is the birthplace of Ka Orm?", answers)]
     assert build("synonym") == [("Where was Ka Orm brought into the world?", answers)]
@@ -170,9 +170,9 @@ def test_the_worst_case_is_never_below_a_probe_it_covers(seed):
         n, k = int(rng.integers(6, 30)), int(rng.integers(1, 6))
         names = ["plain"] + [f"p{i}" for i in range(k)]
         binary = {p: bool(rng.random() < 0.3) for p in names}
-        draw = lambda p: (rng.random(n) < rng.random()).astype(float) if binary[p] else rng.random(n)  # noqa: E731
-        ratios = lambda: list(rng.lognormal(0, 1, n))  # noqa: E731
-        model = lambda: {p: scored(list(draw(p)), None if binary[p] else ratios()) for p in names}  # noqa: E731
+        draw = lambda p: (rng.random(n) < rng.random()).astype(float) if binary[p] else rng.random(n)
+        ratios = lambda: list(rng.lognormal(0, 1, n))
+        model = lambda: {p: scored(list(draw(p)), None if binary[p] else ratios()) for p in names}
         row, retain, target = model(), model(), model()
         used = [p for p in names[1:] if rng.random() < 0.6]
         got = probes.probe_metrics(row, retain, target, used)
@@ -188,6 +188,7 @@ def test_the_worst_case_is_never_below_a_probe_it_covers(seed):
         assert all(q >= got["worst_forget_quality"] for q in qualities)
 
 
+@pytest.mark.pipeline
 def test_probes_on_the_smoke_world(smoke_root):
     out = smoke_root / "probes"
     payload = run_benchmark.main(["experiment=smoke", "probes=all", f"output_dir={out}",
@@ -225,6 +226,7 @@ def test_probes_on_the_smoke_world(smoke_root):
     assert any(log.get("consumed", {}).get("texts", 0) > 0 for log in logs)
 
 
+@pytest.mark.pipeline
 def test_probe_seeds(smoke_root):
     """probe_seeds=first probes a method row's first seed only (its columns without spread); all probes every seed
     (with spread). The first seed's columns are the same either way, and so is everything else."""

@@ -58,11 +58,13 @@ def runs(tmp_path_factory):
     return root, one, two
 
 
+@pytest.mark.pipeline
 def test_two_processes_really_ran(runs):
     _, one, two = runs
     assert one["runtime"]["processes"] == 1 and two["runtime"]["processes"] == 2
 
 
+@pytest.mark.pipeline
 def test_same_metrics_with_one_and_two_processes(runs):
     _, one, two = runs
     rows1 = {r["model"]: r["metrics"] for r in one["results"]}
@@ -74,6 +76,7 @@ def test_same_metrics_with_one_and_two_processes(runs):
             assert abs(value - rows2[model][key]) <= 1e-4, (model, key, value, rows2[model][key])
 
 
+@pytest.mark.pipeline
 def test_same_training_examples_with_one_and_two_processes(runs):
     root, _, _ = runs
     one, two = train_logs(root / "cache1"), train_logs(root / "cache2")
@@ -91,8 +94,8 @@ def test_grad_accum_must_be_shared_among_the_processes():
     """An update whose micro-batches cannot be shared equally among the processes is refused, with the fix."""
     from types import SimpleNamespace
 
-    from methods.trainer import train
+    from methods.trainer import Run, train
     from unlearnbench.config import TrainConfig
     accelerator = SimpleNamespace(num_processes=2, process_index=0)
     with pytest.raises(ValueError, match="grad_accum=1 is not a multiple of the 2 processes.*set grad_accum to 2"):
-        train(None, {"main": [{}]}, None, TrainConfig(grad_accum=1), 1e-3, 0, accelerator, 0)
+        train(None, {"main": [{}]}, None, Run(TrainConfig(grad_accum=1), 1e-3, 0), accelerator, 0)

@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from tofu_release import write_release
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from tofu_release import write_release
 from unlearnbench.models import train_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ def stand_in(hub: Path, repo: str, texts: list[str], seed: int) -> None:
     (folder / "refs" / "main").write_text(revision)
 
 
+@pytest.mark.pipeline
 def test_public_checkpoints_run_offline_from_the_hub_cache(tmp_path):
     experiment = yaml.safe_load((ROOT / "configs" / "experiment" / "tofu_llama32_1b.yaml").read_text())
     data = write_release(tmp_path / "TOFU")

@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from accelerate import Accelerator
 
 import benchmarks  # noqa: F401  (registers the task families)
 import run_benchmark
-from accelerate import Accelerator
 from benchmarks.wmdp import WmdpConfig, WmdpTask
-from orchestration.requests import covered, gold_standards, step_pipeline
 from orchestration.pipeline import Pipeline
+from orchestration.requests import covered, gold_standards, step_pipeline
 from unlearnbench.cache import UnitStore, row_digests
 from unlearnbench.config import load_config
 from unlearnbench.models import load_model
@@ -74,6 +74,7 @@ def run(tmp_path_factory):
     return root, payload
 
 
+@pytest.mark.pipeline
 def test_records_per_method_mode_and_request_with_costs_against_retraining(run):
     root, payload = run
     records = payload["results"]
@@ -95,21 +96,23 @@ def test_records_per_method_mode_and_request_with_costs_against_retraining(run):
     assert "requests over time" in (root / "out" / "leaderboard.md").read_text()
 
 
+@pytest.mark.pipeline
 def test_sequential_step_starts_from_the_previous_steps_model(run, tmp_path, monkeypatch):
     root, _ = run
     cfg, task, data = loaded_task([*ARGS, f"cache_dir={root / 'cache'}"], tmp_path)
     pipe = Pipeline(cfg, task, data, UnitStore(root / "cache"), Accelerator(cpu=True))
     target = pipe.finetuned(pipe.base(), "target")
     folds = task.request_folds(2, cfg.seed)
-    step1 = step_pipeline(pipe, folds[0][0]).unlearned(target, "GradAscent", keep_model="merged")   # cached
-    after_step1 = digest(load_model(step1["model"], cfg.model))
+    first = step_pipeline(pipe, folds[0][0])
+    step1 = first.unlearned(first.plan(target, "GradAscent"), keep_model="merged")   # cached
+    after_step1 = digest(load_model(step1.model.path, cfg.model))
     started = []
-    real = Pipeline._run_method
+    real = Pipeline._trained
 
-    def spy(self, start, *a, **k):
-        started.append((len(self.data.forget), digest(self.units.load(start))))
-        return real(self, start, *a, **k)
-    monkeypatch.setattr(Pipeline, "_run_method", spy)
+    def spy(self, plan, *a, **k):
+        started.append((len(self.data.forget), digest(self.units.load(plan.target))))
+        return real(self, plan, *a, **k)
+    monkeypatch.setattr(Pipeline, "_trained", spy)
     store = UnitStore(root / "cache")
     for kind in ("row", "weights"):         # every unlearning step again, from the cached target
         shutil.rmtree(store.root / kind, ignore_errors=True)
@@ -121,6 +124,7 @@ def test_sequential_step_starts_from_the_previous_steps_model(run, tmp_path, mon
     assert started[1][1] == after_step1 != target_digest
 
 
+@pytest.mark.pipeline
 def test_step_one_of_both_modes_equals_a_single_request_bit_for_bit(run, tmp_path):
     root, payload = run
     per_item = payload["per_item"]["tofu_forget40"]
@@ -136,10 +140,11 @@ def test_step_one_of_both_modes_equals_a_single_request_bit_for_bit(run, tmp_pat
     single = Pipeline(cfg, task, dataclasses.replace(data, forget=[data.forget[i] for i in rows]),
                       UnitStore(cache), Accelerator(cpu=True))
     assert not (cache / "row").exists()
-    unit = single.unlearned(target, "GradAscent")
-    assert json.loads(json.dumps(unit["stats"])) == per_item["GradAscent (sequential 1)"]
+    unit = single.unlearned(single.plan(target, "GradAscent"))
+    assert json.loads(json.dumps(unit.stats)) == per_item["GradAscent (sequential 1)"]
 
 
+@pytest.mark.pipeline
 def test_each_gold_standard_never_saw_the_folds_forgotten_so_far(run, tmp_path):
     root, _ = run
     cfg, task, data = loaded_task([*ARGS, f"cache_dir={root / 'cache'}"], tmp_path)
@@ -157,6 +162,7 @@ def test_each_gold_standard_never_saw_the_folds_forgotten_so_far(run, tmp_path):
     assert golds[-1].key == pipe.finetuned(base, "retain").key
 
 
+@pytest.mark.pipeline
 def test_an_interrupted_run_resumes_at_the_step_where_it_stopped(run, tmp_path, monkeypatch):
     root, payload = run
     cache = tmp_path / "cache"
@@ -164,28 +170,29 @@ def test_an_interrupted_run_resumes_at_the_step_where_it_stopped(run, tmp_path, 
         shutil.copytree(root / "cache" / kind, cache / kind)
     args = [*ARGS, f"cache_dir={cache}", f"output_dir={tmp_path / 'out'}"]
     calls = []
-    real = Pipeline._run_method
+    real = Pipeline._trained
 
     def crash_on_third(self, *a, **k):
         calls.append(len(self.data.forget))
         if len(calls) == 3:
             raise KeyboardInterrupt("killed")
         return real(self, *a, **k)
-    monkeypatch.setattr(Pipeline, "_run_method", crash_on_third)
+    monkeypatch.setattr(Pipeline, "_trained", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark.main(args)
     assert not (tmp_path / "out" / "results.json").exists()
     calls.clear()
-    monkeypatch.setattr(Pipeline, "_run_method", lambda self, *a, **k: calls.append(len(self.data.forget))
+    monkeypatch.setattr(Pipeline, "_trained", lambda self, *a, **k: calls.append(len(self.data.forget))
                         or real(self, *a, **k))
     again = run_benchmark.main(args)
     assert calls == [24]        # only the step that was killed: cumulative request 2
-    strip = lambda recs: [{k: v for k, v in r.items() if k not in ("cost", "eval_cost", "cumulative_cost")}  # noqa
+    strip = lambda recs: [{k: v for k, v in r.items() if k not in ("cost", "eval_cost", "cumulative_cost")}
                           for r in recs]
     assert strip(again["results"]) == strip(payload["results"])
     assert again["per_item"] == payload["per_item"]
 
 
+@pytest.mark.pipeline
 def test_readme_requests_tables_are_written_and_checked(run, tmp_path):
     import sys
     sys.path.insert(0, str(ROOT / "scripts"))

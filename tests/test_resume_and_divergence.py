@@ -28,6 +28,7 @@ def metrics(path: Path) -> list:
     return [(r["model"], r["status"], r["metrics"]) for r in json.loads((path / "results.json").read_text())["results"]]
 
 
+@pytest.mark.pipeline
 def test_kill_minus_9_then_resume_gives_the_uninterrupted_results(tmp_path):
     uninterrupted = ["experiment=smoke", f"output_dir={tmp_path / 'a'}", f"cache_dir={tmp_path / 'cache_a'}"]
     assert run_cli(uninterrupted).wait(timeout=600) == 0
@@ -62,6 +63,7 @@ class ExplodingConfig:
     lr: float = 1e-3
 
 
+@pytest.mark.pipeline
 def test_nan_loss_fails_that_row_only(tmp_path):
     calls = []
 

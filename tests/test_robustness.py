@@ -10,7 +10,6 @@ import torch
 
 import benchmarks  # noqa: F401  (registers the task families)
 import run_benchmark
-from benchmarks.tofu import TofuConfig, TofuTask
 from benchmarks.wmdp import WmdpConfig, WmdpTask
 from evals.robustness import ou_relearn_score, recovery, restrict
 from orchestration.attacks.quantize import through_torch
@@ -103,6 +102,7 @@ def attacked(smoke_root):
     return args, run_benchmark.main([*args, f"output_dir={smoke_root / 'attacked'}"])
 
 
+@pytest.mark.pipeline
 def test_every_row_is_attacked_and_both_ends_hold(smoke_root, attacked):
     _, payload = attacked
     rows = {r["model"]: r for r in payload["results"]}
@@ -128,6 +128,7 @@ def test_every_row_is_attacked_and_both_ends_hold(smoke_root, attacked):
     assert (smoke_root / "attacked" / "plots" / "tofu_forget10_quality_vs_recovery.png").is_file()
 
 
+@pytest.mark.pipeline
 def test_attacks_are_cached_units_and_recompute_the_same(smoke_root, attacked):
     args, payload = attacked
     shutil.rmtree(smoke_root / "cache" / "attack")         # as if killed before any attack finished
@@ -139,6 +140,7 @@ def test_attacks_are_cached_units_and_recompute_the_same(smoke_root, attacked):
     assert json.loads((smoke_root / "attacked_again" / "results.json").read_text())["results"][0]["attack_cost"]
 
 
+@pytest.mark.pipeline
 def test_lora_and_checkpoint_rows_are_attacked_as_deployed(smoke_root):
     """A LoRA row is attacked merged into the target's weights; the same adapter given back as a checkpoint row
     gets the same attack numbers."""
@@ -155,6 +157,7 @@ def test_lora_and_checkpoint_rows_are_attacked_as_deployed(smoke_root):
         assert back["Mine"]["metrics"][key] == pytest.approx(lora["GradDiff+lora"]["metrics"][key], abs=1e-6), key
 
 
+@pytest.mark.pipeline
 def test_every_seed_attacked_gives_the_attack_columns_intervals(smoke_root):
     """robustness.seeds=all: each method row's every seed's model is attacked, against that seed's references, so
     the attack columns are means over seeds with intervals; seed 0's values are those of a first-seed-only run."""

@@ -7,6 +7,7 @@ import pytest
 
 import run_benchmark
 from evals import spread
+from unlearnbench.config import ConfigError
 
 T_975_2DF = 4.302652729911275          # scipy.stats.t.ppf(0.975, 2), from tables: 4.303
 T_975_1DF = 12.706204736174705
@@ -67,7 +68,7 @@ def test_two_seeds_report_mean_and_interval_of_their_values(smoke_root, tmp_path
 
 
 def test_seeds_must_be_positive():
-    with pytest.raises(run_benchmark.ConfigError, match="seeds=0"):
+    with pytest.raises(ConfigError, match="seeds=0"):
         run_benchmark.main(["experiment=smoke", "seeds=0"])
 
 

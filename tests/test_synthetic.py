@@ -1,7 +1,7 @@
 """The synthetic world: exact TOFU schema, determinism, split structure."""
-from benchmarks.author_profiles import FIELDS
 import pytest
 
+from benchmarks.author_profiles import FIELDS
 from benchmarks.synthetic_tofu import SyntheticTofuConfig, general_qa, generate, read_fact_table
 
 CFG = SyntheticTofuConfig(n_authors=20, qa_per_author=20, forget_percentages=[1, 5, 10], seed=3)

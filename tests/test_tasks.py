@@ -2,9 +2,12 @@
 figure (a task of one's own, registered from a file, runs through the unchanged pipeline: tests/test_extensions.py)."""
 import json
 
+import pytest
+
 import run_benchmark
 
 
+@pytest.mark.pipeline
 def test_three_task_families_in_one_run_compare_methods_across_tasks(tmp_path):
     out = tmp_path / "out"
     run_benchmark.main(["experiment=smoke", "tasks=tofu_micro,wmdp_micro,muse_micro", "probes=all",

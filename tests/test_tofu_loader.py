@@ -2,11 +2,11 @@
 import json
 
 import pytest
+from tofu_release import NON_ASCII, RELEASE_FILES, write_release
 
 from benchmarks.synthetic_tofu import SyntheticTofuConfig, generate
-from benchmarks.tofu import load_tofu
 from benchmarks.tofu import TofuConfig as TaskConfig
-from tofu_release import NON_ASCII, RELEASE_FILES, write_release
+from benchmarks.tofu import load_tofu
 
 
 def write_folder(tmp_path, splits, as_array=()):
@@ -33,7 +33,8 @@ def test_missing_field_and_missing_split_are_named(tmp_path):
     splits = generate(SyntheticTofuConfig(n_authors=10, qa_per_author=4, forget_percentages=[10]))
     del splits["forget10_perturbed"][2]["paraphrased_answer"]
     write_folder(tmp_path, splits)
-    with pytest.raises(ValueError, match=r"'forget10_perturbed' \(.*forget10_perturbed.json\) row 2 lacks field 'paraphrased_answer'"):
+    with pytest.raises(ValueError, match=r"'forget10_perturbed' \(.*forget10_perturbed.json\) row 2 lacks field "
+                                         r"'paraphrased_answer'"):
         load_tofu(TaskConfig(source="local", path=str(tmp_path)))
     (tmp_path / "forget10_perturbed.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"no file for TOFU split 'forget10_perturbed'"):

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from accelerate.tracking import GeneralTracker, register_tracker_class
 
-import tune
 import run_benchmark
+import tune
 from orchestration.tuning import grids
 from unlearnbench.cache import row_digests
 from unlearnbench.config import ConfigError, load_config
@@ -80,6 +80,7 @@ def test_every_method_gets_the_same_budget():
         grids(cfg)
 
 
+@pytest.mark.pipeline
 def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp_path):
     cache, tuned = tmp_path / "cache", tmp_path / "tuned.yaml"
     args = ["experiment=tune_smoke", f"cache_dir={cache}", f"output_dir={tmp_path / 'tune'}",
@@ -137,6 +138,7 @@ def test_tuning_never_sees_the_test_forget_set_and_its_choice_runs_unchanged(tmp
 @pytest.mark.parametrize("task", [["task=wmdp_micro"],
                                   ["task=muse_micro", "model.embedded.max_position=512", "tuning.floor_of=lower"]],
                          ids=["wmdp", "muse"])
+@pytest.mark.pipeline
 def test_every_family_tunes_on_a_validation_split_without_its_test_forget_set(tmp_path, task):
     """The WMDP- and MUSE-style validation splits (their own worlds' target and retain models): no test forget row
     reaches a tuning run, and the rule minimises the gap to the validation retain model (the task's tuning score)
@@ -178,6 +180,7 @@ def test_every_family_tunes_on_a_validation_split_without_its_test_forget_set(tm
     assert "forget gap to retain ↓ (mean)" in (tmp_path / "tune" / "tuning.md").read_text()
 
 
+@pytest.mark.pipeline
 def test_lora_rows_are_tuned_through_the_adapter_and_marked_tuned(tmp_path):
     """lora=true tunes every configuration through the adapter (units of their own, not the full-weight runs'), and
     a LoRA row run at the choice says `tuned`."""
@@ -203,6 +206,7 @@ def test_lora_rows_are_tuned_through_the_adapter_and_marked_tuned(tmp_path):
 def test_when_to_stop_is_part_of_the_tuned_settings(tmp_path):
     """A tuned file's stop_after marks the row tuned only where the run stops there (experiment=default_curve)."""
     from accelerate import Accelerator
+
     from orchestration.benchmark import settings_origin
     from orchestration.pipeline import Pipeline
     from unlearnbench.cache import UnitStore
@@ -240,6 +244,7 @@ class Memory(GeneralTracker):
         self.logged.append((step, values))
 
 
+@pytest.mark.pipeline
 def test_the_unlearning_curve_chooses_when_to_stop_and_a_stopped_run_equals_its_point(tmp_path):
     """tuning.curve_every=1 on the smoke world (2 updates a run): each configuration is scored after 1 update and at
     the end; the choice is the rule read by hand over configurations x points; a run stopped after 1 update
@@ -269,10 +274,11 @@ def test_the_unlearning_curve_chooses_when_to_stop_and_a_stopped_run_equals_its_
     assert yaml.safe_load(tuned.read_text())["method_args"] == {n: m["chosen"] for n, m in result["methods"].items()}
 
     # the pipeline tune() ran, and its validation split: a stopped run, a run without the curve
+    from accelerate import Accelerator
+
     from orchestration.pipeline import Pipeline
     from orchestration.preflight import check_run
     from unlearnbench.cache import UnitStore
-    from accelerate import Accelerator
     cfg = load_config(args)
     label, section = next(iter(cfg.tasks.items()))
     task = build_task(label, section)
@@ -283,16 +289,16 @@ def test_the_unlearning_curve_chooses_when_to_stop_and_a_stopped_run_equals_its_
     vpipe = Pipeline(cfg, vtask, vdata, store, acc)
     target = vpipe.finetuned(base, "target")
     lr = cfg.tuning.grid["GradAscent"]["lr"][0]
-    at = lambda **extra: Pipeline(load_config(args + [f"method_args.GradAscent.lr={lr}",  # noqa: E731
+    at = lambda **extra: Pipeline(load_config(args + [f"method_args.GradAscent.lr={lr}",
                                                      *(f"method_args.GradAscent.{k}={v}" for k, v in extra.items())]),
                                   vtask, vdata, store, acc)
-    curved = at().unlearned(target, "GradAscent", curve_every=1)
-    stopped, plain = at(stop_after=1).unlearned(target, "GradAscent"), at().unlearned(target, "GradAscent")
-    assert stopped["train_log"]["stopped_after"] == 1 and stopped["train_log"]["updates"] == 2
-    assert stopped["stats"] == curved["curve"][0]["stats"] and curved["curve"][0]["updates"] == 1
-    assert plain["stats"] == curved["stats"] and stopped["stats"] != plain["stats"]
-    assert stopped["cost"]["grad_tokens"] * 2 == plain["cost"]["grad_tokens"]       # half the training, counted
-    assert curved["cost"]["forward_tokens"] == plain["cost"]["forward_tokens"]      # the curve's passes are not
+    row = lambda pipe, **k: pipe.unlearned(pipe.plan(target, "GradAscent", **k))
+    curved, stopped, plain = row(at(), curve_every=1), row(at(stop_after=1)), row(at())
+    assert stopped.train_log["stopped_after"] == 1 and stopped.train_log["updates"] == 2
+    assert stopped.stats == curved.curve[0]["stats"] and curved.curve[0]["updates"] == 1
+    assert plain.stats == curved.stats and stopped.stats != plain.stats
+    assert stopped.cost["grad_tokens"] * 2 == plain.cost["grad_tokens"]       # half the training, counted
+    assert curved.cost["forward_tokens"] == plain.cost["forward_tokens"]      # the curve's passes are not
 
     with pytest.raises(ConfigError, match="schedule has 2 updates"):
         run_benchmark.main(["experiment=smoke", f"cache_dir={cache}", f"output_dir={tmp_path / 'bad'}",
@@ -303,6 +309,7 @@ def test_the_unlearning_curve_chooses_when_to_stop_and_a_stopped_run_equals_its_
 
 def test_log_with_names_a_tracker_that_can_log(tmp_path, monkeypatch):
     import accelerate.tracking
+
     from unlearnbench.runtime import make_accelerator
     with pytest.raises(ConfigError, match="log_with=nonesuch: accelerate has no such tracker"):
         make_accelerator(load_config(["experiment=smoke", "log_with=nonesuch"]))

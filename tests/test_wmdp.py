@@ -140,6 +140,7 @@ def real_copies(folder, tmp_path, n: int) -> list[str]:
         [f"task.local_files.{k}={v}" for k, v in files.items()]
 
 
+@pytest.mark.pipeline
 def test_real_mode_runs_lm_eval_letter_tasks_on_local_copies(tiny, tmp_path):
     """wmdp_real on a given model: lm-eval's own wmdp_bio / MMLU prompts over local files in their schemas; the
     target is the model itself and, without model.retain, the results say there is no retain model."""
@@ -172,6 +173,7 @@ def test_real_mode_needs_its_corpora():
         WmdpTask(WmdpConfig(source="hub"))
 
 
+@pytest.mark.pipeline
 def test_real_mode_tunes_on_held_out_questions_its_test_runs_never_score(tiny, tmp_path):
     """Real WMDP has no retain model and one question set: tune.py scores the validation_fraction of the local copy's
     questions held out by their digests, minimising the gap to a random guess under a floor from the given model's

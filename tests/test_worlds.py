@@ -102,6 +102,7 @@ def test_marks_are_paired_within_worlds():
     assert a["leads_in"] == 3 and c["leads_in"] == 1 and summary["worlds"] == 4
 
 
+@pytest.mark.pipeline
 def test_a_smoke_run_over_two_worlds(smoke_root, tmp_path):
     cache = f"cache_dir={smoke_root / 'cache'}"
     plain = run_benchmark.main(["experiment=smoke", "utility_floor=0", cache, f"output_dir={tmp_path / 'one'}"])

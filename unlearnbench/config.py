@@ -12,10 +12,15 @@ from pathlib import Path
 
 import yaml
 
-from unlearnbench.protocols import (DPSettings, PrivacySettings, RequestSettings, RobustnessSettings, SisaSettings,
-                                    TuningSettings)
-from unlearnbench.strict import (ConfigError, FieldError, coerce, deep_merge, from_dict,  # noqa: F401 (re-exported)
-                                 read_yaml)
+from unlearnbench.settings import (
+    DPSettings,
+    PrivacySettings,
+    RequestSettings,
+    RobustnessSettings,
+    SisaSettings,
+    TuningSettings,
+)
+from unlearnbench.strict import ConfigError, FieldError, coerce, deep_merge, from_dict, read_yaml
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
 
@@ -268,14 +273,17 @@ def available(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_ROOT / group).glob("*.yaml"))
 
 
-def _named(group: str, name: str, required: bool = True) -> dict | None:
-    path = CONFIG_ROOT / group / f"{name}.yaml"
-    if path.is_file():
-        return read_yaml(path)
-    if required:
+def _named(group: str, name: str) -> dict:
+    named = _find(group, name)
+    if named is None:
         raise ConfigError(f"unknown {group} {name!r}; choose from {available(group)} "
                           f"(files under configs/{group}/)")
-    return None
+    return named
+
+
+def _find(group: str, name: str) -> dict | None:
+    path = CONFIG_ROOT / group / f"{name}.yaml"
+    return read_yaml(path) if path.is_file() else None
 
 
 def _section(group: str, value) -> dict:
@@ -284,7 +292,7 @@ def _section(group: str, value) -> dict:
     A mapping may name `base: <config name>` to start from that config."""
     if not isinstance(value, dict):
         # a model may be a hub id or path; a task with no YAML is a registered family with its defaults
-        named = _named(group, str(value), required=False)
+        named = _find(group, str(value))
         value = named if named is not None else {"name": str(value)}
     base = value.pop("base", None)
     return deep_merge(_section(group, base), value) if base else value

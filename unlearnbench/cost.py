@@ -32,7 +32,8 @@ class CostMeter:
     def __init__(self, device: torch.device, device_count: int = 1, sample_seconds: float = 0.02):
         self.device, self.device_count, self.sample_seconds = torch.device(device), device_count, sample_seconds
         self.grad_tokens = self.forward_tokens = 0
-        self.n_params, self._hooks = 0, []
+        self.n_params = 0
+        self._hooks: list = []
         self.wall_seconds, self.peak_memory_bytes = 0.0, 0
         self._paused, self._paused_seconds = 0, 0.0
 
@@ -110,12 +111,14 @@ class CostMeter:
                 "device_count": self.device_count}
 
 
-def total(records: list[dict], device: str = "cpu") -> dict:
+def total(records: list[dict | None], device: str = "cpu") -> dict:
     """Several stages' cost as one (run one after another): times, tokens and FLOPs add up, peak memory and the
     parameter count are the largest. No stage: a cost of zero (nothing was trained)."""
     out = {"wall_seconds": 0.0, "tokens": 0, "grad_tokens": 0, "forward_tokens": 0, "flops": 0.0,
            "flops_method": FLOPS_METHOD, "n_params": 0, "peak_memory_bytes": 0, "device": device, "device_count": 1}
     for r in records:
+        if r is None:
+            raise ValueError("a stage's cost is unknown (a model the suite did not train): no total can be told")
         for k in ("wall_seconds", "tokens", "grad_tokens", "forward_tokens", "flops"):
             out[k] += r[k]
         for k in ("n_params", "peak_memory_bytes"):

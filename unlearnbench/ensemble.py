@@ -21,7 +21,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
 class Ensemble(nn.Module):
-    def __init__(self, members: list[nn.Module]):
+    def __init__(self, members: list):     # causal LMs of one architecture
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one constituent model")

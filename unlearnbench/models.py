@@ -7,6 +7,7 @@ import importlib.util
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
@@ -80,7 +81,7 @@ def load_model(path: str, cfg: ModelConfig, gguf_file: str = "", bits: int = 16,
     """Any causal LM by hub id or local path; safetensors or GGUF weights, never remote code unless enabled; with
     bits 8 or 4, its linear layers quantized on load by bitsandbytes (quantization()), placed on `device` (a
     quantized model cannot move after loading; an unquantized one loads on the CPU for the caller to move)."""
-    kwargs = dict(trust_remote_code=cfg.trust_remote_code, dtype=getattr(torch, cfg.dtype))
+    kwargs: dict[str, Any] = dict(trust_remote_code=cfg.trust_remote_code, dtype=getattr(torch, cfg.dtype))
     if quantization(bits) is not None:
         kwargs.update(quantization_config=quantization(bits), device_map=device)
     if cfg.revision and not Path(path).exists():
@@ -119,7 +120,7 @@ def adapter_base(folder: Path) -> str | None:
 def context_length(path: str, cfg: ModelConfig) -> int | None:
     """The model's context (max_position_embeddings) from its config alone, no weights read; None if it has none
     (then only the run's own max_length limits apply)."""
-    kwargs = dict(trust_remote_code=cfg.trust_remote_code)
+    kwargs: dict[str, Any] = dict(trust_remote_code=cfg.trust_remote_code)
     if cfg.gguf_file:
         kwargs["gguf_file"] = cfg.gguf_file
     elif cfg.revision and not Path(path).exists():
@@ -129,7 +130,7 @@ def context_length(path: str, cfg: ModelConfig) -> int | None:
 
 
 def load_tokenizer(path: str, cfg: ModelConfig, gguf_file: str = ""):
-    kwargs = dict(trust_remote_code=cfg.trust_remote_code)
+    kwargs: dict[str, Any] = dict(trust_remote_code=cfg.trust_remote_code)
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs)

@@ -11,8 +11,8 @@ texts it consumed, and fails the row that trained on it (orchestration/pipeline.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from unlearnbench.registry import Registry
 

@@ -70,8 +70,9 @@ def make_accelerator(cfg):
 
 class Solo:
     """The accelerator for work one process does alone while the others do theirs (a population member each,
-    orchestration/populations.py): this process's device and autocast, and no collective operation (no DDP wrapper, no gathering,
-    no barrier), so the processes never wait for one another inside a unit. `rank` is the real process index."""
+    orchestration/populations.py): this process's device and autocast, and no collective operation (no DDP wrapper,
+    no gathering, no barrier), so the processes never wait for one another inside a unit. `rank` is the real process
+    index."""
     num_processes, process_index, is_main_process, distributed_type = 1, 0, True, "NO"
     trackers = ()       # a population member's training is not logged
 

@@ -3,112 +3,136 @@ this file.
 
 A task family is one module under benchmarks/ that registers a class with `@task(name, ConfigDataclass)`; its
 config dataclass extends `TaskConfig` with the family's own fields, and `configs/task/*.yaml` hold values. The
-class, built from its validated config, provides:
-
-    label: str                        results' `task` column (e.g. tofu_forget10)
-    version: int                      bumped when its evaluation or metrics change meaning (part of every
-                                      evaluation's cache key; the data's own changes go in TaskData.fingerprint)
-    forget_score, utility: str        which metric is the forget score and which the utility
-    higher_is_better: dict[str, bool] every metric it reports, with its direction (a metric whose goal is a value,
-                                      MUSE's PrivLeak at 0, has none: no arrow, never marked best)
-    headline: list[str]               the metrics the leaderboard shows, in order
-    log_scale: set[str]               metrics best drawn on a log axis (p-values)
-    load(cache_dir) -> TaskData       rows to train and unlearn on (cache_dir: where to write generated files)
-    scored_pairs() -> dict[str, list[tuple[str, list[str]]]]
-                                      after load: per evaluation split, each item's (question, answers) as the
-                                      evaluation scores them; checked against the context before any training
-    prompted: bool                    whether those questions go through the model's prompt format (QA) or are
-                                      scored as raw text (lm-eval's context + continuation)
-    evaluate(model, tokenizer, fmt, name, batch_size, accelerator) -> dict
-                                      per-item statistics of a model (JSON-able); computed once and cached;
-                                      every process calls it and gets the whole result (a task may split the
-                                      items across the accelerator's processes and gather them)
-    metrics(stats, retain_stats | None) -> dict[str, float]
-                                      numbers from statistics; retain_stats is the retain model's, or None where
-                                      the task has no retain model (then no metric may pretend it has one)
-    forget_measure: str               the metric the recovery attacks and the requests' per-fold columns measure
-
-Optional hooks (capabilities): a task defines those it can serve, and registration records them in
-`capabilities`; the pipeline asks `"<hook>" in task.capabilities`, and a protocol that needs a hook the task lacks
-is an input error before anything trains:
-
-    relearn_split(seed) -> (rows, items | None)
-                                      optional, after load (the relearning attack needs it): the rows to
-                                      relearn on (part of the forget set) and the indices of the forget split's
-                                      items it scores (None: all), never one of the rows trained on
-    request_folds(k, seed) -> [(rows, items | None)] * k
-                                      optional, after load: the forget set as k disjoint requests along the
-                                      task's natural unit (orchestration/requests.py): per fold the indices of
-                                      its rows in TaskData.forget and of its items in the forget evaluation split
-                                      (None: every item, at every request)
-    train_units() -> list[str]        optional, after load: a label per row of TaskData.train["target"], rows
-                                      of one unit sharing it (TOFU: an author; WMDP-style: a species); SISA
-                                      (orchestration/guarantees.py) keeps a unit in one shard and slice; without
-                                      it each row is its own unit
-    pack(rows, seed) -> rows          optional: the rows a fine-tuning run trains on, made from the task rows it is
-                                      given (a target's, a retain model's, a gold standard's or a SISA slice's):
-                                      a document task packs documents into longer rows, as LM training does, so
-                                      rows without a document never hold it
-    validation(n) -> (task, TaskData)  optional, after load: the tuning protocol's split (tune.py), a task and
-                                      its data sharing no forget row with the test forget set, whose forget set is
-                                      n authors / species / articles (0: as many as the test's); the synthetic
-                                      worlds, real TOFU and real WMDP's local copies have it
-    held_out() -> dict                optional, with validation: task settings that the test runs of the chosen
-                                      settings must share with the sweep (real WMDP: the share of its questions
-                                      held out for validation); tune.py writes them, load_config applies them
-    tuning_score: str                 optional: the metric tune.py's rule optimises, in its direction (default:
-                                      forget_score; WMDP- and MUSE-style: forget_gap_to_retain; real WMDP:
-                                      forget_gap_to_chance)
-    offered_probes() -> tuple[str]    optional, after load: the probes (docs/probes.md) this data can serve; a task
-    probe_pairs(probes) -> {name: items}                   that offers probes also defines the four below
-    evaluate(..., probes=(...))       the probes' statistics beside the evaluation's (`stats["probes"]`), and
-                                      probe_pairs their (question, answers) for the length check
-    probe_scores(stats) -> {probe: {split: {"score": [...], "ratio": [...]?}}}
-                                      per-item scores, higher = the model shows the fact (evals/probes.py), the
-                                      probe "plain" being the task's own question (its forget measure's items);
-                                      the plain entry's "scale": scores x scale = the metric (MUSE: 100)
-    probe_claims(probes) -> {probe: {"changes": str, "unseen": [texts]}}
-                                      after load: what each probe changes (unlearnbench.probes.CHANGES) and the
-                                      texts it claims no model trained on (every unlearning run checks them)
-    probe_names() -> tuple[str]       a static method: every probe name the family may offer (an exclusion,
-                                      probes=all,-p, must name one of some family's)
+class, built from its validated config, provides what `Task` declares. It may also define optional hooks, each
+declared (typed, with what it means) by one of the protocols below `Task`; registration records those it defines
+in `capabilities`, the pipeline asks `"<hook>" in task.capabilities`, and a protocol that needs a hook the task
+lacks is an input error before anything trains (`require`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Protocol, cast
 
 from unlearnbench.config import ConfigError, TaskConfig, available, from_dict
 from unlearnbench.registry import Registry
 
 TASKS = Registry("task")
 
+Pairs = dict[str, list[tuple[str, list[str]]]]     # per evaluation split, each item's (question, answers)
+
 
 class Task(Protocol):
-    """What every task provides (the module docstring says what each member means)."""
-    label: str
-    version: int
-    forget_score: str
-    utility: str
-    forget_measure: str
-    higher_is_better: dict
-    headline: list
-    log_scale: set
-    prompted: bool
-    capabilities: frozenset     # the optional hooks it defines, recorded when it registers
+    """What every task provides."""
+    cfg: TaskConfig             # its validated config (the family's dataclass)
+    label: str                  # results' `task` column (e.g. tofu_forget10)
+    version: int                # bumped when its evaluation or metrics change meaning (part of every evaluation's
+                                # cache key; the data's own changes go in TaskData.fingerprint)
+    forget_score: str           # which metric is the forget score
+    utility: str                # which metric is the model utility
+    forget_measure: str         # the metric the recovery attacks and the requests' per-fold columns measure
+    higher_is_better: dict[str, bool]   # every metric it reports, with its direction (a metric whose goal is a
+                                        # value, MUSE's PrivLeak at 0, has none: no arrow, never marked best)
+    headline: list[str]         # the metrics the leaderboard shows, in order
+    log_scale: set[str]         # metrics read on a log scale (p-values)
+    prompted: bool              # whether its questions go through the model's prompt format (QA) or are scored as
+                                # raw text (lm-eval's context + continuation)
+    capabilities: frozenset[str]    # the optional hooks it defines, recorded when it registers
 
-    def load(self, cache_dir) -> TaskData: ...
-    def scored_pairs(self) -> dict: ...
-    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None) -> dict: ...
-    def metrics(self, stats: dict, retain_stats: dict | None) -> dict: ...
+    def load(self, cache_dir) -> TaskData:
+        """The rows to train and unlearn on (cache_dir: where to write generated files)."""
+
+    def scored_pairs(self) -> Pairs:
+        """After load: per evaluation split, each item's (question, answers) as the evaluation scores them; checked
+        against the context before any training."""
+
+    def evaluate(self, model, tokenizer, fmt, name: str, batch_size: int, accelerator=None, **options) -> dict:
+        """Per-item statistics of a model (JSON-able); computed once and cached. Every process calls it and gets the
+        whole result (a task may split the items across the accelerator's processes and gather them). Options:
+        generate=False, teacher-forced statistics only (a population member; TOFU); probes=(...), the probes'
+        statistics beside the evaluation's (`stats["probes"]`, a task with the probe hooks)."""
+
+    def metrics(self, stats: dict, retain_stats: dict | None) -> dict[str, float]:
+        """Numbers from statistics; retain_stats is the retain model's, or None where the task has no retain model
+        (then no metric may pretend it has one)."""
+
+
+class Relearns(Protocol):
+    def relearn_split(self, seed: int) -> tuple[list[dict], Any]:
+        """After load (the relearning attack needs it): the rows to relearn on (part of the forget set) and the
+        forget split's items it scores (None: all), never one of the rows trained on."""
+
+
+class Requests(Protocol):
+    def request_folds(self, k: int, seed: int) -> list[tuple[list[int], Any]]:
+        """After load: the forget set as k disjoint requests along the task's natural unit
+        (orchestration/requests.py): per fold the indices of its rows in TaskData.forget and of its items in the
+        forget evaluation split (None: every item, at every request)."""
+
+
+class Shards(Protocol):
+    def train_units(self) -> list[str]:
+        """After load: a label per row of TaskData.train["target"], rows of one unit sharing it (TOFU: an author;
+        WMDP-style: a species); SISA (orchestration/guarantees.py) keeps a unit in one shard and slice. Without
+        it each row is its own unit."""
+
+
+class Packs(Protocol):
+    def pack(self, rows: list[dict], seed: int) -> list[dict]:
+        """The rows a fine-tuning run trains on, made from the task rows it is given (a target's, a retain
+        model's, a gold standard's or a SISA slice's): a document task packs documents into longer rows, as LM
+        training does, so rows without a document never hold it."""
+
+
+class Validates(Protocol):
+    def validation(self, n: int = 0) -> tuple[Task, TaskData]:
+        """After load: the tuning protocol's split (tune.py), a task and its data sharing no forget row with the
+        test forget set, whose forget set is n authors / species / articles (0: as many as the test's)."""
+
+    def held_out(self) -> dict:
+        """With validation: task settings that the test runs of the chosen settings must share with the sweep
+        (real WMDP: the share of its questions held out for validation); tune.py writes them, load_config applies
+        them."""
+
+
+class Probes(Protocol):
+    """A task that offers probes (docs/probes.md) defines all five."""
+
+    def offered_probes(self) -> tuple[str, ...]:
+        """After load: the probes this data can serve."""
+
+    def probe_pairs(self, probes: tuple[str, ...]) -> Pairs:
+        """The probes' (question, answers) per split, for the length check."""
+
+    def probe_scores(self, stats: dict) -> dict:
+        """{probe: {split: {"score": [...], "ratio": [...]?}}}: per-item scores, higher = the model shows the fact
+        (evals/probes.py), the probe "plain" being the task's own question (its forget measure's items); the plain
+        entry's "scale": scores x scale = the metric (MUSE: 100)."""
+
+    def probe_claims(self, probes: tuple[str, ...]) -> dict[str, dict]:
+        """After load: {probe: {"changes": str, "unseen": [texts]}}, what each probe changes
+        (unlearnbench.probes.CHANGES) and the texts it claims no model trained on (every unlearning run checks
+        them)."""
+
+    @staticmethod
+    def probe_names() -> tuple[str, ...]:
+        """Every probe name the family may offer (an exclusion, probes=all,-p, must name one of some family's)."""
+
+
+# A task may also set `tuning_score: str`, the metric tune.py's rule optimises in its direction (default: its
+# forget_score; WMDP- and MUSE-style: forget_gap_to_retain; real WMDP: forget_gap_to_chance).
+
+
+def _members(protocol: type) -> tuple[str, ...]:
+    return tuple(name for name in vars(protocol) if not name.startswith("_"))
 
 
 REQUIRED_ATTRIBUTES = ("version", "forget_score", "utility", "forget_measure", "higher_is_better", "headline",
                        "log_scale", "prompted")
-REQUIRED_HOOKS = ("load", "scored_pairs", "evaluate", "metrics")
-OPTIONAL_HOOKS = ("relearn_split", "request_folds", "train_units", "pack", "validation", "held_out",
-                  "offered_probes", "probe_pairs", "probe_scores", "probe_claims", "probe_names")
-PROBE_HOOKS = ("offered_probes", "probe_pairs", "probe_scores", "probe_claims", "probe_names")
+REQUIRED_HOOKS = _members(Task)
+PROBE_HOOKS = _members(Probes)
+OPTIONAL_HOOKS = (*_members(Relearns), *_members(Requests), *_members(Shards), *_members(Packs),
+                  *_members(Validates), *PROBE_HOOKS)
 
 
 @dataclass(frozen=True)
@@ -164,7 +188,7 @@ def probes_for(task: Task, wanted: list[str]) -> tuple[str, ...]:
     none). A named probe the task cannot serve is an input error, never skipped; a probe left out of all that the
     task does not offer is nothing to leave out if some task family offers it (another family's, in a run of
     several), and an input error if none does (a misspelt name would otherwise leave nothing out, silently)."""
-    offered = task.offered_probes() if "offered_probes" in task.capabilities else ()
+    offered = cast(Probes, task).offered_probes() if "offered_probes" in task.capabilities else ()
     if "all" in wanted:
         known = {p for spec in TASKS.values() if "probe_names" in spec.build.capabilities
                  for p in spec.build.probe_names()}

@@ -19,20 +19,20 @@ from __future__ import annotations
 import dataclasses
 import random
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from typing import cast
 
 from tqdm.auto import tqdm
 
 from evals.robustness import attack_metrics
 from orchestration.pipeline import Pipeline
-from orchestration.units import ModelRef
+from orchestration.units import ModelRef, Unit
 from unlearnbench.cache import read_json, stable_hash, write_json
 from unlearnbench.config import ConfigError, from_dict
 from unlearnbench.registry import Registry
-from unlearnbench.tasks import require
+from unlearnbench.tasks import Relearns, require
 
 
 @dataclass(frozen=True)
@@ -101,26 +101,19 @@ def settings_of(cfg, spec: AttackSpec):
                      prefix=f"robustness.attack_args.{spec.name}")
 
 
-def row_ref(folder: str, target: ModelRef, lora: bool) -> ModelRef:
-    """A method row's model kept in the cache (Pipeline.unlearned(keep_model=True)): full weights, or a LoRA
-    adapter on the target."""
-    key = stable_hash("row model", Path(folder).name)
-    return ModelRef(target.path, key, target.gguf_file, adapter=folder) if lora else ModelRef(folder, key)
-
-
 def relearn_rows(pipe: Pipeline) -> tuple[list[dict], list[int] | None]:
     """(rows an attack that trains on the forget set trains on, the forget items it scores): the task's split of
     the forget set, or with relearn_data=unrelated as many retain rows drawn by the seed (Łucki et al.), scored on
     the same items."""
-    rows, items = pipe.task.relearn_split(pipe.cfg.seed)
+    rows, items = cast(Relearns, pipe.task).relearn_split(pipe.cfg.seed)
     if pipe.cfg.robustness.relearn_data == "unrelated":
         rows = random.Random(pipe.cfg.seed).sample(pipe.data.retain, min(len(rows), len(pipe.data.retain)))
     return rows, items
 
 
-def attacked(pipe: Pipeline, ref: ModelRef, row: str, spec: AttackSpec, variant: str) -> dict:
-    """A row's model under one attack, evaluated with the task's statistics, cached: {"stats", "eval_cost",
-    "cost"} (cost: what the attack itself took)."""
+def attacked(pipe: Pipeline, ref: ModelRef, row: str, spec: AttackSpec, variant: str) -> Unit:
+    """A row's model under one attack, evaluated with the task's statistics, cached (its cost: what the attack
+    itself took)."""
     settings = settings_of(pipe.cfg, spec)
     extra = ([dataclasses.asdict(settings)] if settings is not None else []) + ([spec.source] if spec.source else [])
     key = stable_hash("attack", variant, ref.key, ref.adapter, *(spec.key(pipe, variant) if spec.key else []),
@@ -138,7 +131,7 @@ def attacked(pipe: Pipeline, ref: ModelRef, row: str, spec: AttackSpec, variant:
                 raise
             raise error from err
         write_json(tmp / "unit.json", {"stats": stats, "eval_cost": eval_cost, "cost": meter.record()})
-    return read_json(pipe.units.unit("attack", key, build) / "unit.json")
+    return Unit("ok", **read_json(pipe.units.unit("attack", key, build) / "unit.json"))
 
 
 def merged(model):
@@ -158,7 +151,8 @@ def attack_all(pipe: Pipeline, refs: dict, before: dict) -> tuple[dict, dict]:
     """Every attack the experiment turns on, on every row of `refs` ({row: its model}; the target first, and the
     retain model where there is one). before: {row: the row's own per-item statistics}. Returns ({row: attack
     metrics}, {row: {variant: its cost and its evaluation's cost}})."""
-    metrics, costs = {row: {} for row in refs}, {row: {} for row in refs}
+    metrics: dict[str, dict] = {row: {} for row in refs}
+    costs: dict[str, dict] = {row: {} for row in refs}
     turned_on = variants(pipe.cfg)
     items = relearn_rows(pipe)[1] if any(spec.trains_on_forget for spec, _ in turned_on) else None
     # what each row holds without any attack, on the same scale: the baseline an attack's recovery is read against
@@ -169,13 +163,15 @@ def attack_all(pipe: Pipeline, refs: dict, before: dict) -> tuple[dict, dict]:
         bar = tqdm(refs.items(), desc=f"attack {variant}", leave=False, disable=not pipe.acc.is_main_process)
         units = {row: attacked(pipe, ref, row, spec, variant) for row, ref in bar}
         scored = items if spec.trains_on_forget else None      # an attack that trains on nothing: every item counts
-        for row, values in attack_metrics(pipe.task, variant, {k: u["stats"] for k, u in units.items()}, before,
+        for row, values in attack_metrics(pipe.task, variant, {k: u.measured() for k, u in units.items()}, before,
                                           scored, relearned=spec.trains_on_forget).items():
             metrics[row].update(values)
-            costs[row][variant] = {"attack": units[row]["cost"], "eval": units[row]["eval_cost"]}
+            costs[row][variant] = {"attack": units[row].cost, "eval": units[row].eval_cost}
     return metrics, costs
 
 
 # the built-in attacks register themselves, relearning first (the order of their columns)
+# isort: off
 from orchestration.attacks import relearn  # noqa: E402,F401
 from orchestration.attacks import quantize  # noqa: E402,F401
+# isort: on

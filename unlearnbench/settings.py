@@ -1,7 +1,7 @@
-"""The settings of the protocols beyond one unlearning request (docs/privacy.md, docs/tuning.md, docs/recovery.md,
-docs/requests.md, docs/guarantees.md): populations for the
-privacy scores, the tuning protocol, the robustness attacks, requests over time, and the rows that come with a
-guarantee (SISA, DP). Sections of ExperimentConfig (unlearnbench/config.py); 0 / [] turns each off.
+"""The settings sections of the protocols beyond one unlearning request, each a section of ExperimentConfig
+(unlearnbench/config.py): populations for the privacy scores (docs/privacy.md), the tuning protocol
+(docs/tuning.md), the robustness attacks (docs/recovery.md), requests over time (docs/requests.md), and the rows
+that come with a guarantee, SISA and DP (docs/guarantees.md). 0 / [] turns each off.
 """
 from __future__ import annotations
 
