@@ -32,3 +32,4 @@ python run_benchmark.py experiment=smoke output_dir=.cache/check-latest/smoke > 
     || { tail -n 20 "$venv/smoke.err"; echo "smoke experiment: FAILED"; exit 1; }
 echo "smoke experiment: ok"
 python -m pytest -q -p no:cacheprovider
+python -m pytest -q -p no:cacheprovider -m pipeline          # both tiers, as CI runs them
