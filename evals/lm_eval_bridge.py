@@ -7,6 +7,7 @@ the loaded, in-memory one, wrapped in lm-eval's HFLM; per-item log-likelihoods c
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -54,8 +55,18 @@ def write_cloze_tasks(folder: Path, sets: dict[str, tuple]) -> Path:
 
 
 def task_manager(include_path: Path | None = None, defaults: bool = True):
+    """lm-eval's task index: its own tasks (`defaults`) and those under `include_path`. The index of its own tasks
+    alone is built once per process: indexing them takes seconds, and a TaskManager is never changed after."""
+    if include_path is None and defaults:
+        return _lm_eval_tasks()
     from lm_eval.tasks import TaskManager
     return TaskManager(include_path=str(include_path) if include_path else None, include_defaults=defaults)
+
+
+@functools.lru_cache(maxsize=1)
+def _lm_eval_tasks():
+    from lm_eval.tasks import TaskManager
+    return TaskManager(include_defaults=True)
 
 
 def check_task_names(names: list[str], manager) -> None:
