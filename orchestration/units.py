@@ -73,6 +73,10 @@ class Unit:
 
     @classmethod
     def from_json(cls, saved: dict) -> Unit:
+        unknown = sorted(set(saved) - {f.name for f in fields(cls)} | ({"model"} & set(saved)))
+        if unknown:
+            raise ValueError(f"a cached unit holds {unknown}, which this version does not write; a cache of another "
+                             f"version: rerun with --fresh, or point cache_dir= at a new folder")
         return cls(**saved)
 
 
