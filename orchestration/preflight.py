@@ -191,9 +191,8 @@ def check_vocabulary(key: str, ref: str, run_tokenizer, cfg) -> None:
     if tokenizer.get_vocab() != run_tokenizer.get_vocab():
         raise ConfigError(f"{key}={ref!r}: its tokenizer ({len(tokenizer):,} tokens) is not the run's "
                           f"({len(run_tokenizer):,} tokens, model.name={cfg.name!r}); a checkpoint row is compared "
-                          f"item by item with the run's "
-                          f"target and retain models, so it must be a checkpoint of the run's model: set model= to "
-                          f"the model it was unlearned from")
+                          f"item by item with the run's target and retain models, so it must be a checkpoint of the "
+                          f"run's model: set model= to the model it was unlearned from")
     if base is None:
         size = AutoConfig.from_pretrained(ref, trust_remote_code=cfg.trust_remote_code).get_text_config().vocab_size
         if size < len(run_tokenizer):

@@ -37,7 +37,7 @@ class ModelRef:
 @dataclass
 class Unit:
     """One model scored for one row and seed: its per-item statistics and what making and evaluating it cost, or
-    why it has none (`status`). Pipeline.scored and Pipeline.unlearned make them; they are JSON only in the cache
+    why it has none (`status`). Pipeline.evaluated and Pipeline.unlearned make them; they are JSON only in the cache
     (`to_json` / `from_json`)."""
     status: str                     # ok | failed (diverged, or trained on a probe's text) | absent (no such model)
     stats: dict | None = None       # per-item statistics (ok only)
@@ -73,7 +73,7 @@ class Unit:
 
     @classmethod
     def from_json(cls, saved: dict) -> Unit:
-        unknown = sorted(set(saved) - {f.name for f in fields(cls)} | ({"model"} & set(saved)))
+        unknown = sorted(set(saved) - {f.name for f in fields(cls) if f.name != "model"})
         if unknown:
             raise ValueError(f"a cached unit holds {unknown}, which this version does not write; a cache of another "
                              f"version: rerun with --fresh, or point cache_dir= at a new folder")

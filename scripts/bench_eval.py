@@ -28,6 +28,7 @@ from benchmarks.tofu import EVAL_SPLITS
 from evals.engine import Work
 from evals.stats import split_stats
 from orchestration.pipeline import Pipeline
+from orchestration.units import ModelRef
 from unlearnbench.cache import UnitStore
 from unlearnbench.config import load_config
 from unlearnbench.runtime import configure_threads
@@ -141,8 +142,11 @@ def main() -> None:
     pipe = Pipeline(cfg, task, task.load(cfg.resolved_cache_dir() / "tasks"), UnitStore(cfg.resolved_cache_dir()),
                     Accelerator())
     base = pipe.base()
-    ref = {"base": lambda: base, "target": lambda: pipe.target_model(base, given=cfg.model.target),
-           "retain": lambda: pipe.retain_model(base, given=cfg.model.retain)}[args.role]()
+    ref: ModelRef | None = base
+    if args.role == "target":
+        ref = pipe.target_model(base, given=cfg.model.target)
+    elif args.role == "retain":
+        ref = pipe.retain_model(base, given=cfg.model.retain)
     if ref is None:
         raise SystemExit(f"{task.label} has no {args.role} model")
     model, fmt = pipe.units.load(ref), pipe.units.fmt(pipe.units.tokenizer(ref))

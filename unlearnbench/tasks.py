@@ -127,8 +127,9 @@ def _members(protocol: type) -> tuple[str, ...]:
     return tuple(name for name in vars(protocol) if not name.startswith("_"))
 
 
-REQUIRED_ATTRIBUTES = ("version", "forget_score", "utility", "forget_measure", "higher_is_better", "headline",
-                       "log_scale", "prompted")
+# what a task class itself must define: Task's attributes but those its instance (cfg, label) or its registration
+# (capabilities) sets
+REQUIRED_ATTRIBUTES = tuple(a for a in Task.__annotations__ if a not in ("cfg", "label", "capabilities"))
 REQUIRED_HOOKS = _members(Task)
 PROBE_HOOKS = _members(Probes)
 OPTIONAL_HOOKS = (*_members(Relearns), *_members(Requests), *_members(Shards), *_members(Packs),
