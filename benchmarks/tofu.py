@@ -19,7 +19,7 @@ import numpy as np
 from benchmarks import tofu_probes
 from benchmarks.synthetic_tofu import SyntheticTofuConfig, generate
 from evals.engine import Work
-from evals.stats import membership_stats, scored_items, split_stats
+from evals.stats import membership_stats, scored_groups, split_stats
 from evals.tofu_metrics import HIGHER_IS_BETTER, all_metrics, truth_ratios
 from unlearnbench.config import TaskConfig
 from unlearnbench.tasks import TaskData, task
@@ -356,7 +356,7 @@ class TofuTask:
         the plain evaluation and has none."""
         asked = {r["question"] for r in self.rows.get("retain_eval", [])}
         context = tofu_probes.examples([r for r in self.rows.get("retain", []) if r["question"] not in asked], 5)
-        return [(p, split, tofu_probes.items(p, self.rows[role], context, self._per_author()))
+        return [(p, split, tofu_probes.items(p, self.rows[role], context, self._per_author(), ratio=split == "forget"))
                 for p in probes if p != "mc" for split, role in (("forget", "forget_eval"), ("retain", "retain_eval"))]
 
     def probe_scores(self, stats: dict) -> dict:
@@ -366,7 +366,8 @@ class TofuTask:
                              "ratio": truth_ratios(stats[s]["nll_paraphrased"], stats[s]["nll_perturbed"]).tolist()}
                          for s in ("forget", "retain")}}
         for probe, by_split in stats.get("probes", {}).items():
-            out[probe] = {s: tofu_probes.scores(probe, raw["nll"], self.rows[f"{s}_eval"], lengths=raw.get("lengths"))
+            out[probe] = {s: tofu_probes.scores(probe, raw["nll"], self.rows[f"{s}_eval"], lengths=raw.get("lengths"),
+                                                ratio=s == "forget")
                           for s, raw in by_split.items()}
         return out
 
@@ -388,9 +389,10 @@ class TofuTask:
                                                 ev.token_budget, accelerator=accelerator)
         if probes:
             stats["probes"] = {p: {} for p in probes}
-            for probe, split, items in self._probe_items(probes):
-                done = scored_items(model, tofu_probes.prompt_format(probe, fmt), items, batch_size, 0,
-                                    ev.token_budget, Work(), accelerator)
+            asked = self._probe_items(probes)        # every probe's items in one batch schedule
+            scored = scored_groups(model, [(tofu_probes.prompt_format(p, fmt), items) for p, _, items in asked],
+                                   batch_size, 0, ev.token_budget, Work(), accelerator)
+            for (probe, split, items), done in zip(asked, scored):
                 stats["probes"][probe][split] = {"prompt": [tofu_probes.shown(probe, q) for q, _ in items],
                                                  "nll": [d.nll for d in done]}
             if "mc" in probes:           # the plain NLLs, compared by total log-likelihood: each answer's length

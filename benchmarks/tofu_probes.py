@@ -151,11 +151,20 @@ def _common_prefix(texts: list[str]) -> str:
     return out
 
 
+def ratio_free(probe_name: str) -> bool:
+    """Whether the probe scores p(answer | prompt) (a prompt probe), so that on items whose truth ratio nothing
+    reads (the retain items: only their mean score is reported) the answer alone needs scoring."""
+    return probe_name not in CHOICE_PROBES + ("cloze",)
+
+
 def items(probe_name: str, rows: list[dict], context: list[tuple[str, str]], per: int = 0,
-          seed: int = 0) -> list[tuple[str, list[str]]]:
+          seed: int = 0, ratio: bool = True) -> list[tuple[str, list[str]]]:
     """The engine items of `probe_name` for `rows` (perturbed rows of the TOFU schema, whole authors of `per` rows
     each); context: the retain pairs of the in-context probes. A yes/no item is two engine items (the true
-    statement, then the first false one)."""
+    statement, then the first false one). ratio=False: a prompt probe's items score the answer alone (no truth
+    ratio; `scores` with the same flag reads them)."""
+    if not ratio and ratio_free(probe_name):
+        return [(q, answers[:1]) for q, answers in items(probe_name, rows, context, per, seed)]
     answers = lambda r: [r["answer"], r["paraphrased_answer"], *r["perturbed_answer"]]
     if probe_name in REGISTERED:
         return [(REGISTERED[probe_name].ask(r), answers(r)) for r in rows]
@@ -206,11 +215,14 @@ def letter_orders(rows: list[dict], seed: int) -> list[list[int]]:
 
 
 def scores(probe: str, nll: list[list[float]], rows: list[dict], seed: int = 0,
-           lengths: list[list[int]] | None = None) -> dict[str, list[float]]:
+           lengths: list[list[int]] | None = None, ratio: bool = True) -> dict[str, list[float]]:
     """Per-item {"score"[, "ratio"]} of `probe` from its items' NLLs (mean per label token, as the engine gives
-    them); lengths: the label tokens of each answer (the `mc` probe compares total log-likelihoods)."""
+    them); lengths: the label tokens of each answer (the `mc` probe compares total log-likelihoods); ratio=False:
+    items made with `items(..., ratio=False)` (a prompt probe's score alone)."""
     arrays = [np.asarray(n, dtype=np.float64) for n in nll]
-    if probe not in CHOICE_PROBES + ("cloze",):
+    if not ratio and ratio_free(probe):
+        return {"score": [float(np.exp(-n[0])) for n in arrays]}
+    if ratio_free(probe):
         return {"score": [float(np.exp(-n[0])) for n in arrays],
                 "ratio": [float(np.exp(-n[2:].mean()) / (np.exp(-n[1]) + 1e-10)) for n in arrays]}
     if probe == "mc":

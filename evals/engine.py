@@ -6,7 +6,11 @@ and its generation start from the same prompt:
 - Questions are sorted by length and cut into batches. A batch's prompts go through the model once, left-padded
   (position ids as transformers' `generate` computes them), keeping the key/value cache and the last position's
   logits only: the prompt is scored once instead of once per answer, and no logits are computed at prompt
-  positions (no answer token is predicted there).
+  positions (no answer token is predicted there). Prompts that share a long leading run of tokens (in-context
+  examples, an adversarial frame, a chat template's system turn) are batched together and the run goes through
+  the model once for all of them (evals/prepared.py says when); each row continues from a copy of its keys and
+  values. Items asked in several prompt formats (a task's probes) share one batch schedule (`evaluate_groups`).
+  Tokenization is done once per process for each format and list of items (evals/prepared.py).
 - A question's answers after the prompt form a token tree (answers that start alike share their first nodes).
   The trees of several questions go through the model in one pass against a copy of their prompts' cache, a 4-D
   attention mask letting each node see its prompt, its ancestors and itself, in batches of at most
@@ -24,9 +28,11 @@ and its generation start from the same prompt:
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evals import greedy, kvcache
+from evals import greedy, kvcache, prepared
+from evals.prepared import Item
 from evals.reference import device_of, log_softmax
 from unlearnbench.heavy import no_grad, torch, transformers
 from unlearnbench.models import PromptFormat, left_pad
@@ -34,8 +40,9 @@ from unlearnbench.models import PromptFormat, left_pad
 # part of every evaluation's cache key: bumped when what an evaluation stores changes (2: token trees,
 # log-probabilities as (x - max) - log sum exp(x - max), up to 2.5e-5 on confident tokens' NLL; 3: per-token
 # statistics of the forget answers and the holdout split, for the membership attacks; 4: generation reads its
-# first tokens off the scoring pass: the same numbers, a smaller evaluation cost)
-ENGINE_VERSION = 4
+# first tokens off the scoring pass: the same numbers, a smaller evaluation cost; 5: shared prompt prefixes run
+# once and a task's probes in one batch schedule: the probes' numbers move by float32 rounding)
+ENGINE_VERSION = 5
 
 
 @dataclass
@@ -69,69 +76,6 @@ def length_batches(lengths: list[int], token_budget: int, max_rows: int) -> list
 
 
 @dataclass
-class _Item:
-    prompt: list[int]               # the generation prompt
-    shared: int                     # leading tokens common to the prompt and every answer's row
-    rows: list[dict]                # fmt.encode(question, answer) for each answer
-    tree: _Tree                     # the answers after the shared prefix
-
-
-class _Tree:
-    """A question's answers after the shared prefix as a token tree: a token common to several answers (same
-    token after the same tokens) is one node, put through the model once. Node i has parents[i] (-1: the
-    prefix) and depth[i] (its position after the prefix); an answer is a path of nodes and its labels."""
-
-    def __init__(self, rows: list[dict], shared: int):
-        self.children: dict[tuple[int, int], int] = {}     # (parent, token) -> node
-        self.tokens: list[int] = []
-        self.parents: list[int] = []
-        self.depth: list[int] = []
-        self.paths: list[list[int]] = []         # per answer: the node of each fed token (its last token is not fed)
-        self.labels: list[list[int]] = []        # per answer: labels after the prefix; label 0 is predicted by
-        for row in rows:                         # the prefix's last logits, label t + 1 by node paths[t]
-            node, path = -1, []
-            for depth, token in enumerate(row["input_ids"][shared:-1]):
-                key = (node, token)
-                if key not in self.children:
-                    self.children[key] = len(self.tokens)
-                    self.tokens.append(token)
-                    self.parents.append(node)
-                    self.depth.append(depth)
-                node = self.children[key]
-                path.append(node)
-            self.paths.append(path)
-            self.labels.append(row["labels"][shared:])
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def ancestry(self, width: int) -> torch.Tensor:
-        """(width, width) bool: node i sees node j iff j is i or one of its ancestors. A padding node sees no node
-        (only its prompt), which is how the cost meter tells it from a real one."""
-        seen = torch.zeros(width, width, dtype=torch.bool)
-        for path in filter(None, self.paths):      # along an answer's path, each node sees the nodes before it
-            p = torch.tensor(path)
-            seen[p[:, None], p] |= torch.ones(len(p), len(p), dtype=torch.bool).tril()
-        return seen
-
-
-def _items(fmt: PromptFormat, items: list[tuple[str, list[str]]]) -> list[_Item]:
-    prompts = fmt.prompts_ids([q for q, _ in items])
-    rows = iter(fmt.encode_pairs([(q, a) for q, answers in items for a in answers]))
-    out = []
-    for (question, answers), prompt in zip(items, prompts):
-        encoded, shared = [next(rows) for _ in answers], len(prompt)
-        for row in encoded:     # labels start at the prompt's length; keep a token (at least EOS) after the prefix
-            ids = row["input_ids"]
-            same = next((i for i, (a, b) in enumerate(zip(prompt, ids)) if a != b), min(len(prompt), len(ids)))
-            shared = min(shared, same, len(ids) - 1)
-        if shared < 1:
-            raise ValueError(f"question {question!r}: its prompt encodes to no token shared with its answers' rows")
-        out.append(_Item(prompt, shared, encoded, _Tree(encoded, shared)))
-    return out
-
-
-@dataclass
 class Scored:
     """One question's results: NLLbar of each answer, the greedy generation, and, for its first `detail`
     answers, per-token statistics of each label token under teacher forcing (docs/metrics.md, for the
@@ -151,39 +95,71 @@ def evaluate(model, fmt: PromptFormat, items: list[tuple[str, list[str]]], token
              detail: int = 0) -> dict[int, Scored]:
     """For each (question, answers): NLLbar(a|q) of every answer (the mean per-token NLL over its tokens and EOS),
     the greedy generation (new text only, special tokens skipped; "" when max_new_tokens is 0), and per-token
-    statistics of its first `detail` answers.
+    statistics of its first `detail` answers. Returns {item index: Scored} for the items of this process's shard."""
+    return evaluate_groups(model, [(fmt, items)], token_budget, batch_size, max_new_tokens, work, shard, detail)
 
-    Questions go in batches of at most batch_size, sorted by prompt length; answers are scored in batches of at
-    most token_budget tokens. Returns {item index: Scored} for the items of this process's shard."""
+
+@no_grad
+def evaluate_groups(model, groups: list[tuple[PromptFormat, list[tuple[str, list[str]]]]], token_budget: int,
+                    batch_size: int, max_new_tokens: int, work: Work | None = None, shard: tuple[int, int] = (0, 1),
+                    detail: int = 0) -> dict[int, Scored]:
+    """`evaluate` over items asked in several prompt formats of one tokenizer (a task's probes), in one batch
+    schedule: {index in the groups' concatenation: Scored}.
+
+    Questions go in batches of at most batch_size, sorted by prompt length; prompts that share a long leading run
+    of tokens (evals/prepared.py) are batched together and the run goes through the model once, its keys and
+    values copied to each row; answers are scored in batches of at most token_budget tokens."""
     if model.config._attn_implementation not in ("sdpa", "eager"):
         raise ValueError(f"the evaluation engine scores answer trees through a 4-D attention mask, which "
                          f"{model.config._attn_implementation!r} attention does not take; load the model with "
                          f"attn_implementation='sdpa' (the default) or 'eager'")
+    tokenizer = groups[0][0].tokenizer
+    if any(fmt.tokenizer is not tokenizer for fmt, _ in groups):
+        raise ValueError("evaluate_groups: every group's format must use one tokenizer")
     work = work if work is not None else Work()
-    prepared = _items(fmt, items)
+    items = [it for fmt, pairs in groups for it in prepared.items(fmt, pairs)]
     rank, world = shard
-    batches = length_batches([it.shared for it in prepared], token_budget, batch_size)
+    batches = [(g, prefix, [members[i] for i in b])
+               for g, (prefix, members) in enumerate(prepared.prefix_groups(items))
+               for b in length_batches([items[i].shared - prefix for i in members], token_budget, batch_size)]
+    head: tuple[int, list] = (-1, [])       # the current group's shared prefix: its keys and values
     out: dict[int, Scored] = {}
-    for b in batches[rank::world]:
-        out.update(zip(b, _question_batch(model, fmt, [prepared[i] for i in b], token_budget, max_new_tokens,
-                                          work, detail)))
+    for g, prefix, b in batches[rank::world]:
+        batch = [items[i] for i in b]
+        if prefix and head[0] != g:
+            head = (g, _prefill_shared(model, batch[0].prompt[:prefix], work))
+        out.update(zip(b, _question_batch(model, tokenizer, batch, token_budget, max_new_tokens, work, detail,
+                                          prefix, head[1] if prefix else [])))
     return out
 
 
-def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: int, max_new_tokens: int,
-                    work: Work, detail: int) -> list[Scored]:
-    start, device, width = time.perf_counter(), device_of(model), max(it.shared for it in items)
-    ids, mask = left_pad([it.prompt[:it.shared] for it in items], fmt.tokenizer.pad_token_id, device)
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+def _prefill_shared(model, tokens: list[int], work: Work) -> list:
+    """The keys and values of a prefix that a group of prompts shares, run once (positions 0...)."""
     cache = kvcache.new(model)
-    last = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+    model(input_ids=torch.tensor([tokens], device=device_of(model)), cache=cache, logits_to_keep=1)
+    work.add(tokens_scored=len(tokens), forward_calls=1)
+    return kvcache.layers(cache)
+
+
+def _question_batch(model, tokenizer, items: list[Item], token_budget: int, max_new_tokens: int, work: Work,
+                    detail: int, prefix: int = 0, head: Sequence = ()) -> list[Scored]:
+    """One batch of questions: their prompts through the model (after `head`, the keys and values of the first
+    `prefix` tokens, which every prompt here shares), then their answers' trees, then their generations."""
+    start, device, width = time.perf_counter(), device_of(model), max(it.shared for it in items)
+    ids, own = left_pad([it.prompt[prefix:it.shared] for it in items], tokenizer.pad_token_id, device)
+    mask = torch.cat([torch.ones(len(items), prefix, dtype=own.dtype, device=device), own], -1)
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    rows = len(items)
+    cache = (kvcache.from_layers(model, [(k.expand(rows, -1, -1, -1).contiguous(), v.expand(rows, -1, -1, -1)
+                                          .contiguous()) for k, v in head]) if prefix else kvcache.new(model))
+    last = model(input_ids=ids, attention_mask=mask, position_ids=positions[:, prefix:], cache=cache,
                  logits_to_keep=1).logits[:, -1].float()
-    work.add(tokens_scored=int(mask.sum()), forward_calls=1)
+    work.add(tokens_scored=int(own.sum()), forward_calls=1)
     scored = [Scored([], "", [], [], [], []) for _ in items]
     # greedy decoding starts from the answers' drafts (evals/greedy.py) where the engine's own loop is exact
     drafting = (max_new_tokens > 0 and greedy.plain_greedy(model) and all(it.shared == len(it.prompt) for it in items)
                 and kvcache.full_attention(cache))
-    drafts, first, eos = {}, last.argmax(-1).tolist(), fmt.tokenizer.eos_token_id
+    drafts, first, eos = {}, last.argmax(-1).tolist(), tokenizer.eos_token_id
     for sub in _tree_batches([len(it.tree) for it in items], width, token_budget):
         after, sub_cache = _score_trees(model, [items[i] for i in sub], [scored[i] for i in sub], cache, sub, mask,
                                         positions, last, work, detail)
@@ -201,9 +177,9 @@ def _question_batch(model, fmt: PromptFormat, items: list[_Item], token_budget: 
             new = greedy.finish(model, cache, mask, positions[:, -1], [drafts[i] for i in range(len(items))],
                                 max_new_tokens, eos, work)
         else:       # a prompt that does not prefix its answers' rows, or a model with logits processors
-            new = greedy.generate(model, [it.prompt for it in items], max_new_tokens, fmt.tokenizer, work)
+            new = greedy.generate(model, [it.prompt for it in items], max_new_tokens, tokenizer, work)
         for s, g in zip(scored, new):
-            s.generation = fmt.tokenizer.decode(g, skip_special_tokens=True)
+            s.generation = tokenizer.decode(g, skip_special_tokens=True)
     work.generation_seconds += time.perf_counter() - mid
     return scored
 
@@ -223,7 +199,7 @@ def _tree_batches(sizes: list[int], width: int, token_budget: int, spread: float
     return batches + [current] if current else batches
 
 
-def _score_trees(model, items: list[_Item], scored: list[Scored], cache: transformers.DynamicCache, rows: list[int],
+def _score_trees(model, items: list[Item], scored: list[Scored], cache: transformers.DynamicCache, rows: list[int],
                  mask: torch.Tensor, positions: torch.Tensor, last: torch.Tensor, work: Work, detail: int
                  ) -> tuple[list[list[int]], transformers.DynamicCache]:
     """Every answer of these questions from one forward pass of their token trees against (a copy of) their
@@ -247,7 +223,10 @@ def _score_trees(model, items: list[_Item], scored: list[Scored], cache: transfo
     if size:
         tokens = _right_pad([it.tree.tokens for it in items], 0, device)[0]      # padding: any token
         depth = _right_pad([it.tree.depth for it in items], 0, device)[0]
-        seen = torch.stack([it.tree.ancestry(size) for it in items]).to(device)
+        seen = torch.zeros(len(items), size, size, dtype=torch.bool)     # a padding node sees no node
+        for b, it in enumerate(items):
+            seen[b, :len(it.tree), :len(it.tree)] = torch.from_numpy(it.tree.seen)
+        seen = seen.to(device)
         allowed = torch.cat([mask[owner][:, None, :].expand(-1, size, -1).bool(), seen], -1)[:, None]
         dtype = next(model.parameters()).dtype
         bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
@@ -279,8 +258,8 @@ def _label_stats(logits: torch.Tensor, where: tuple, labels: torch.Tensor, detai
     """log p(label) at the positions `where` indexes in logits (..., vocab), through evals/reference.py's
     log_softmax (both implementations use it); with detail, also the mean and standard deviation of log p(v) under
     p itself (Min-K%++) and whether the label is the argmax."""
-    logp = log_softmax(logits)
-    picked = logp[where + (labels,)]
+    logp = log_softmax(logits)      # over every position: gathering the label positions first measured slower
+    picked = logp[where + (labels,)]  # (SmolLM2, 49,152 logits a position: 11.7 s against 8.9 s of scoring)
     if not detail:
         return [picked]
     logp = logp[where]

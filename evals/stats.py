@@ -24,12 +24,24 @@ def scored_items(model, fmt: PromptFormat, items: list, batch_size: int, max_new
                  work: engine.Work, accelerator, detail: int = 0) -> list[engine.Scored]:
     """The engine on this process's share of the items (question, answers), gathered: one Scored per item, in
     order. A task that continues raw text (MUSE-style) passes `fmt.raw()`."""
+    return scored_groups(model, [(fmt, items)], batch_size, max_new_tokens, token_budget, work, accelerator,
+                         detail)[0]
+
+
+def scored_groups(model, groups: list[tuple[PromptFormat, list]], batch_size: int, max_new_tokens: int,
+                  token_budget: int, work: engine.Work, accelerator, detail: int = 0) -> list[list[engine.Scored]]:
+    """scored_items over several (format, items) groups of one tokenizer in one batch schedule (a task's probes):
+    one list of Scored per group."""
     world = accelerator.num_processes if accelerator is not None else 1
     shard = (accelerator.process_index, world) if world > 1 else (0, 1)
-    done = engine.evaluate(model, fmt, items, token_budget, batch_size, max_new_tokens, work, shard, detail)
+    done = engine.evaluate_groups(model, groups, token_budget, batch_size, max_new_tokens, work, shard, detail)
     if world > 1:
         done = {i: v for part in accelerate_utils.gather_object([done]) for i, v in part.items()}
-    return [done[i] for i in range(len(items))]
+    out, start = [], 0
+    for _, items in groups:
+        out.append([done[start + i] for i in range(len(items))])
+        start += len(items)
+    return out
 
 
 def _token_fields(rows: list[dict], scored: list[engine.Scored]) -> dict[str, list]:

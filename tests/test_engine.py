@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from benchmarks.tofu import EVAL_SPLITS
-from evals.engine import Work, _tree_batches, evaluate, length_batches
+from evals import prepared
+from evals.engine import Work, _tree_batches, evaluate, evaluate_groups, length_batches
 from evals.greedy import walk
 from evals.reference import greedy_generate, mean_answer_nll
 from evals.stats import split_stats
@@ -183,3 +184,54 @@ def test_drafts_that_leave_the_tree_decode_on_exactly(smoke_target, cut):
     ref = greedy_generate(model, fmt, [q for q, _ in items], batch_size=8, max_new_tokens=40)
     assert [got[i].generation for i in range(len(items))] == ref
     assert 0 < work.tokens_drafted < work.tokens_generated
+
+
+def test_shared_prefixes_and_format_groups_give_the_references_numbers(smoke_target, monkeypatch):
+    """Prompts that share a long run of tokens (a context before each question, as the in-context probes put) run
+    that run once and continue from copies of its keys and values; items of two prompt formats (one with a begun
+    answer, as the `affirm` probe) go through one batch schedule. NLLs equal the reference's to float32 rounding,
+    generations equal `generate`, the shared run counts once in the tokens scored, and a group's items equal the
+    same items asked alone."""
+    monkeypatch.setattr(prepared, "MIN_SAVED", 16)      # the smoke world is small: share any run of 16+ tokens
+    model, fmt, task = smoke_target
+    rows = task.rows["forget_eval"][:5] + task.rows["retain_eval"][:5]
+    context = "".join(f"{r['question']}\n{r['answer']}\n\n" for r in task.rows["retain"][:3])
+    framed = [(context + r["question"], [r["answer"], r["perturbed_answer"][0]]) for r in rows]
+    begun = fmt.answered_from("Sure. ")
+    plain = [(r["question"], [r["answer"], r["paraphrased_answer"]]) for r in rows]
+    items = prepared.items(fmt, framed)
+    (prefix, members), = [g for g in prepared.prefix_groups(items) if g[0]]
+    assert prefix >= len(fmt.tokenizer(context)["input_ids"]) - 2 and sorted(members) == list(range(len(rows)))
+    work = Work()
+    got = evaluate_groups(model, [(fmt, framed), (begun, plain)], token_budget=300, batch_size=4, max_new_tokens=20,
+                          work=work)
+    ref = mean_answer_nll(model, fmt, [(q, a) for q, answers in framed for a in answers], batch_size=8)
+    ref += mean_answer_nll(model, begun, [(q, a) for q, answers in plain for a in answers], batch_size=8)
+    assert all(close(a, b) for a, b in zip([x for i in range(len(got)) for x in got[i].nll], ref, strict=True))
+    generated = greedy_generate(model, fmt, [q for q, _ in framed], batch_size=8, max_new_tokens=20)
+    assert [got[i].generation for i in range(len(framed))] == generated
+    alone = evaluate(model, begun, plain, token_budget=300, batch_size=4, max_new_tokens=0)
+    assert all(close(a, b) for i in range(len(plain)) for a, b in zip(got[len(framed) + i].nll, alone[i].nll))
+    others = prepared.items(begun, plain)
+    once = prefix + sum(it.shared - prefix + len(it.tree) for it in items)     # the shared run once
+    assert work.tokens_scored == once + sum(it.shared + len(it.tree) for it in others)
+    # the cost meter counts what went through the model: the shared run once, each decoding step's new token only
+    for new_tokens in (0, 20):
+        meter, work = CostMeter("cpu"), Work()
+        meter.watch(model)
+        with meter:
+            evaluate(model, fmt, framed, token_budget=300, batch_size=4, max_new_tokens=new_tokens, work=work)
+        assert meter.forward_tokens == once if new_tokens == 0 else (
+            once < meter.forward_tokens <= once + work.tokens_generated + work.prompt_tokens)
+
+
+def test_prepared_items_are_reused_only_for_the_same_format_and_text(smoke_target):
+    model, fmt, task = smoke_target
+    pairs = [(r["question"], [r["answer"]]) for r in task.rows["forget_eval"][:3]]
+    first = prepared.items(fmt, pairs)
+    assert prepared.items(PromptFormat(fmt.cfg, fmt.tokenizer), list(pairs)) is first     # same tokens: reused
+    assert prepared.items(fmt.answered_from("Sure. "), pairs) is not first                # another prompt
+    assert prepared.items(fmt, pairs[:2]) is not first
+    other = copy.deepcopy(fmt.tokenizer)
+    other.add_tokens(["<probe-token>"])
+    assert PromptFormat(fmt.cfg, other).fingerprint() != fmt.fingerprint()             # another tokenizer

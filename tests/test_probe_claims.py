@@ -118,7 +118,9 @@ def test_a_probe_from_a_file(smoke_root, tmp_path, registries):
     path.write_text(PROBE_FILE.format(case="lower"))
     edited = {r["model"]: r["metrics"] for r in run("own_probe_edited", "probes=paraphrase,shout")["results"]}
     assert edited["target"]["probe_shout_forget"] != rows["target"]["probe_shout_forget"]
-    assert edited["target"]["probe_paraphrase_forget"] == rows["target"]["probe_paraphrase_forget"]
+    # the other probe's numbers stay, to float32 rounding: the probes share one batch schedule, whose rows changed
+    assert edited["target"]["probe_paraphrase_forget"] == pytest.approx(rows["target"]["probe_paraphrase_forget"],
+                                                                         rel=1e-5)
     # a probe the task's rows cannot serve is a named error before anything trains
     with pytest.raises(ConfigError, match=r"cannot serve \['nickname'\]"):
         run("own_probe_missing", "probes=nickname")

@@ -11,6 +11,7 @@ import torch
 import run_benchmark
 from benchmarks import tofu_probes
 from evals import probes
+from evals.engine import evaluate
 from unlearnbench.cache import row_digests
 from unlearnbench.config import ConfigError, load_config
 from unlearnbench.tasks import build_task, probes_for
@@ -134,6 +135,35 @@ def test_mc_choice_scores_equal_a_direct_log_likelihood(smoke_target):
         totals = [-a * b for a, b in zip(n, k)]
         assert totals == pytest.approx(direct, abs=1e-4)
         assert score == float(int(np.argmax(direct)) == 0)
+
+
+def test_probes_in_one_schedule_score_as_each_probe_alone(smoke_target):
+    """Every probe the smoke world offers, asked through the task's evaluation (one batch schedule, shared frames run
+    once, the retain items' prompt probes scoring the answer alone: only their mean score is read) gives each item
+    the score and truth ratio of that probe asked alone with all its answers, as before 2026-12-08, to float32
+    rounding; the retain items keep their score."""
+    model, fmt, task = smoke_target
+    asked = tuple(p for p in task.offered_probes())
+    stats = task.evaluate(model, fmt.tokenizer, fmt, "target", 8, generate=False, probes=asked)
+    got = task.probe_scores(stats)
+    asked_alone = {r["question"] for r in task.rows["retain_eval"]}
+    context = tofu_probes.examples([r for r in task.rows["retain"] if r["question"] not in asked_alone], 5)
+    compared = 0
+    for probe in asked:
+        for split in ("forget", "retain"):
+            rows = task.rows[f"{split}_eval"]
+            if probe == "mc":
+                continue                    # reads the plain evaluation's NLLs, no items of its own
+            items = tofu_probes.items(probe, rows, context, task._per_author())
+            done = evaluate(model, tofu_probes.prompt_format(probe, fmt), items, 4096, 8, 0)
+            alone = tofu_probes.scores(probe, [done[i].nll for i in range(len(items))], rows)
+            keys = ("score", "ratio") if split == "forget" else ("score",)
+            assert set(got[probe][split]) == set(keys if tofu_probes.ratio_free(probe) else alone)
+            for key in keys:
+                if key in alone:
+                    assert got[probe][split][key] == pytest.approx(alone[key], rel=2e-5, abs=1e-7), (probe, split, key)
+                    compared += len(alone[key])
+    assert compared > 10 * len(asked)
 
 
 def scored(forget, ratio=None):

@@ -61,8 +61,8 @@ class CostMeter:
             mask = kwargs.get("attention_mask")
             if mask is None:
                 n = ids.numel() if ids is not None else 0
-            elif mask.dim() == 2:
-                n = int(mask.sum())
+            elif mask.dim() == 2:   # over cached positions too where a cache is fed (decoding, a shared prompt
+                n = int((mask if ids is None else mask[:, -ids.shape[1]:]).sum())   # prefix): the new tokens only
             else:   # a 4-D mask (the evaluation engine's token trees): a real token sees itself, padding does not
                 own = mask[:, 0, :, -ids.shape[1]:].diagonal(dim1=-2, dim2=-1)
                 n = int((own == 0).sum()) if own.is_floating_point() else int(own.sum())
@@ -125,3 +125,4 @@ def total(records: list[dict | None], device: str = "cpu") -> dict:
             out[k] = max(out[k], r[k])
         out["device"], out["device_count"] = r["device"], r["device_count"]
     return out
+

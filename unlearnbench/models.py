@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +179,16 @@ class PromptFormat:
         out.answer_start = self.answer_start + start
         return out
 
+    def fingerprint(self) -> str | None:
+        """A digest of everything that decides this format's tokens (tokenizer, prompt format, template, answer
+        start, length cut): equal fingerprints encode every text alike. None for a tokenizer without a full
+        serialisation (a slow one), whose encodings are then never reused."""
+        digest = tokenizer_digest(self.tokenizer)
+        if digest is None:
+            return None
+        parts = [digest, self.cfg.prompt_format, self.cfg.template, self.answer_start, str(self.max_length)]
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
     def prompt(self, question: str) -> str:
         if self.cfg.prompt_format == "chat":
             return self.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
@@ -226,6 +238,25 @@ class PromptFormat:
         """Plain text for language-model pretraining: every token is a label."""
         ids = self.tokenizer(text)["input_ids"][: self.max_length - 1] + [self.tokenizer.eos_token_id]
         return {"input_ids": ids, "labels": list(ids)}
+
+
+_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def tokenizer_digest(tokenizer) -> str | None:
+    """sha256 of a fast tokenizer's full serialisation (normalizer, pre-tokenizer, vocabulary and merges, post
+    processor, added tokens), its special tokens and chat template; None for a tokenizer without one. Computed once
+    per tokenizer object."""
+    if tokenizer in _DIGESTS:
+        return _DIGESTS[tokenizer]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    special = json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str)
+    chat = str(getattr(tokenizer, "chat_template", None))
+    text = "\0".join([type(tokenizer).__name__, backend.to_str(), special, chat])
+    _DIGESTS[tokenizer] = hashlib.sha256(text.encode()).hexdigest()
+    return _DIGESTS[tokenizer]
 
 
 def collate(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
