@@ -8,6 +8,7 @@ Run with --help for every option.
 from __future__ import annotations
 
 import sys
+import time
 
 from unlearnbench import numerics
 
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
                           models=", ".join(available("model")), tasks=", ".join(available("task"))))
         return {}
     args, flags = arguments(argv, ("--fresh",))
+    began = time.perf_counter()
 
     # 1-2. config, tasks and every world's data checked, then threads, devices and the cache (orchestration/start.py)
     cfg = load_config(args)
@@ -134,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
     # 6. results files
     payload = {"experiment": cfg.name, "config": to_dict(cfg), "versions": environment.describe(),
                "runtime": {"torch_threads": run.threads, "processes": run.accelerator.num_processes,
-                           "numerics": numerics.describe()},
+                           "numerics": numerics.describe(), "timing": done["timing"],
+                           "wall_seconds": time.perf_counter() - began},
                "datasets": datasets, "results": records, "per_item": per_item,
                **({"worlds": done["worlds"]} if done["worlds"] else {})}
     if run.accelerator.is_main_process:
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def run_tasks(world: World, run: Started) -> dict:
     """Every task of one world: {"records", "datasets", "per_item"}."""
-    records, datasets, per_item = [], {}, {}
+    records, datasets, per_item, timing = [], {}, {}, {}
     for label, task in world.tasks.items():
         protocol = run_requests if world.cfg.requests.folds else run_task
         done = protocol(world.cfg, task, world.data[label], run.store, run.accelerator)
@@ -155,7 +158,9 @@ def run_tasks(world: World, run: Started) -> dict:
         task_label = done["records"][0]["task"]
         datasets[task_label] = done["dataset"]
         per_item[task_label] = done["per_item"]
-    return {"records": records, "datasets": datasets, "per_item": per_item}
+        if "timing" in done:
+            timing[task_label] = done["timing"]
+    return {"records": records, "datasets": datasets, "per_item": per_item, "timing": timing}
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -8,6 +8,8 @@ that need many models (populations.py) and the recovery attacks (attacks/). Last
 """
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from evals import spread
@@ -55,15 +57,21 @@ def run_task(cfg: ExperimentConfig, task: Task, data: TaskData, store: UnitStore
     """One task end to end from its loaded (and checked: orchestration/preflight.py) data.
 
     Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
-    pipe = Pipeline(cfg, task, data, store, accelerator)
+    pipe, clock = Pipeline(cfg, task, data, store, accelerator), Stages()
     if cfg.privacy.population or cfg.privacy.shadow_models:
         populations.require_holdout(pipe)       # before any training, not after the main rows
-    models = reference_models(pipe)
-    tests = probing.discrimination(pipe, models.target_stats(cfg.seed), models.retain_stats(cfg.seed))
-    rows = [*reference_rows(pipe, models), *method_rows(pipe, models), *guarantee_rows(pipe, models),
-            *checkpoint_rows(pipe, models)]
-    privacy_columns(pipe, models, rows)
-    attack_columns(pipe, models, rows)
+    with clock("base, target and retain models"):
+        models = reference_models(pipe)
+        tests = probing.discrimination(pipe, models.target_stats(cfg.seed), models.retain_stats(cfg.seed))
+        rows = reference_rows(pipe, models)
+    with clock("method rows"):
+        rows += method_rows(pipe, models)
+    with clock("guarantee and checkpoint rows"):
+        rows += [*guarantee_rows(pipe, models), *checkpoint_rows(pipe, models)]
+    with clock("privacy populations"):
+        privacy_columns(pipe, models, rows)
+    with clock("recovery attacks"):
+        attack_columns(pipe, models, rows)
     for row in rows:        # a row that is another row's model gets that row's columns
         if row.same_as is not None:
             other = next(r for r in rows if r.id == row.same_as)
@@ -87,7 +95,34 @@ def run_task(cfg: ExperimentConfig, task: Task, data: TaskData, store: UnitStore
         export_models(cfg, task.label, kept, lora_rows=[str(r.id) for r in rows if r.id.lora],
                       main=accelerator.is_main_process)
     dataset = {**describe(task, data, cfg), **({"probes": probing.describe(pipe, tests)} if cfg.probes else {})}
-    return {"records": records, "dataset": dataset, "per_item": {str(r.id): r.unit.stats for r in rows}}
+    return {"records": records, "dataset": dataset, "per_item": {str(r.id): r.unit.stats for r in rows},
+            "timing": {"stages": clock.seconds, "units": unit_seconds(rows)}}
+
+
+class Stages:
+    """Wall seconds of a run's stages, as they happened (a cached unit costs its reading only)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def unit_seconds(rows: list[Row]) -> dict[str, float]:
+    """The wall seconds the rows' units cost when they were built, every seed's: training (fine-tuning a target or
+    retain model, unlearning, a guarantee row's), evaluation, and the attacks (attacking, then evaluating)."""
+    units = {id(u): u for r in rows for u in [r.unit, *(u for _, u in r.repeats)] if u.ok}
+    wall = lambda cost: (cost or {}).get("wall_seconds") or 0.0
+    attacks = [v for r in rows if r.same_as is None for v in (r.attack_cost or {}).values()]
+    return {"training": sum(wall(u.cost) for u in units.values()),
+            "evaluation": sum(wall(u.eval_cost) for u in units.values()),
+            "attacks": sum(wall(v.get("attack")) + wall(v.get("eval")) for v in attacks)}
 
 
 # -- row sources ------------------------------------------------------------------------------------------------

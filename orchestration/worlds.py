@@ -53,8 +53,9 @@ def check(cfg: ExperimentConfig) -> None:
 
 
 def summarize(cfg: ExperimentConfig, runs: list[tuple[int, dict]]) -> dict:
-    """One run's results from its worlds' (each {"records", "datasets", "per_item"}): with one world, that world's;
-    with several, every task's rows over the worlds (evals/worlds.py), each world's own records kept beside."""
+    """One run's results from its worlds' (each {"records", "datasets", "per_item", "timing"}): with one world,
+    that world's; with several, every task's rows over the worlds (evals/worlds.py), each world's own records and
+    timing kept beside."""
     if len(runs) == 1:
         return {**runs[0][1], "worlds": None}
     first = runs[0][1]
@@ -71,5 +72,6 @@ def summarize(cfg: ExperimentConfig, runs: list[tuple[int, dict]]) -> dict:
                                                               for w, run in runs}}}
     return {"records": records, "datasets": datasets,
             "per_item": {f"world {w}": run["per_item"] for w, run in runs},
+            "timing": {f"world {w}": run["timing"] for w, run in runs},
             "worlds": [{"world": w, "seed": cfg.seed + w, "results": run["records"], "datasets": run["datasets"]}
                        for w, run in runs]}

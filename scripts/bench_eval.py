@@ -31,23 +31,9 @@ from orchestration.pipeline import Pipeline
 from orchestration.units import ModelRef
 from unlearnbench.cache import UnitStore
 from unlearnbench.config import load_config
+from unlearnbench.cost import matmul_flops
 from unlearnbench.runtime import configure_threads
 from unlearnbench.tasks import build_task
-
-
-def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 2048, reps: int = 10) -> float:
-    """Measured dense matmul throughput (FLOP/s) of this device at this dtype."""
-    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
-    for _ in range(2):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * size ** 3 * reps / (time.perf_counter() - start)
 
 
 def evaluate(model, fmt, task, limit: int, max_new_tokens: int, use_engine: bool) -> tuple[dict, Work]:

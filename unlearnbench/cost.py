@@ -126,3 +126,17 @@ def total(records: list[dict | None], device: str = "cpu") -> dict:
         out["device"], out["device_count"] = r["device"], r["device_count"]
     return out
 
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, size: int = 2048, reps: int = 10) -> float:
+    """Measured dense matmul throughput (FLOP/s) of this device at this dtype."""
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * size ** 3 * reps / (time.perf_counter() - start)
