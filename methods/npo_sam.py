@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from methods import method
 from methods.common import nll, sequence_logprob
 from methods.npo import npo_loss
+from unlearnbench.config import ConfigError
 from unlearnbench.heavy import torch
 
 
@@ -18,6 +19,12 @@ class NPOSAMConfig:
     beta: float = 0.1       # idem (NPO's)
     alpha: float = 1.0      # retain weight ("gamma" there)
     rho: float = 0.01       # perturbation radius: Unlearn-Smooth MUSE/baselines/unlearn.py (its WMDP config: 0.1)
+
+    def __post_init__(self):
+        if not self.rho >= 0:
+            raise ConfigError(f"method_args.NPO_SAM.rho={self.rho}: expected a perturbation radius >= 0 (0: NPO "
+                              f"and its retain term without the perturbation; a negative one would move the weights "
+                              f"downhill, to a nearby minimum instead of the worst nearby point)")
 
 
 def sam_gradient(params: list, loss_fn, rho: float):

@@ -236,6 +236,8 @@ CASES = [
     ("zero batch size", lambda w, t: ["unlearn.batch_size=0"], r"unlearn\.batch_size=0: expected rows per micro-batch"),
     ("negative learning rate", lambda w, t: ["method_args.GradAscent.lr=-1e-3"],
      r"method_args\.GradAscent\.lr=-0\.001: expected a learning rate >= 0"),
+    ("negative SAM radius", lambda w, t: ["methods=NPO_SAM", "method_args.NPO_SAM.rho=-1"],
+     r"method_args\.NPO_SAM\.rho=-1(\.0)?: expected a perturbation radius >= 0"),
     ("negative task batch size", lambda w, t: ["tasks.tofu_micro.unlearn.batch_size=-2"],
      r"tasks\.tofu_micro\.unlearn\.batch_size=-2"),
     ("zero fine-tuning epochs", lambda w, t: ["task.finetune.epochs=0"],
