@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def run_tasks(world: World, run: Started) -> dict:
-    """Every task of one world: {"records", "datasets", "per_item"}."""
+    """Every task of one world: {"records", "datasets", "per_item", "timing"} (timing: run_task's, per task)."""
     records, datasets, per_item, timing = [], {}, {}, {}
     for label, task in world.tasks.items():
         protocol = run_requests if world.cfg.requests.folds else run_task

@@ -220,11 +220,11 @@ def scores(probe: str, nll: list[list[float]], rows: list[dict], seed: int = 0,
     them); lengths: the label tokens of each answer (the `mc` probe compares total log-likelihoods); ratio=False:
     items made with `items(..., ratio=False)` (a prompt probe's score alone)."""
     arrays = [np.asarray(n, dtype=np.float64) for n in nll]
-    if not ratio and ratio_free(probe):
-        return {"score": [float(np.exp(-n[0])) for n in arrays]}
     if ratio_free(probe):
-        return {"score": [float(np.exp(-n[0])) for n in arrays],
-                "ratio": [float(np.exp(-n[2:].mean()) / (np.exp(-n[1]) + 1e-10)) for n in arrays]}
+        score = {"score": [float(np.exp(-n[0])) for n in arrays]}
+        if not ratio:
+            return score
+        return {**score, "ratio": [float(np.exp(-n[2:].mean()) / (np.exp(-n[1]) + 1e-10)) for n in arrays]}
     if probe == "mc":
         if lengths is None:
             raise ValueError("the mc probe compares total log-likelihoods: it needs each answer's label lengths")

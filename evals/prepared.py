@@ -90,9 +90,7 @@ def _prepare(fmt: PromptFormat, pairs: list[tuple[str, list[str]]]) -> list[Item
     for (question, answers), prompt in zip(pairs, prompts):
         encoded, shared = [next(rows) for _ in answers], len(prompt)
         for row in encoded:     # labels start at the prompt's length; keep a token (at least EOS) after the prefix
-            ids = row["input_ids"]
-            same = next((i for i, (a, b) in enumerate(zip(prompt, ids)) if a != b), min(len(prompt), len(ids)))
-            shared = min(shared, same, len(ids) - 1)
+            shared = min(shared, _common(prompt, row["input_ids"]), len(row["input_ids"]) - 1)
         if shared < 1:
             raise ValueError(f"question {question!r}: its prompt encodes to no token shared with its answers' rows")
         out.append(Item(prompt, shared, encoded, Tree(encoded, shared)))
@@ -138,4 +136,5 @@ def _split(members: list[int], common: list[int]) -> list[tuple[int, list[int]]]
 
 
 def _common(a: list[int], b: list[int]) -> int:
+    """How many leading tokens the two sequences share."""
     return next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

@@ -56,7 +56,7 @@ class Models:
 def run_task(cfg: ExperimentConfig, task: Task, data: TaskData, store: UnitStore, accelerator) -> dict:
     """One task end to end from its loaded (and checked: orchestration/preflight.py) data.
 
-    Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}}."""
+    Returns {"records": [...], "dataset": {...}, "per_item": {row: stats}, "timing": {"stages", "units"}}."""
     pipe, clock = Pipeline(cfg, task, data, store, accelerator), Stages()
     if cfg.privacy.population or cfg.privacy.shadow_models:
         populations.require_holdout(pipe)       # before any training, not after the main rows
